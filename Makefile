@@ -1,0 +1,40 @@
+# evonas: set-up, demo and tests. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.evonas-installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+RUN    ?= runs/demo
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup dataset demo test bench clean-demo help
+
+help:
+	@echo "make demo   set up, then run the whole job on Fashion-MNIST into $(RUN)"
+	@echo "make test   set up, then run the test suite"
+	@echo "make setup  create $(VENV) and install evonas (editable) and the dataset"
+	@echo "make bench  run the benchmark scripts in benchmarks/"
+
+setup: $(STAMP) dataset
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+dataset:
+	@if [ ! -f $(FMNIST) ]; then \
+	  echo "Installing Fashion-MNIST from Debian (dataset-fashion-mnist)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+demo: setup
+	bash scripts/demo.sh $(RUN)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/supernet_speed.py

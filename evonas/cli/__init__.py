@@ -1,0 +1,1 @@
+"""The ``evonas`` command line."""

@@ -1,0 +1,80 @@
+"""Entry point of the ``evonas`` command: a click group and the error boundary.
+
+Subcommands live in one module per concern (``train_cmds``, ``search_cmds``,
+``predict_cmds``); each exposes ``COMMANDS``, a list of click commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from search_spaces import SpaceError
+
+from ..errors import EvonasError
+
+HELP = """evonas: weight-sharing neural architecture search.
+
+\b
+A typical session:
+  evonas train-supernet --space macro-fmnist --run runs/demo --epochs 10
+  evonas eval --run runs/demo --arch 12012200
+  evonas search --run runs/demo --algo evolution --budget 500 --max-flops 3e6
+  evonas fit-predictor --run runs/demo --anchors 16 --anchor-epochs 3
+  evonas export --run runs/demo --top-k 5
+
+Architectures are strings: one digit per layer for chain spaces (macro-*,
+mobilenet-*), the official cell string for nb201. `evonas spaces` lists the spaces.
+"""
+
+_MODULES = ("train_cmds", "search_cmds", "predict_cmds")
+
+
+@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="evonas")
+def cli() -> None:
+    pass
+
+
+@cli.command("spaces")
+def spaces_cmd() -> None:
+    """List the registered search spaces and their sizes."""
+    from search_spaces import get_space, list_spaces
+
+    for name in list_spaces():
+        click.echo(get_space(name).describe())
+
+
+for _name in _MODULES:
+    try:
+        _mod = importlib.import_module(f"{__package__}.{_name}")
+    except ModuleNotFoundError as exc:  # a module still being written must not break the rest
+        if exc.name != f"{__package__}.{_name}":
+            raise
+        continue
+    for _cmd in _mod.COMMANDS:
+        cli.add_command(_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors print one clear message and exit 2."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (EvonasError, SpaceError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun with --resume to continue where it stopped", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
