@@ -1,0 +1,80 @@
+"""Export: a sub-network as a standalone PyTorch module with the inherited weights.
+
+Each export directory holds::
+
+    model.pt2        torch.export program: torch.export.load(path).module()(x) runs it
+    state_dict.pt    the weights, for evonas.supernet.chain.build_standalone(space, arch)
+    metrics.json     architecture, FLOPs, params, accuracies, provenance
+
+The BN statistics are recalibrated for the architecture (as in scoring) before the
+weights are copied, so the module gives the accuracy the supernet reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from search_spaces import Arch
+
+from .config import write_json_atomic
+
+PROGRAM = "model.pt2"
+WEIGHTS = "state_dict.pt"
+METRICS = "metrics.json"
+
+
+def save_module(module: torch.nn.Module, example: torch.Tensor, out_dir: Path) -> None:
+    """Save ``module`` as a torch.export program with a dynamic batch size, and its weights."""
+    module = module.eval()
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    tmp = out_dir / ("partial-" + PROGRAM)
+    torch.export.save(program, tmp)
+    tmp.replace(out_dir / PROGRAM)
+    torch.save(module.state_dict(), out_dir / WEIGHTS)
+
+
+def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metrics: dict | None = None, *, evaluator=None) -> Path:
+    """Export ``arch`` of the supernet in ``run_dir`` to ``out_dir``; returns ``out_dir``.
+
+    ``evaluator`` (a :class:`~evonas.scoring.SupernetEvaluator`) is reused when given,
+    so exporting many architectures loads the supernet and data once.
+    """
+    from .scoring import SupernetEvaluator
+
+    ev = evaluator or SupernetEvaluator.from_run(run_dir)
+    space = ev.space
+    arch = space.coerce(arch)
+    ev.prepare(arch)  # recalibrate BN for this path before copying
+    module = ev.model.extract(arch).eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net = space.net
+    example = torch.zeros(2, net.in_channels, net.image_size, net.image_size)
+    save_module(module, example, out_dir)
+    cost = space.cost(arch)
+    record = {
+        "arch": str(arch),
+        "canonical": str(space.canonical(arch)),
+        "space": space.name,
+        "flops": cost.flops,
+        "params": cost.params,
+        "input_shape": [net.in_channels, net.image_size, net.image_size],
+        "mean": list(ev.splits.mean),
+        "std": list(ev.splits.std),
+        "load": f"torch.export.load('{PROGRAM}').module()(x) with x normalised by mean/std (0..1 pixel scale)",
+        "provenance": ev.provenance(),
+        **(metrics or {}),
+    }
+    write_json_atomic(out_dir / METRICS, record)
+    return out_dir
+
+
+def load_exported(out_dir: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Load an export directory: the runnable module and its metrics."""
+    out_dir = Path(out_dir)
+    module = torch.export.load(out_dir / PROGRAM).module()
+    return module, json.loads((out_dir / METRICS).read_text())

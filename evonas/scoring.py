@@ -1,0 +1,142 @@
+"""Scoring networks: evaluation, BN recalibration, and the supernet evaluator.
+
+A sub-network that inherits supernet weights also inherits batch-norm statistics
+that were averaged over every path trained. Recalibration resets the running
+statistics of the BN layers on the chosen path and re-estimates them on a fixed set
+of training images before measuring validation accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from search_spaces import Arch
+
+from .data import Normalizer, Splits, batches
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.inference_mode()
+def evaluate(forward: Forward, x: torch.Tensor, y: torch.Tensor, norm: Normalizer, batch_size: int = 1000) -> dict[str, float]:
+    """Accuracy (percent) and mean cross-entropy of ``forward`` on (x, y)."""
+    correct, loss_sum = 0, 0.0
+    for xb, yb in batches(x, y, batch_size):
+        logits = forward(norm(xb))  # (B, classes)
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    n = max(len(x), 1)
+    return {"accuracy": 100.0 * correct / n, "loss": loss_sum / n}
+
+
+def batchnorms(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    forward: Forward, bns: list[nn.modules.batchnorm._BatchNorm], x: torch.Tensor, norm: Normalizer, batch_size: int = 500
+) -> None:
+    """Reset ``bns`` and re-estimate their statistics as an exact average over ``x``."""
+    saved = []
+    for bn in bns:
+        saved.append((bn.momentum, bn.training))
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over all recalibration batches
+        bn.train()
+    try:
+        for xb, _ in batches(x, torch.zeros(len(x), dtype=torch.long), batch_size):
+            forward(norm(xb))
+    finally:
+        for bn, (momentum, training) in zip(bns, saved):
+            bn.momentum = momentum
+            bn.train(training)
+
+
+def recalibration_images(splits: Splits, n: int, seed: int) -> torch.Tensor:
+    """A fixed, seeded subset of the train split used to recalibrate every sub-network."""
+    n = min(n, len(splits.train_x))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(splits.train_x), generator=g)[:n]
+    return splits.train_x[idx]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class SupernetEvaluator:
+    """Scores sub-networks of a trained supernet with inherited weights."""
+
+    def __init__(
+        self,
+        run,  # evonas.run.Run
+        *,
+        recalibrate: bool = True,
+        recalib_images: int = 2000,
+        val_images: int | None = None,
+        batch_size: int = 500,
+        seed: int = 0,
+        split: str = "val",
+    ) -> None:
+        from .errors import ConfigError
+
+        if recalib_images < 1:
+            raise ConfigError(f"--recalib-images must be >= 1; got {recalib_images}")
+        self.run = run
+        self.space = run.space
+        self.recalibrate = recalibrate
+        self.recalib_images = recalib_images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.split = split
+        self.model = run.load_supernet().eval()
+        self.splits = run.splits()
+        self.norm = Normalizer(self.splits.mean, self.splits.std)
+        x, y = self.splits.split(split)
+        if val_images is not None:
+            x, y = x[:val_images], y[:val_images]
+        self.x, self.y = x, y
+        self.val_images = len(x)
+        self.calib_x = recalibration_images(self.splits, recalib_images, seed) if recalibrate else None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **kwargs) -> "SupernetEvaluator":
+        from .run import Run
+
+        return cls(Run.open(run_dir), **kwargs)
+
+    def prepare(self, arch: Arch) -> None:
+        """Put the supernet's BN statistics in the state ``evaluate`` measures ``arch`` in."""
+        arch = self.space.validate(arch)
+        if self.recalibrate:
+            path = self.model.path_modules(arch)
+            self.model.train()
+            recalibrate_bn(lambda x: self.model(x, arch), batchnorms(path), self.calib_x, self.norm, self.batch_size)
+            self.model.eval()
+
+    def evaluate(self, arch: Arch) -> dict[str, float]:
+        """Accuracy (percent) and loss of ``arch`` on the evaluation split."""
+        self.prepare(arch)
+        return evaluate(lambda x: self.model(x, arch), self.x, self.y, self.norm, self.batch_size)
+
+    def provenance(self) -> dict:
+        return {
+            "checkpoint": str(self.run.weights_path),
+            "sha256": self.run.weights_sha256(),
+            "recalibrate": self.recalibrate,
+            "recalib_images": self.recalib_images if self.recalibrate else 0,
+            "split": self.split,
+            "eval_images": self.val_images,
+            "seed": self.seed,
+        }

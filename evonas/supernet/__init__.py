@@ -1,0 +1,26 @@
+"""Supernets: one set of shared weights holding every choice of every layer.
+
+``build_supernet(space)`` returns the supernet of a registered space; its
+``forward(x, arch)`` runs exactly the path ``arch`` names, and ``extract(arch)``
+returns a standalone module of that path with the weights copied in.
+"""
+
+from __future__ import annotations
+
+from search_spaces import ChainSpace, Space
+
+from ..errors import ConfigError
+from .chain import ChainSubnet, ChainSupernet
+
+
+def build_supernet(space: Space) -> ChainSupernet:
+    """The supernet of ``space`` (chain spaces: macro-*, mobilenet-*)."""
+    if isinstance(space, ChainSpace):
+        return ChainSupernet(space)
+    raise ConfigError(
+        f"space {space.name!r} has no supernet in evonas (it is scored from tables: use "
+        "`evonas search --space nb201 --table FILE`); supernets exist for chain spaces"
+    )
+
+
+__all__ = ["ChainSubnet", "ChainSupernet", "build_supernet"]
