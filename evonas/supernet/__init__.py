@@ -7,6 +7,8 @@ returns a standalone module of that path with the weights copied in.
 
 from __future__ import annotations
 
+import torch
+
 from search_spaces import ChainSpace, Space
 
 from ..errors import ConfigError
@@ -16,7 +18,8 @@ from .chain import ChainSubnet, ChainSupernet
 def build_supernet(space: Space) -> ChainSupernet:
     """The supernet of ``space`` (chain spaces: macro-*, mobilenet-*)."""
     if isinstance(space, ChainSpace):
-        return ChainSupernet(space)
+        # channels-last runs the depthwise convolutions 2-3x faster on CPU
+        return ChainSupernet(space).to(memory_format=torch.channels_last)
     raise ConfigError(
         f"space {space.name!r} has no supernet in evonas (it is scored from tables: use "
         "`evonas search --space nb201 --table FILE`); supernets exist for chain spaces"
