@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -48,9 +49,20 @@ class SciNumber(click.ParamType):
 SCI = SciNumber()
 
 
+def json_safe(data: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    return data
+
+
 def echo_json_lines(rows: Iterable[dict]) -> None:
     for row in rows:
-        click.echo(json.dumps(row, sort_keys=False))
+        click.echo(json.dumps(json_safe(row), sort_keys=False))
 
 
 def echo_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:

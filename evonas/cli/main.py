@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from predictors.errors import PredictorError
 from search_spaces import SpaceError
 
 from ..errors import EvonasError
@@ -29,7 +30,7 @@ Architectures are strings: one digit per layer for chain spaces (macro-*,
 mobilenet-*), the official cell string for nb201. `evonas spaces` lists the spaces.
 """
 
-_MODULES = ("train_cmds", "search_cmds", "predict_cmds")
+_MODULES = ("train_cmds", "search_cmds", "predict_cmds", "anchor_cmds")
 
 
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (EvonasError, SpaceError) as exc:
+    except (EvonasError, SpaceError, PredictorError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:

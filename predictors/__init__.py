@@ -1,0 +1,49 @@
+"""Predictors for evonas: architecture encodings, estimators, gap correction, intervals, rank metrics.
+
+Everything follows scikit-learn (``fit(X, y)`` returns self, ``predict`` checks it
+was fitted, ``clone`` works) and imports no torch.
+
+>>> from search_spaces import get_space
+>>> from predictors import ArchEncoder, cross_validate_predictors, fit_final
+>>> enc = ArchEncoder(get_space("macro-fmnist"), extra_names=("supernet_score",))
+>>> X = enc.transform(anchors, extra={"supernet_score": scores})          # doctest: +SKIP
+>>> report = cross_validate_predictors(X, acc, proxy_index=enc.index_of("supernet_score"),
+...                                    cost_index=enc.index_of("log_flops"))  # doctest: +SKIP
+>>> model = fit_final(report.best, X, acc, proxy_index=..., cost_index=...)  # doctest: +SKIP
+>>> lower, upper = model.predict_interval(X_new)                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from . import boosting, ensemble, estimators, gap, pairwise  # noqa: F401  (register the predictors)
+from .base import Predictor
+from .boosting import XGBPredictor
+from .conformal import ConformalRegressor, empirical_coverage
+from .crossval import (
+    BaselineScore,
+    EstimatorScore,
+    RankingReport,
+    build_predictor,
+    cross_validate_predictors,
+    default_predictors,
+    fit_final,
+)
+from .encoders import ArchEncoder
+from .ensemble import EnsemblePredictor
+from .errors import PredictorError, UnknownPredictorError
+from .estimators import ForestPredictor, GPPredictor, LinearPredictor
+from .gap import GapPredictor
+from .metrics import interval_coverage, kendall_tau, spearman_rho, top_fraction_tau, true_rank_of_best
+from .pairwise import PairwiseLinearPredictor
+from .registry import get_predictor, list_predictors, predictor_class, register_predictor
+from .selection import explicit_anchors, random_anchors, select_anchors, spread_anchors, uncertainty_anchors
+
+__all__ = [
+    "ArchEncoder", "BaselineScore", "ConformalRegressor", "EnsemblePredictor", "EstimatorScore",
+    "ForestPredictor", "GPPredictor", "GapPredictor", "LinearPredictor", "PairwiseLinearPredictor",
+    "Predictor", "PredictorError", "RankingReport", "UnknownPredictorError", "XGBPredictor",
+    "build_predictor", "cross_validate_predictors", "default_predictors", "empirical_coverage",
+    "explicit_anchors", "fit_final", "get_predictor", "interval_coverage", "kendall_tau",
+    "list_predictors", "predictor_class", "random_anchors", "register_predictor", "select_anchors",
+    "spearman_rho", "spread_anchors", "top_fraction_tau", "true_rank_of_best", "uncertainty_anchors",
+]
