@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The evonas demo on Fashion-MNIST: train a supernet, score, search, correct the gap, export.
-# Rerunning continues where a previous run stopped (each step resumes or reuses results).
+# The evonas demo on Fashion-MNIST: train a supernet, score, search under a FLOPs limit,
+# export the top 3, measure and correct the optimization gap, and search with the corrected
+# predictor. Rerunning continues where a previous run stopped (every step resumes or reuses
+# stored results).
 set -euo pipefail
 RUN=${1:-runs/demo}
 EVONAS=${EVONAS:-.venv/bin/evonas}
 EPOCHS=${EPOCHS:-6}
 step() { printf '\n== %s\n' "$*"; }
+start=$(date +%s)
 
-step "1/4 train the supernet ($EPOCHS epochs, uniform single-path sampling)"
+step "1/8 train the supernet ($EPOCHS epochs, one uniformly sampled path per step)"
 if [ -f "$RUN/supernet.pt" ]; then
   echo "already trained: $RUN/supernet.pt"
 elif [ -f "$RUN/checkpoints/last.pt" ]; then
@@ -16,14 +19,26 @@ else
   $EVONAS train-supernet --space macro-fmnist --run "$RUN" --epochs "$EPOCHS"
 fi
 
-step "2/4 score a handful of sampled sub-networks (inherited weights, BN recalibrated)"
-$EVONAS eval --run "$RUN" --sample 8 --seed 1 | tee "$RUN/demo_eval.txt"
+step "2/8 score a handful of sampled sub-networks (inherited weights, BN recalibrated)"
+$EVONAS eval --run "$RUN" --sample 8 --seed 1
 
-step "3/4 the same sub-networks without BN recalibration (what recalibration changes)"
+step "3/8 the same sub-networks without BN recalibration (what recalibration changes)"
 $EVONAS eval --run "$RUN" --sample 8 --seed 1 --no-recalibrate
 
-step "4/4 export the best of them as a standalone PyTorch module"
-best=$(awk 'NR > 1 {print $3, $1}' "$RUN/demo_eval.txt" | sort -rn | head -1 | cut -d' ' -f2)
-$EVONAS export --run "$RUN" --arch "$best"
+step "4/8 evolutionary search under a FLOPs limit (supernet scores, stored as they finish)"
+$EVONAS search --run "$RUN" --algo evolution --budget 60 --max-flops 3e6 --seed 0 --resume
+
+step "5/8 export the top 3 as standalone PyTorch modules, with a report"
+$EVONAS export --run "$RUN" --top-k 3
+
+step "6/8 measure the optimization gap: 8 stand-alone anchors, cross-validated predictors"
+$EVONAS fit-predictor --run "$RUN" --anchors 8 --anchor-epochs 1
+
+step "7/8 search again with the gap-corrected predictor (no forward passes)"
+$EVONAS search --run "$RUN" --scorer predictor --algo evolution --budget 2000 --max-flops 3e6 --seed 0 --resume
+
+step "8/8 predicted stand-alone accuracy, with intervals, of the anchors' neighbours"
+$EVONAS predict --run "$RUN" --arch 12012200 --arch 22222222 --arch 00000000
+
 echo
-echo "done: run directory $RUN (evonas eval --run $RUN --arch $best)"
+echo "done in $(( $(date +%s) - start ))s: $RUN (reports: $RUN/exports/top3/report.md, $RUN/predictor/report.md)"

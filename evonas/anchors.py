@@ -1,0 +1,111 @@
+"""Stand-alone anchors: the ground truth that gap-correcting predictors learn from.
+
+An anchor is an architecture trained from scratch with a short schedule on the run's
+own train split and scored on its validation split. :class:`StandaloneScorer` makes
+that a scorer like any other, so each anchor is a store record (scorer
+``standalone``, with the epochs and seed in its source): training resumes anchor by
+anchor, and an anchor is never trained twice for the same settings.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+from search_spaces import Arch
+
+from .constraints import CostModel
+from .errors import ConfigError
+from .scorers.base import Scorer
+from .scorers.cached import evaluate
+from .store import Store
+
+
+class StandaloneScorer(Scorer):
+    """Trains an architecture alone for ``epochs`` and reports its validation accuracy."""
+
+    name = "standalone"
+
+    def __init__(self, run, *, epochs: int, seed: int = 0, progress: bool = True) -> None:
+        if epochs < 1:
+            raise ConfigError(f"--anchor-epochs must be an integer >= 1; got {epochs}")
+        self.run = run
+        self.space = run.space
+        self.target = "accuracy"
+        self.cost_model = CostModel(self.space)
+        self.epochs = epochs
+        self.seed = seed
+        self.progress = progress
+        # the run's own data split (its seed), a new init/data order (this seed)
+        self.config = run.config.replace(epochs=epochs, seed=seed)
+
+    def score(self, arch: Arch) -> dict[str, float]:
+        from .train import train_standalone
+
+        metrics = train_standalone(arch, self.config, self.run.splits(), progress=self.progress)
+        metrics.update(self.costs(arch))
+        return metrics
+
+    def provenance(self) -> dict[str, Any]:
+        c = self.run.config
+        return {
+            "space": c.space,
+            "dataset": c.dataset,
+            "split_seed": c.seed,
+            "val_size": c.val_size,
+            "train_limit": c.train_limit,
+            "epochs": self.epochs,
+            "batch_size": c.batch_size,
+            "lr": c.lr,
+            "weight_decay": c.weight_decay,
+            "schedule": c.schedule,
+            "seed": self.seed,
+        }
+
+
+def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Canonical arch -> supernet accuracy for at least ``size`` architectures.
+
+    Every architecture the store already holds for this supernet counts; new ones
+    are sampled uniformly (seeded) and scored until the pool is big enough.
+    """
+    from tqdm.auto import tqdm
+
+    space = scorer.space
+    pool = {r.arch: r.metric("accuracy") for r in store.records(space=space.name, scorer=scorer.name, source_key=scorer.source_key)}
+    missing = max(size - len(pool), 0)
+    if missing:
+        rng = random.Random(seed)
+        bar = tqdm(total=missing, desc="supernet scores for the anchor pool", unit="arch", disable=not progress)
+        tries = 0
+        while len(pool) < size and tries < 100 * size:
+            tries += 1
+            arch = space.canonical(space.sample(rng))
+            if str(arch) in pool:
+                continue
+            pool[str(arch)] = evaluate(scorer, store, arch).record.metric("accuracy")
+            bar.update(1)
+        bar.close()
+    return pool
+
+
+def train_anchors(
+    store: Store, scorer: StandaloneScorer, archs: Sequence[Arch], *, echo=print
+) -> dict[str, float]:
+    """Train (or read back) every anchor; canonical arch -> stand-alone accuracy."""
+    out = {}
+    for i, arch in enumerate(archs, start=1):
+        result = evaluate(scorer, store, arch)
+        rec = result.record
+        how = "cached" if result.cached else f"trained in {rec.metric('seconds'):.0f}s"
+        echo(f"anchor {i}/{len(archs)} {rec.arch}: {rec.metric('accuracy'):.2f}% ({how})")
+        out[rec.arch] = rec.metric("accuracy")
+    return out
+
+
+def stored_anchors(store: Store, scorer: StandaloneScorer) -> dict[str, float]:
+    """Every anchor already trained with these settings."""
+    return {
+        r.arch: r.metric("accuracy")
+        for r in store.records(space=scorer.space.name, scorer=scorer.name, source_key=scorer.source_key)
+    }

@@ -1,0 +1,172 @@
+"""Top-k export and the search report: standalone modules, metrics, plots and a Markdown summary.
+
+``export_top_k`` ranks the run's stored records, exports the best ``k`` with
+inherited weights (through :func:`evonas.export.export_arch`) and writes
+``RUN/exports/top{k}/report.md`` with two plots beside it: best-so-far per
+evaluation for every search run in the store, and accuracy against FLOPs with the
+Pareto front highlighted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from .constraints import Constraints
+from .errors import RunDirError
+from .pareto import pareto_front
+from .records import Record, SearchRun, Step
+from .store import STORE_FILE, Store
+
+
+def arch_dirname(arch: str) -> str:
+    """A file-system-safe folder name for an architecture string."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", arch).strip("_") or "arch"
+
+
+def rank_records(records: Sequence[Record], metric: str, *, constraints: Constraints | None = None) -> list[Record]:
+    """Records with ``metric``, best first (ties: fewer FLOPs, then older), optionally within constraints."""
+    keep = [r for r in records if not math.isnan(r.metric(metric))]
+    if constraints:
+        keep = [r for r in keep if constraints.satisfied(r.metrics)]
+    return sorted(keep, key=lambda r: (-r.metric(metric), r.metric("flops"), r.id or 0))
+
+
+def best_so_far(steps: Sequence[Step]) -> list[float]:
+    """The best value after each scored step of a search run."""
+    out, best = [], -math.inf
+    for s in steps:
+        if s.feasible and s.value is not None:
+            best = max(best, s.value)
+            out.append(best)
+    return out
+
+
+def _load_evaluator(run_dir: Path):
+    from .scoring import SupernetEvaluator
+
+    return SupernetEvaluator.from_run(run_dir)
+
+
+def plot_best_so_far(runs: Sequence[tuple[SearchRun, list[Step]]], path: Path, ylabel: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run, steps in runs:
+        curve = best_so_far(steps)
+        if curve:
+            ax.plot(range(1, len(curve) + 1), curve, label=run.name, lw=1.5)
+    ax.set_xlabel("evaluations (distinct architectures scored)")
+    ax.set_ylabel(f"best {ylabel} so far")
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(records: Sequence[Record], metric: str, path: Path, highlight: Sequence[Record] = ()) -> tuple[Path, list[Record]]:
+    """Scatter of ``metric`` against FLOPs with the Pareto front; returns (path, front records)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r.metric(metric), r.metric("flops")) for r in records]
+    front = [records[i] for i in pareto_front(pts, (True, False))]
+    front.sort(key=lambda r: r.metric("flops"))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=10, alpha=0.4, label="scored")
+    ax.plot([r.metric("flops") for r in front], [r.metric(metric) for r in front], "o-", color="C3", ms=4, label="Pareto front")
+    if highlight:
+        ax.scatter([r.metric("flops") for r in highlight], [r.metric(metric) for r in highlight], marker="*", s=80,
+                   color="C2", label="exported", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs (multiply-accumulates)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path, front
+
+
+def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
+                 constraints: Constraints | None = None) -> Path:
+    """Export the ``k`` best stored architectures of ``run_dir`` and write the report; returns report.md's path.
+
+    Records are those of ``scorer`` from its newest source (the current supernet
+    checkpoint), ranked by ``metric``; ``constraints`` keeps only architectures within limits.
+    """
+    from .export import export_arch
+
+    run_dir = Path(run_dir)
+    if k < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--top-k must be >= 1; got {k}")
+    if not (run_dir / STORE_FILE).is_file():
+        raise RunDirError(f"{run_dir} has no {STORE_FILE}; run `evonas search --run {run_dir}` first")
+    with Store.open(run_dir) as store:
+        records = store.records(scorer=scorer)
+        if not records:
+            raise RunDirError(f"the store of {run_dir} has no {scorer!r} scores; run `evonas search --run {run_dir}` first")
+        latest = max(records, key=lambda r: (r.created, r.id or 0)).source_key
+        records = [r for r in records if r.source_key == latest]
+        ranked = rank_records(records, metric, constraints=constraints)
+        runs = list(store.iter_steps())
+    if not ranked:
+        raise RunDirError(f"no stored {scorer!r} score of {run_dir} has {metric!r} within the limits {constraints}")
+    top = ranked[:k]
+    out = run_dir / "exports" / f"top{k}"
+    out.mkdir(parents=True, exist_ok=True)
+    evaluator = _load_evaluator(run_dir) if scorer == "supernet" else None
+    exported: list[tuple[Record, Path]] = []
+    for rank, rec in enumerate(top, start=1):
+        folder = out / f"rank{rank:02d}_{arch_dirname(rec.arch)}"
+        metrics: dict[str, Any] = {
+            "rank": rank,
+            f"{scorer}_{metric}": rec.metric(metric),
+            "flops": int(rec.metric("flops")),
+            "params": int(rec.metric("params")),
+            "record": rec.to_dict(),
+        }
+        exported.append((rec, Path(export_arch(run_dir, rec.arch, folder, metrics, evaluator=evaluator))))
+    by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]
+    curve_png = plot_best_so_far(by_scorer, out / "best_so_far.png", metric)
+    pareto_png, front = plot_pareto(records, metric, out / "pareto.png", highlight=top)
+    report = out / "report.md"
+    report.write_text(_markdown(run_dir, k, scorer, metric, exported, by_scorer, front, len(records), constraints,
+                                curve_png, pareto_png))
+    return report
+
+
+def _markdown(run_dir: Path, k: int, scorer: str, metric: str, exported: list[tuple[Record, Path]],
+              runs: list[tuple[SearchRun, list[Step]]], front: list[Record], n_records: int,
+              constraints: Constraints | None, curve_png: Path, pareto_png: Path) -> str:
+    lines = [f"# Top {k} architectures of `{run_dir}`", ""]
+    lines.append(f"Ranked by {scorer} {metric} over {n_records} stored scores"
+                 + (f" within {constraints.limits}" if constraints else "") + ".")
+    lines += ["", f"| rank | arch | {metric} | FLOPs | params | export |", "| ---: | --- | ---: | ---: | ---: | --- |"]
+    for i, (rec, folder) in enumerate(exported, start=1):
+        lines.append(f"| {i} | `{rec.arch}` | {rec.metric(metric):.4f} | {int(rec.metric('flops')):,} | "
+                     f"{int(rec.metric('params')):,} | `{folder.name}/` |")
+    lines += ["", "Each folder holds the standalone module with inherited weights and its `metrics.json`.", ""]
+    lines += ["## Searches", "", "| search run | algo | seed | evaluations | best | finished |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for run, steps in runs:
+        curve = best_so_far(steps)
+        lines.append(f"| {run.name} | {run.algo} | {run.seed} | {len(curve)} | "
+                     f"{curve[-1] if curve else float('nan'):.4f} | {'yes' if run.finished else 'no (interrupted)'} |")
+    lines += ["", f"![best so far]({curve_png.name})", "", "## Accuracy against FLOPs", "",
+              f"![Pareto front]({pareto_png.name})", "", f"Pareto front ({len(front)} architectures):", "",
+              f"| arch | {metric} | FLOPs |", "| --- | ---: | ---: |"]
+    lines += [f"| `{r.arch}` | {r.metric(metric):.4f} | {int(r.metric('flops')):,} |" for r in front]
+    return "\n".join(lines) + "\n"

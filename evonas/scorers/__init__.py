@@ -1,0 +1,13 @@
+"""Scorers turn architectures into metrics: supernet (inherited weights), table (look-up), predictor (later).
+
+Scoring goes through :func:`evaluate` (``cached.py``), which reads the store first and
+writes a record after scoring, so nothing is scored twice for the same source.
+"""
+
+from __future__ import annotations
+
+from .base import Scorer, source_key
+from .cached import Evaluated, evaluate
+from .registry import get_scorer, list_scorers, make_scorer, register_scorer
+
+__all__ = ["Evaluated", "Scorer", "evaluate", "get_scorer", "list_scorers", "make_scorer", "register_scorer", "source_key"]

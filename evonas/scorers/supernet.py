@@ -1,0 +1,62 @@
+"""The supernet scorer: accuracy of a sub-network with inherited, BN-recalibrated weights.
+
+It wraps :class:`evonas.scoring.SupernetEvaluator` (which loads the run's supernet)
+and adds the architecture's FLOPs and params from the space description, and its
+latency when a latency table is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Arch
+
+from ..constraints import CostModel
+from ..errors import ConfigError
+from .base import Scorer
+
+
+class SupernetScorer(Scorer):
+    """Scores with a trained supernet; ``target`` is ``accuracy`` (percent, validation split)."""
+
+    name = "supernet"
+
+    def __init__(self, evaluator, *, latency_table: str | Path | None = None, latency_column: str | None = None) -> None:
+        self.evaluator = evaluator
+        self.space = evaluator.space
+        self.target = "accuracy"
+        self.report = None
+        columns, index = {}, None
+        self._latency: dict[str, Any] = {}
+        if latency_table or latency_column:
+            if not (latency_table and latency_column):
+                raise ConfigError("latency for the supernet scorer needs both --latency-table CSV and --latency-column NAME")
+            from ..tables import load_table
+            from .table import file_digest
+
+            lat = load_table(latency_table, self.space)
+            columns["latency_ms"] = lat.column(latency_column)
+            index = lat.index
+            self._latency = {"latency_table": str(Path(latency_table).resolve()), "latency_column": latency_column,
+                             "latency_sha256": file_digest(latency_table)}
+        self.cost_model = CostModel(self.space, columns=columns, index=index, origin=str(latency_table or ""))
+
+    @classmethod
+    def from_options(cls, *, run_dir: str | Path, latency_table: str | Path | None = None,
+                     latency_column: str | None = None, recalibrate: bool = True, recalib_images: int = 2000,
+                     batch_size: int = 500, seed: int = 0, **_: Any) -> "SupernetScorer":
+        """Load the run's supernet (options for other scorers are ignored)."""
+        from ..scoring import SupernetEvaluator
+
+        ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,
+                                        batch_size=batch_size, seed=seed)
+        return cls(ev, latency_table=latency_table, latency_column=latency_column)
+
+    def score(self, arch: Arch) -> dict[str, float]:
+        metrics = {k: float(v) for k, v in self.evaluator.evaluate(arch).items()}
+        metrics.update({k: v for k, v in self.costs(arch).items() if v == v})  # drop NaN latency
+        return metrics
+
+    def provenance(self) -> dict[str, Any]:
+        return {**self.evaluator.provenance(), **self._latency}

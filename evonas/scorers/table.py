@@ -1,0 +1,91 @@
+"""The table scorer: look architectures up in a CSV (NAS-Bench-201 style) instead of training.
+
+Every numeric column of the architecture's row becomes a metric, so one record
+serves searches on any ``--target``. Cost metrics come from ``flops``/``params``
+columns when the table has them (else from the space), and latency from the column
+named by ``latency_column`` (for example ``pixel3_ms`` of a joined latency table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Arch, Space, get_space
+
+from ..constraints import CostModel
+from ..errors import ConfigError
+from ..tables import Table, load_table
+from .base import Scorer
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file: a table edited in place is a new source."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class TableScorer(Scorer):
+    """Scores by looking up a table row; ``target`` is the column searches maximise."""
+
+    name = "table"
+
+    def __init__(self, table: Table, *, target: str, report: str | None = None,
+                 latency_table: str | Path | None = None, latency_column: str | None = None) -> None:
+        self.table = table
+        self.space = table.space
+        self._latency_table = str(latency_table) if latency_table else None
+        if latency_table:
+            table.join(latency_table)
+        table.column(target)  # raise, listing the columns, when absent
+        if report:
+            table.column(report)
+        self.target, self.report = target, report
+        columns = {m: table.columns[m] for m in ("flops", "params", "latency_ms") if m in table.columns}
+        if latency_column:
+            columns["latency_ms"] = table.column(latency_column)
+        elif latency_table and "latency_ms" not in columns:
+            raise ConfigError(
+                f"--latency-table {latency_table} needs --latency-column NAME to say which device column is the "
+                f"latency; its columns: {', '.join(c for c in table.columns)}"
+            )
+        self.latency_column = latency_column or ("latency_ms" if "latency_ms" in columns else None)
+        self.cost_model = CostModel(self.space, columns=columns, index=table.index, origin=str(table.path))
+        self._digests = {"table": file_digest(table.path)}
+        if latency_table:
+            self._digests["latency_table"] = file_digest(latency_table)
+
+    @classmethod
+    def from_options(cls, *, space: Space | str, table: str | Path, target: str, report: str | None = None,
+                     latency_table: str | Path | None = None, latency_column: str | None = None,
+                     **_: Any) -> "TableScorer":
+        """Build from CLI-style options (extra options for other scorers are ignored)."""
+        space = get_space(space) if isinstance(space, str) else space
+        if not target:
+            raise ConfigError("the table scorer needs --target COLUMN (the column to maximise, e.g. cifar10_valid_acc)")
+        return cls(load_table(table, space), target=target, report=report,
+                   latency_table=latency_table, latency_column=latency_column)
+
+    def knows(self, arch: Arch) -> bool:
+        return str(self.space.canonical(arch)) in self.table.index
+
+    def score(self, arch: Arch) -> dict[str, float]:
+        row = self.table.row_of(arch)
+        metrics = {name: float(col[row]) for name, col in self.table.columns.items() if not math.isnan(col[row])}
+        metrics.update({k: v for k, v in self.costs(arch).items() if not math.isnan(v)})
+        if self.target not in metrics:
+            raise ConfigError(f"table {self.table.path} has no {self.target} value for {arch}")
+        return metrics
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "table": str(Path(self.table.path).resolve()),
+            **{f"{k}_sha256": v for k, v in self._digests.items()},
+            **({"latency_table": str(Path(self._latency_table).resolve())} if self._latency_table else {}),
+            **({"latency_column": self.latency_column} if self.latency_column else {}),
+        }

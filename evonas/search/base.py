@@ -1,0 +1,179 @@
+"""The searcher lifecycle: a searcher is asked for candidates and told their results.
+
+Like Optuna's ``BaseSampler``, the lifecycle is documented before the methods:
+
+1. The driver (:func:`evonas.search.driver.run_search`) builds a searcher from a
+   :class:`Problem` (space, objectives, feasibility) and a seed.
+2. It calls :meth:`Searcher.ask` for one candidate architecture, canonicalises it and
+   checks its constraints.
+3. It calls :meth:`Searcher.tell` with an :class:`Evaluation` for *every* ask: a
+   fresh score, a cached one (a duplicate proposal, which costs no budget), or an
+   infeasible verdict (not scored).
+4. It stops when ``budget`` distinct architectures were scored, or when the searcher
+   keeps proposing nothing new (bounded), then calls :meth:`Searcher.close`.
+
+Searchers never see the budget, never score, and never touch the store; given the
+same seed and the same told values they ask the same sequence, which is what makes
+``--resume`` a replay served from the store.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Mapping
+
+from search_spaces import Arch, InfeasibleConstraintError, Space
+
+from ..constraints import METRICS, Constraints, feasible_sampler
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One thing to optimise: a metric name and its direction."""
+
+    metric: str  # the scorer's target metric, or flops / params / latency_ms
+    maximize: bool
+
+
+def parse_objectives(text: str | None, target: str) -> tuple[Objective, ...]:
+    """``"accuracy,flops"`` -> objectives; ``accuracy`` (or the target's own name) means the target."""
+    names = [n.strip() for n in (text or "accuracy").split(",") if n.strip()]
+    out = []
+    for name in names:
+        if name in ("accuracy", target):
+            out.append(Objective(target, True))
+        elif name in METRICS:
+            out.append(Objective(name, False))
+        else:
+            raise ConfigError(
+                f"--objectives entries must be 'accuracy' (the scorer's target, {target!r}) or one of "
+                f"{', '.join(METRICS)}; got {name!r} in {text!r}"
+            )
+    if not out or not out[0].maximize:
+        raise ConfigError(f"--objectives must start with accuracy (the target); got {text!r}")
+    if len({o.metric for o in out}) != len(out):
+        raise ConfigError(f"--objectives names an objective twice: {text!r}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the driver tells a searcher about one asked architecture."""
+
+    arch: Arch  # canonical
+    feasible: bool  # False: a constraint is violated and the architecture was not scored
+    value: float  # the target (first objective); NaN when infeasible
+    objectives: tuple[float, ...]  # raw values in Problem.objectives order (costs known even when infeasible)
+    violations: tuple[float, ...] = ()  # cost - limit per active constraint (<= 0 is satisfied)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a searcher works on: a space, what to optimise, and what is feasible."""
+
+    space: Space
+    objectives: tuple[Objective, ...]
+    constraints: Constraints
+    costs: Callable[[Arch], Mapping[str, float]]  # free cost look-up (flops, params, latency_ms)
+    known: Callable[[Arch], bool] = lambda arch: True  # e.g. "has a row in the table"
+
+    def feasible(self, arch: Arch) -> bool:
+        return self.known(arch) and self.constraints.satisfied(self.costs(arch))
+
+    def sampler(self) -> Callable[[random.Random], Arch]:
+        """A bounded sampler of feasible architectures (rejection, then greedy repair)."""
+        return feasible_sampler(self.space, self.feasible, self.costs, self.constraints)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearcherConfig:
+    """Searchers without options use this empty config."""
+
+
+class Searcher(ABC):
+    """Base class of registered searchers (see the module docstring for the lifecycle)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = SearcherConfig
+    multi_objective: ClassVar[bool] = False  # can it optimise more than one objective?
+    summary: ClassVar[str] = ""
+
+    def __init__(self, problem: Problem, *, seed: int, config: Any = None, context: "SearchContext | None" = None) -> None:
+        if problem.multi_objective and not self.multi_objective:
+            raise ConfigError(
+                f"--algo {self.name} optimises one objective; --objectives "
+                f"{','.join(o.metric for o in problem.objectives)} needs a multi-objective searcher "
+                "(nsga2, optuna-nsga2, tpe, random)"
+            )
+        self.problem = problem
+        self.space = problem.space
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.config = config if config is not None else self.Config()
+        self.context = context or SearchContext()
+
+    @abstractmethod
+    def ask(self) -> Arch:
+        """Propose one architecture (the driver canonicalises and checks it)."""
+
+    @abstractmethod
+    def tell(self, evaluation: Evaluation) -> None:
+        """Receive the result of the last asked architecture."""
+
+    def close(self) -> None:
+        """Release resources (an Optuna storage connection, for example)."""
+
+    def sample_new(self, seen: set[Arch], tries: int = 200) -> Arch:
+        """A feasible architecture not in ``seen`` (canonical), with bounded retries.
+
+        Raises InfeasibleConstraintError when no new feasible architecture turns up.
+        """
+        sample = self.__dict__.get("_sampler") or self.__dict__.setdefault("_sampler", self.problem.sampler())
+        for _ in range(tries):
+            arch = self.space.canonical(sample(self.rng))
+            if arch not in seen:
+                return arch
+        raise InfeasibleConstraintError(
+            f"{self.name}: {tries} feasible draws in a row were all already evaluated; the feasible part of "
+            f"space {self.space.name!r} looks exhausted"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchContext:
+    """Where a searcher may keep its own state (only the Optuna searchers use it)."""
+
+    run_dir: str | None = None  # run directory, if any
+    storage: str | None = None  # SQLAlchemy URL for Optuna; None -> RUN/optuna.db or memory
+    study_name: str = "evonas"  # the search run's name
+    resume: bool = False
+
+
+def build_config(cls: type[Searcher], options: Mapping[str, Any]) -> Any:
+    """The searcher's config from CLI options; an option the searcher lacks is an error."""
+    known = {f.name for f in fields(cls.Config)}
+    extra = sorted(k for k in options if k not in known)
+    if extra:
+        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+        accepted = ", ".join("--" + k.replace("_", "-") for k in sorted(known)) or "none"
+        raise ConfigError(f"{flags} does not apply to --algo {cls.name}; its options: {accepted}")
+    return cls.Config(**options)
+
+
+def check_prob(name: str, value: float) -> None:
+    if not (0.0 <= value <= 1.0) or math.isnan(value):
+        raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1]; got {value!r}")
+
+
+def check_min(name: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or value < low:
+        raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= {low}; got {value!r}")

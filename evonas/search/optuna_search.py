@@ -1,0 +1,175 @@
+"""Optuna samplers as searchers: TPE, NSGA-II and random, over the space's labelled dimensions.
+
+Optuna's GPSampler handles categorical parameters but costs 1-3 s per trial here (more
+with constraints), as much as a supernet scoring, so it is not registered; QMC and
+CMA-ES fall back to independent random sampling on categorical parameters.
+
+Each dimension becomes a categorical parameter named by its label (``e10``,
+``s0_b1_op``) with the option names as choices, so optuna-dashboard shows readable
+trials. Constraints go through Optuna's constraint support (``Trial.set_constraint``,
+which replaced ``constraints_func`` in Optuna 5): each trial carries one value per
+limit, ``cost - limit`` (<= 0 is feasible), that TPE, NSGA-II and GP all honour.
+Infeasible proposals are told to Optuna (with the worst value seen so far) but are
+never scored.
+
+The study lives in ``sqlite:///RUN/optuna.db`` when the search has a run directory
+(``--storage URL`` overrides it; no run directory means memory). Its name is the
+search run's name. ``--resume`` replays the search, so the study is recreated and
+refilled from the store's cached scores.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Arch
+
+from ..errors import ConfigError
+from .base import Evaluation, Searcher, check_min
+
+def storage_url(run_dir: str | None, storage: str | None) -> str | None:
+    """The study's storage: the explicit URL, else RUN/optuna.db, else None (memory)."""
+    if storage:
+        return storage
+    if run_dir:
+        return f"sqlite:///{Path(run_dir).resolve() / 'optuna.db'}"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptunaConfig:
+    """Searchers built on an Optuna sampler with no options of their own."""
+
+
+class OptunaSearcher(Searcher):
+    """Base class: one study, ask a trial, decode its parameters, tell values and violations."""
+
+    multi_objective = True
+
+    def sampler(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __init__(self, problem, *, seed, config=None, context=None) -> None:
+        super().__init__(problem, seed=seed, config=config, context=context)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._optuna = optuna
+        dist = optuna.distributions.CategoricalDistribution
+        self.dists = {d.label: dist(d.names) for d in self.space.dims}
+        self.has_constraints = bool(problem.constraints)
+        ctx = self.context
+        url = storage_url(ctx.run_dir, ctx.storage)
+        directions = ["maximize" if o.maximize else "minimize" for o in problem.objectives]
+        if url and ctx.resume:
+            try:
+                optuna.delete_study(study_name=ctx.study_name, storage=url)  # the replay refills it
+            except KeyError:
+                pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = self.sampler()
+        try:
+            self.study = optuna.create_study(storage=url, sampler=sampler, study_name=ctx.study_name, directions=directions)
+        except optuna.exceptions.DuplicatedStudyError:
+            raise ConfigError(
+                f"--storage {url} already holds a study named {ctx.study_name!r}; add --resume to replay it "
+                "or give a new --name"
+            ) from None
+        self.study.set_user_attr("space", self.space.name)
+        self.trial = None
+        self.worst: float | None = None
+
+    def ask(self) -> Arch:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
+            self.trial = self.study.ask(self.dists)
+        params = self.trial.params
+        codes = tuple(d.options[d.names.index(params[d.label])] for d in self.space.dims)
+        return Arch(self.space.name, codes)
+
+    def tell(self, evaluation: Evaluation) -> None:
+        trial, self.trial = self.trial, None
+        if trial is None:
+            return
+        values = list(evaluation.objectives)
+        if evaluation.feasible:
+            self.worst = evaluation.value if self.worst is None else min(self.worst, evaluation.value)
+        else:
+            values[0] = self.worst if self.worst is not None else 0.0
+            values = [v if math.isfinite(v) else 0.0 for v in values]
+        if self.has_constraints:
+            violations = [v if math.isfinite(v) else 1e30 for v in evaluation.violations]
+            if not evaluation.feasible and all(v <= 0 for v in violations):
+                violations = [1.0] * len(violations)  # unknown architecture (e.g. not in the table)
+            for metric, v in zip(self.problem.constraints.limits, violations):
+                trial.set_constraint(metric, v)
+        trial.set_user_attr("arch", str(evaluation.arch))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
+            self.study.tell(trial, values)
+
+    def close(self) -> None:
+        if self.trial is not None:  # asked but never told (an error mid-step)
+            self.study.tell(self.trial, state=self._optuna.trial.TrialState.FAIL)
+            self.trial = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TPEConfig:
+    """Options of the TPE searcher."""
+
+    startup_trials: int = 10  # random trials before the density model is used
+    multivariate: bool = True  # model dimensions jointly (Optuna's multivariate TPE)
+
+    def __post_init__(self) -> None:
+        check_min("startup_trials", self.startup_trials, 1)
+
+
+class TPESearch(OptunaSearcher):
+    name = "tpe"
+    Config = TPEConfig
+    summary = "Optuna TPE (multivariate); MOTPE with several objectives"
+
+    def sampler(self):
+        return self._optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.config.startup_trials,
+                                                multivariate=self.config.multivariate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptunaNSGA2Config:
+    """Options of Optuna's NSGA-II."""
+
+    population: int = 20  # Optuna's population_size
+
+    def __post_init__(self) -> None:
+        check_min("population", self.population, 2)
+
+
+class OptunaNSGA2(OptunaSearcher):
+    name = "optuna-nsga2"
+    Config = OptunaNSGA2Config
+    summary = "Optuna NSGA-II sampler with constraint-dominance"
+
+    def sampler(self):
+        return self._optuna.samplers.NSGAIISampler(population_size=self.config.population, seed=self.seed)
+
+
+class OptunaRandom(OptunaSearcher):
+    name = "optuna-random"
+    Config = OptunaConfig
+    summary = "Optuna RandomSampler (repeats allowed; they cost no budget)"
+
+    def sampler(self):
+        return self._optuna.samplers.RandomSampler(seed=self.seed)
+
+
+def optuna_searchers() -> list[type[Searcher]]:
+    return [TPESearch, OptunaNSGA2, OptunaRandom]
+
+
+__all__: list[Any] = ["OptunaSearcher", "TPESearch", "OptunaNSGA2", "OptunaRandom", "storage_url"]

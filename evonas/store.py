@@ -1,0 +1,251 @@
+"""The evaluation store: every score and every search step, in one SQLite file per run.
+
+``Store.open(run_dir)`` opens ``<run>/store.sqlite``; ``Store.memory()`` keeps the
+same tables in memory for table searches that have no run directory. Records are
+keyed by (space, canonical arch, scorer, source key), so a score computed by one
+searcher is reused by every other. Each write is its own short transaction and is
+committed before the call returns; the file is in WAL mode with a busy timeout, so
+two processes can search the same run directory at once. Only this module writes
+records; everything else reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .errors import ConfigError, RunDirError
+from .records import Record, SearchRun, Step, canonical_json
+
+STORE_FILE = "store.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    space TEXT NOT NULL, arch TEXT NOT NULL, scorer TEXT NOT NULL, source_key TEXT NOT NULL,
+    metrics TEXT NOT NULL, source TEXT NOT NULL, created REAL NOT NULL,
+    UNIQUE (space, arch, scorer, source_key)
+);
+CREATE TABLE IF NOT EXISTS search_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE, algo TEXT NOT NULL, seed INTEGER NOT NULL,
+    config TEXT NOT NULL, created REAL NOT NULL, finished REAL, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id INTEGER NOT NULL REFERENCES search_runs(id), idx INTEGER NOT NULL,
+    arch TEXT NOT NULL, value REAL, feasible INTEGER NOT NULL, record_id INTEGER REFERENCES records(id),
+    created REAL NOT NULL, PRIMARY KEY (run_id, idx)
+);
+"""
+
+
+class Store:
+    """A connection to an evaluation store (a file, or memory)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
+        self.path = str(path)
+        try:
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, one short transaction per write
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise RunDirError(f"cannot open the evaluation store {self.path}: {exc}") from None
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across a process kill
+        self._init_schema()
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "Store":
+        """The store of a run directory (created on first use)."""
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"--run {str(run_dir)!r} is a file, not a run directory")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir / STORE_FILE)
+
+    @classmethod
+    def memory(cls) -> "Store":
+        """A store that lives as long as this object (no run directory)."""
+        return cls(":memory:")
+
+    def _init_schema(self) -> None:
+        with self._write() as db:
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise RunDirError(f"{self.path} has store schema version {row[0]}; this evonas reads version {SCHEMA_VERSION}")
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")  # take the write lock now (waits up to busy_timeout)
+            return self.db
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def _write(self) -> "Store._Tx":
+        return Store._Tx(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- records --------------------------------------------------------------------------
+    @staticmethod
+    def _record(row: tuple) -> Record:
+        rid, space, arch, scorer, source_key, metrics, source, created = row
+        return Record(id=rid, space=space, arch=arch, scorer=scorer, source_key=source_key,
+                      metrics=json.loads(metrics), source=json.loads(source), created=created)
+
+    _RECORD_COLS = "id, space, arch, scorer, source_key, metrics, source, created"
+
+    def get(self, space: str, arch: str, scorer: str, source_key: str) -> Record | None:
+        """The stored record for this key, or None."""
+        row = self._db.execute(
+            f"SELECT {self._RECORD_COLS} FROM records WHERE space=? AND arch=? AND scorer=? AND source_key=?",
+            (space, arch, scorer, source_key),
+        ).fetchone()
+        return None if row is None else self._record(row)
+
+    def put(self, *, space: str, arch: str, scorer: str, source_key: str, metrics: Mapping[str, float],
+            source: Mapping[str, Any]) -> Record:
+        """Store a score and commit; returns the stored record.
+
+        If another process stored the same key first, its record wins and is returned,
+        so every reader sees one number per key.
+        """
+        metrics_json = json.dumps({k: float(v) for k, v in metrics.items()}, sort_keys=True)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO records (space, arch, scorer, source_key, metrics, source, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (space, arch, scorer, source_key, metrics_json, canonical_json(dict(source)), time.time()),
+            )
+        record = self.get(space, arch, scorer, source_key)
+        assert record is not None
+        return record
+
+    def records(self, *, space: str | None = None, scorer: str | None = None,
+                source_key: str | None = None) -> list[Record]:
+        """Records matching the given fields, oldest first."""
+        where, args = [], []
+        for col, value in (("space", space), ("scorer", scorer), ("source_key", source_key)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
+        sql = f"SELECT {self._RECORD_COLS} FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [self._record(r) for r in self._db.execute(sql, args)]
+
+    def record_by_id(self, record_id: int) -> Record | None:
+        row = self._db.execute(f"SELECT {self._RECORD_COLS} FROM records WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else self._record(row)
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    # --- search runs and steps --------------------------------------------------------------
+    @staticmethod
+    def _search_run(row: tuple) -> SearchRun:
+        rid, name, algo, seed, config, created, finished, summary = row
+        return SearchRun(id=rid, name=name, algo=algo, seed=seed, config=json.loads(config), created=created,
+                         finished=finished, summary=json.loads(summary) if summary else {})
+
+    _RUN_COLS = "id, name, algo, seed, config, created, finished, summary"
+
+    def search_runs(self) -> list[SearchRun]:
+        return [self._search_run(r) for r in self._db.execute(f"SELECT {self._RUN_COLS} FROM search_runs ORDER BY id")]
+
+    def search_run(self, name: str) -> SearchRun | None:
+        row = self._db.execute(f"SELECT {self._RUN_COLS} FROM search_runs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._search_run(row)
+
+    def begin_search(self, *, algo: str, seed: int, config: Mapping[str, Any], name: str | None = None,
+                     resume: bool = False) -> tuple[SearchRun, bool]:
+        """Register a search run; returns (run, resumed).
+
+        With ``resume``, the newest run of the same algorithm, seed and configuration
+        (``name`` too, when given) is continued: its steps are replayed and rewritten in
+        place. Without it, a new run is created; ``name`` defaults to ``{algo}-s{seed}``
+        and gets a ``-2``, ``-3``... suffix when taken.
+        """
+        config_json = canonical_json(dict(config))
+        if resume:
+            sql = f"SELECT {self._RUN_COLS} FROM search_runs WHERE algo = ? AND seed = ? AND config = ?"
+            args: list[Any] = [algo, seed, config_json]
+            if name is not None:
+                sql += " AND name = ?"
+                args.append(name)
+            row = self._db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+            if row is not None:
+                with self._write() as db:
+                    db.execute("UPDATE search_runs SET finished = NULL, summary = NULL WHERE id = ?", (row[0],))
+                return self._search_run(row), True
+            if name is not None and self.search_run(name) is not None:
+                raise ConfigError(
+                    f"--resume: search run {name!r} exists with another algorithm, seed or configuration; "
+                    "give the same options as the interrupted search, or a new --name"
+                )
+        base = name or f"{algo}-s{seed}"
+        with self._write() as db:
+            taken = {r[0] for r in db.execute("SELECT name FROM search_runs WHERE name = ? OR name LIKE ?", (base, base + "-%"))}
+            if name is not None and name in taken:
+                raise ConfigError(f"--name {name!r} is already a search run in {self.path}; pick another or add --resume")
+            final, n = base, 2
+            while final in taken:
+                final, n = f"{base}-{n}", n + 1
+            cur = db.execute(
+                "INSERT INTO search_runs (name, algo, seed, config, created) VALUES (?, ?, ?, ?, ?)",
+                (final, algo, seed, config_json, time.time()),
+            )
+            run_id = cur.lastrowid
+        run = self.search_run(final)
+        assert run is not None and run.id == run_id
+        return run, False
+
+    def add_step(self, step: Step) -> None:
+        """Record (or, on a replay, rewrite) one step of a search run; committed at once."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps (run_id, idx, arch, value, feasible, record_id, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (step.run_id, step.index, step.arch, step.value, int(step.feasible), step.record_id, step.created),
+            )
+
+    def steps(self, run_id: int) -> list[Step]:
+        rows = self._db.execute(
+            "SELECT run_id, idx, arch, value, feasible, record_id, created FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
+        )
+        return [Step(run_id=r[0], index=r[1], arch=r[2], value=r[3], feasible=bool(r[4]), record_id=r[5], created=r[6]) for r in rows]
+
+    def finish_search(self, run_id: int, summary: Mapping[str, Any], *, keep_steps: int | None = None) -> None:
+        """Mark a search run finished with its result; drop steps past ``keep_steps`` (left from a longer run)."""
+        with self._write() as db:
+            db.execute("UPDATE search_runs SET finished = ?, summary = ? WHERE id = ?",
+                       (time.time(), json.dumps(dict(summary), default=str), run_id))
+            if keep_steps is not None:
+                db.execute("DELETE FROM steps WHERE run_id = ? AND idx >= ?", (run_id, keep_steps))
+
+    def iter_steps(self) -> Iterator[tuple[SearchRun, list[Step]]]:
+        for run in self.search_runs():
+            yield run, self.steps(run.id)
+
+    def integrity_ok(self) -> bool:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

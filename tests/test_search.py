@@ -1,0 +1,210 @@
+"""Conformance suite over every registered searcher, plus driver, resume-after-SIGKILL and DEAP hygiene."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from synthetic_tables import write_table
+
+from evonas.constraints import Constraints
+from evonas.errors import ConfigError
+from evonas.scorers.table import TableScorer
+from evonas.search import SearchContext, list_searchers, make_problem, make_searcher, run_search
+from evonas.store import Store
+from evonas.tables import load_table
+from search_spaces import InfeasibleConstraintError, UnknownNameError, get_space
+
+def budget_for(algo: str) -> int:
+    return 24
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory) -> TableScorer:
+    path = write_table(tmp_path_factory.mktemp("tables") / "macro.csv")
+    return TableScorer(load_table(path, get_space("macro-fmnist")), target="val_acc", report="test_acc")
+
+
+def search(scorer, algo, *, seed=0, budget=None, constraints=Constraints(), objectives=None, store=None, run=None,
+           context=None):
+    problem = make_problem(scorer, constraints, objectives)
+    searcher = make_searcher(algo, problem, seed=seed, context=context)
+    return run_search(searcher, scorer, store or Store.memory(), budget=budget or budget_for(algo), search_run=run)
+
+
+def test_registry_lists_the_issue_searchers_and_rejects_unknown_names():
+    assert {"evolution", "nsga2", "rea", "random", "tpe", "optuna-nsga2", "optuna-random"} <= set(list_searchers())
+    with pytest.raises(UnknownNameError, match="choose one of: evolution"):
+        make_searcher("bogus", None, seed=0)
+
+
+@pytest.mark.parametrize("algo", list_searchers())
+def test_budget_counts_distinct_scored_architectures(scorer, algo):
+    store = Store.memory()
+    res = search(scorer, algo, store=store)
+    assert res.evaluations == budget_for(algo) == len(res.history) == len(set(res.evaluated))
+    assert store.count() == res.evaluations  # nothing scored twice
+    assert res.history == sorted(res.history)  # best-so-far never decreases
+    assert res.best["value"] == max(store.records()[i].metric("val_acc") for i in range(store.count()))
+    assert res.best["report"] is not None
+
+
+@pytest.mark.parametrize("metric", ["flops", "params", "latency_ms"])
+@pytest.mark.parametrize("algo", list_searchers())
+def test_every_scored_architecture_respects_each_constraint_type(scorer, algo, metric):
+    space = scorer.space
+    costs = [scorer.costs(a)[metric] for a in scorer.table.archs]
+    limit = sorted(costs)[len(costs) // 5]  # about a fifth of the space is feasible
+    c = Constraints(**{f"max_{metric}": limit})
+    res = search(scorer, algo, constraints=c)
+    assert res.evaluations == budget_for(algo)
+    for text in res.evaluated:
+        assert scorer.costs(space.parse(text))[metric] <= limit
+
+
+@pytest.mark.parametrize("algo", list_searchers())
+def test_same_seed_same_search_other_seed_other_search(scorer, algo):
+    a = search(scorer, algo, seed=3)
+    b = search(scorer, algo, seed=3)
+    c = search(scorer, algo, seed=4)
+    assert a.evaluated == b.evaluated and a.history == b.history
+    assert a.evaluated != c.evaluated
+
+
+@pytest.mark.parametrize("algo", list_searchers())
+def test_infeasible_constraint_is_an_immediate_clear_error(scorer, algo):
+    smallest = scorer.space.min_cost("params")
+    t0 = time.perf_counter()
+    with pytest.raises(InfeasibleConstraintError, match=f"smallest network has params = {smallest:,}"):
+        search(scorer, algo, constraints=Constraints(max_params=smallest - 1))
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("algo", list_searchers())
+def test_multi_objective_support_is_explicit(scorer, algo):
+    from evonas.search import get_searcher
+
+    if get_searcher(algo).multi_objective:
+        res = search(scorer, algo, objectives="accuracy,flops")
+        assert res.pareto and all({"arch", "val_acc", "flops"} <= set(p) for p in res.pareto)
+        accs = [p["val_acc"] for p in res.pareto]
+        assert accs == sorted(accs, reverse=True)
+    else:
+        with pytest.raises(ConfigError, match="optimises one objective"):
+            search(scorer, algo, objectives="accuracy,flops")
+
+
+@pytest.mark.parametrize("algo", list_searchers())
+def test_resume_replays_from_the_store_without_rescoring(scorer, algo, tmp_path):
+    budget = budget_for(algo)
+    whole = search(scorer, algo, seed=1, budget=budget)
+    store = Store.open(tmp_path / "run")
+    run, _ = store.begin_search(algo=algo, seed=1, config={"c": 1})
+    ctx = SearchContext(run_dir=str(tmp_path / "run"), study_name=run.name)
+    first = search(scorer, algo, seed=1, budget=budget // 2, store=store, run=run, context=ctx)
+    run2, resumed = store.begin_search(algo=algo, seed=1, config={"c": 1}, resume=True)
+    assert resumed and run2.id == run.id
+    ctx = SearchContext(run_dir=str(tmp_path / "run"), study_name=run.name, resume=True)
+    second = search(scorer, algo, seed=1, budget=budget, store=store, run=run2, context=ctx)
+    assert second.evaluated == whole.evaluated and second.history == whole.history
+    assert second.cached == first.evaluations  # the replayed part came from the store
+    assert store.count() == budget
+    assert [s.arch for s in store.steps(run.id)][: len(second.evaluated)] == second.evaluated[: len(store.steps(run.id))]
+
+
+def test_scores_are_reused_across_searchers(scorer):
+    store = Store.memory()
+    a = search(scorer, "random", seed=0, budget=30, store=store)
+    b = search(scorer, "random", seed=0, budget=30, store=store)
+    assert a.cached == 0 and b.cached == 30 and store.count() == 30
+
+
+def test_driver_stops_when_the_feasible_space_is_exhausted(scorer):
+    space = scorer.space
+    flops = sorted(scorer.costs(a)["flops"] for a in scorer.table.archs)
+    c = Constraints(max_flops=flops[4])  # five feasible networks (ties aside)
+    n_feasible = sum(f <= flops[4] for f in flops)
+    res = search(scorer, "evolution", budget=50, constraints=c)
+    assert res.exhausted and res.evaluations == n_feasible
+    assert all(scorer.costs(space.parse(a))["flops"] <= flops[4] for a in res.evaluated)
+
+
+def test_deap_is_imported_only_by_the_evolution_module():
+    root = Path(__file__).resolve().parent.parent
+    users = [p.relative_to(root).as_posix() for p in (root / "evonas").rglob("*.py")
+             if "import deap" in p.read_text() or "from deap" in p.read_text()]
+    assert users == ["evonas/search/evolution.py"]
+
+
+def test_deap_classes_are_created_once(recwarn):
+    import importlib
+
+    import evonas.search.evolution as evo
+
+    importlib.reload(evo)  # a second import must not re-create (and warn about) creator classes
+    assert not [w for w in recwarn if "creator" in str(w.message).lower()]
+
+
+KILLABLE = textwrap.dedent("""
+    import sys, time
+    from evonas.constraints import Constraints
+    from evonas.scorers.table import TableScorer
+    from evonas.search import SearchContext, make_problem, make_searcher, run_search
+    from evonas.store import Store
+    from evonas.tables import load_table
+    from search_spaces import get_space
+
+    table, run_dir, log, algo, budget = sys.argv[1:6]
+
+    class SlowScorer(TableScorer):
+        def score(self, arch):
+            time.sleep(0.03)
+            metrics = super().score(arch)
+            with open(log, "a") as fh:
+                fh.write(str(arch) + "\\n")
+            return metrics
+
+    scorer = SlowScorer(load_table(table, get_space("macro-fmnist")), target="val_acc")
+    store = Store.open(run_dir)
+    resume = len(sys.argv) > 6
+    run, resumed = store.begin_search(algo=algo, seed=7, config={"max_flops": 4e6}, resume=resume)
+    problem = make_problem(scorer, Constraints(max_flops=4e6))
+    searcher = make_searcher(algo, problem, seed=7,
+                             context=SearchContext(run_dir=run_dir, study_name=run.name, resume=resumed))
+    res = run_search(searcher, scorer, store, budget=int(budget), search_run=run, resumed=resumed)
+    print(",".join(res.evaluated))
+""")
+
+
+@pytest.mark.parametrize("algo", ["evolution", "tpe"])
+def test_search_killed_with_sigkill_resumes_without_repeats(scorer, tmp_path, algo):
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    table, run_dir, log = str(scorer.table.path), tmp_path / "run", tmp_path / "scored.log"
+    args = [sys.executable, str(script), table, str(run_dir), str(log), algo, "40"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and len(log.read_text().split()) >= 12):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = len(log.read_text().split())
+    assert 12 <= killed_at < 40
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    resumed = done.stdout.strip().split(",")
+    scored = log.read_text().split()
+    assert len(scored) == len(set(scored)) == 40  # every architecture scored exactly once over both processes
+    with Store.open(run_dir) as store:
+        assert store.count() == 40
+        (run,) = store.search_runs()
+        assert run.finished and [s.arch for s in store.steps(run.id) if s.feasible] == resumed
+    whole = search(scorer, algo, seed=7, budget=40, constraints=Constraints(max_flops=4e6))
+    assert resumed == whole.evaluated  # same result as an uninterrupted run
