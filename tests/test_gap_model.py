@@ -68,3 +68,19 @@ def test_corrupt_predictor_is_a_clear_error(capsys, fitted_run, tmp_path):
 def test_fit_predictor_rejects_too_few_anchors(capsys, fitted_run):
     code, _, err = run_cli(capsys, "fit-predictor", "--run", str(fitted_run), "--anchors", "3")
     assert code == 2 and "at least 4" in err
+
+
+def test_predictor_search_and_top_k_export_carry_the_corrected_estimate(capsys, fitted_run):
+    code, out, err = run_cli(capsys, "search", "--run", str(fitted_run), "--scorer", "predictor", "--algo", "evolution",
+                             "--budget", "300", "--max-flops", "3e6", "--json", "--quiet")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["evaluations"] == 300 and result["best"]["flops"] <= 3e6
+    code, out, err = run_cli(capsys, "export", "--run", str(fitted_run), "--top-k", "2", "--scorer", "predictor")
+    assert code == 0, err
+    folders = sorted((fitted_run / "exports" / "top2-predictor").glob("rank*"))
+    assert len(folders) == 2
+    metrics = json.loads((folders[0] / "metrics.json").read_text())
+    lo, hi = metrics["predicted_interval"]
+    assert lo <= metrics["predicted_accuracy"] <= hi
+    assert 0 <= metrics["supernet_accuracy"] <= 100 and metrics["flops"] <= 3e6

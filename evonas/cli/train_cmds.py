@@ -186,8 +186,10 @@ def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--arch", "arch_opts", multiple=True, help="Architecture to export (repeatable).")
 @click.option("--top-k", default=None, type=int, help="Export the K best architectures found by searches, with a report.")
+@click.option("--scorer", default="supernet", show_default=True, type=click.Choice(["supernet", "predictor"]),
+              help="With --top-k: rank by supernet accuracy or by the gap-corrected prediction.")
 @click.option("--out", default=None, help="Output folder (default RUN/exports/ARCH).")
-def export_cmd(run_dir: str, arch_opts, top_k: int | None, out: str | None) -> None:
+def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None) -> None:
     """Export sub-networks as standalone PyTorch modules with inherited weights.
 
     Each export folder holds model.pt2 (load with torch.export.load(path).module()),
@@ -198,6 +200,7 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, out: str | None) -> N
     Examples:
       evonas export --run runs/demo --arch 12012200
       evonas export --run runs/demo --top-k 5
+      evonas export --run runs/demo --top-k 5 --scorer predictor
     """
     from ..export import export_arch
     from ..run import Run
@@ -208,17 +211,20 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, out: str | None) -> N
             raise ConfigError(f"--top-k must be >= 1; got {top_k}")
         from ..report import export_top_k
 
-        report = export_top_k(Path(run_dir), top_k)
+        report = export_top_k(Path(run_dir), top_k, scorer=scorer, metric="accuracy" if scorer == "supernet" else "predicted")
         click.echo(f"exported the top {top_k}; report: {report}")
         return
     if not arch_opts:
         raise ConfigError("give --arch STRING (repeatable) or --top-k K")
     run = Run.open(run_dir)
     ev = SupernetEvaluator(run)
+    from ..report import gap_metrics
+
     for arch in read_archs(run.space, arch_opts, None):
         metrics = ev.evaluate(arch)
         target = Path(out) / str(arch) if out and len(arch_opts) > 1 else Path(out or Path(run_dir) / "exports" / str(arch))
-        export_arch(run_dir, arch, target, {"supernet_accuracy": round(metrics["accuracy"], 4)}, evaluator=ev)
+        extra = {"supernet_accuracy": round(metrics["accuracy"], 4), **gap_metrics(Path(run_dir), str(run.space.canonical(arch)), metrics["accuracy"])}
+        export_arch(run_dir, arch, target, extra, evaluator=ev)
         click.echo(f"{arch}: supernet accuracy {metrics['accuracy']:.2f}% -> {target}")
 
 
