@@ -7,7 +7,7 @@ import pytest
 
 from predictors import ConformalRegressor, PredictorError, build_predictor, empirical_coverage, get_predictor
 
-from conftest import NB201_CSV, needs_nb201
+from tests.conftest import NB201_CSV, needs_nb201
 
 
 def test_cv_plus_covers_on_synthetic_data():

@@ -6,20 +6,9 @@ import json
 
 import numpy as np
 
-from evonas.cli.main import main
 from search_spaces import get_space
-
-from conftest import NB201_CSV, needs_nb201
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.conftest import NB201_CSV, needs_nb201
+from tests.test_cli_train import run_cli
 
 
 def synthetic_table(path, n: int = 400) -> None:
