@@ -24,11 +24,11 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.inference_mode()
-def evaluate(forward: Forward, x: torch.Tensor, y: torch.Tensor, norm: Normalizer, batch_size: int = 1000) -> dict[str, float]:
-    """Accuracy (percent) and mean cross-entropy of ``forward`` on (x, y)."""
+def evaluate(forward: Forward, x: torch.Tensor, y: torch.Tensor, norm: Normalizer | None, batch_size: int = 256) -> dict[str, float]:
+    """Accuracy (percent) and mean cross-entropy of ``forward`` on (x, y); ``norm=None``: x is ready."""
     correct, loss_sum = 0, 0.0
     for xb, yb in batches(x, y, batch_size):
-        logits = forward(norm(xb))  # (B, classes)
+        logits = forward(norm(xb) if norm else xb)  # (B, classes)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     n = max(len(x), 1)
@@ -41,7 +41,7 @@ def batchnorms(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._Batch
 
 @torch.no_grad()
 def recalibrate_bn(
-    forward: Forward, bns: list[nn.modules.batchnorm._BatchNorm], x: torch.Tensor, norm: Normalizer, batch_size: int = 500
+    forward: Forward, bns: list[nn.modules.batchnorm._BatchNorm], x: torch.Tensor, norm: Normalizer | None, batch_size: int = 256
 ) -> None:
     """Reset ``bns`` and re-estimate their statistics as an exact average over ``x``."""
     saved = []
@@ -52,7 +52,7 @@ def recalibrate_bn(
         bn.train()
     try:
         for xb, _ in batches(x, torch.zeros(len(x), dtype=torch.long), batch_size):
-            forward(norm(xb))
+            forward(norm(xb) if norm else xb)
     finally:
         for bn, (momentum, training) in zip(bns, saved):
             bn.momentum = momentum
@@ -85,7 +85,7 @@ class SupernetEvaluator:
         recalibrate: bool = True,
         recalib_images: int = 2000,
         val_images: int | None = None,
-        batch_size: int = 500,
+        batch_size: int = 256,
         seed: int = 0,
         split: str = "val",
     ) -> None:
@@ -106,9 +106,10 @@ class SupernetEvaluator:
         x, y = self.splits.split(split)
         if val_images is not None:
             x, y = x[:val_images], y[:val_images]
-        self.x, self.y = x, y
+        # normalised once: every sub-network sees the same float tensors
+        self.x, self.y = self.norm(x), y  # (N, C, H, W) float32
         self.val_images = len(x)
-        self.calib_x = recalibration_images(self.splits, recalib_images, seed) if recalibrate else None
+        self.calib_x = self.norm(recalibration_images(self.splits, recalib_images, seed)) if recalibrate else None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs) -> "SupernetEvaluator":
@@ -122,13 +123,13 @@ class SupernetEvaluator:
         if self.recalibrate:
             path = self.model.path_modules(arch)
             self.model.train()
-            recalibrate_bn(lambda x: self.model(x, arch), batchnorms(path), self.calib_x, self.norm, self.batch_size)
+            recalibrate_bn(lambda x: self.model(x, arch), batchnorms(path), self.calib_x, None, self.batch_size)
             self.model.eval()
 
     def evaluate(self, arch: Arch) -> dict[str, float]:
         """Accuracy (percent) and loss of ``arch`` on the evaluation split."""
         self.prepare(arch)
-        return evaluate(lambda x: self.model(x, arch), self.x, self.y, self.norm, self.batch_size)
+        return evaluate(lambda x: self.model(x, arch), self.x, self.y, None, self.batch_size)
 
     def provenance(self) -> dict:
         return {
@@ -137,6 +138,7 @@ class SupernetEvaluator:
             "recalibrate": self.recalibrate,
             "recalib_images": self.recalib_images if self.recalibrate else 0,
             "split": self.split,
+            "batch_size": self.batch_size,  # recalibrated statistics depend on it
             "eval_images": self.val_images,
             "seed": self.seed,
         }

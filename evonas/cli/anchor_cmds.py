@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -125,6 +126,10 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
         click.echo(json.dumps(json_safe({**gap.report, "model": str(path), "report": str(report_md)})))
         return
     click.echo(plot["text"])
+    need = next(n for n in range(2, 10_000) if math.ceil(coverage * (n + 1)) <= n)
+    if len(truth) < need:
+        click.echo(f"note: with {len(truth)} anchors a {coverage:.0%} conformal interval is unbounded (shown as 0-100%); "
+                   f"use at least {need} anchors or a lower --coverage")
     sm = gap.report["search_model"]
     click.echo(f"search model: {sm['estimator']} on architecture features ({sm['anchors']} anchors + {sm['pseudo_labels']} corrected scores)")
     click.echo(f"saved: {path}\nreport: {report_md}")
