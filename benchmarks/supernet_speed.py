@@ -88,6 +88,14 @@ def step_times(steps: int, seed: int) -> dict:
     }
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(mode: str, run_dir: str, n: int) -> None:
     """Run in a subprocess so its peak RSS is measured alone."""
     if mode == "train":
@@ -120,7 +128,7 @@ def child(mode: str, run_dir: str, n: int) -> None:
             "recalib_images": ev.recalib_images,
             "eval_images": ev.val_images,
         }
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(out))
 
 

@@ -85,7 +85,7 @@ class SupernetEvaluator:
         recalibrate: bool = True,
         recalib_images: int = 2000,
         val_images: int | None = None,
-        batch_size: int = 256,
+        batch_size: int = 128,  # fastest on CPU (activations stay in cache); see benchmarks
         seed: int = 0,
         split: str = "val",
     ) -> None:

@@ -45,7 +45,7 @@ class SupernetScorer(Scorer):
     @classmethod
     def from_options(cls, *, run_dir: str | Path, latency_table: str | Path | None = None,
                      latency_column: str | None = None, recalibrate: bool = True, recalib_images: int = 2000,
-                     batch_size: int = 256, seed: int = 0, **_: Any) -> "SupernetScorer":
+                     batch_size: int = 128, seed: int = 0, **_: Any) -> "SupernetScorer":
         """Load the run's supernet (options for other scorers are ignored)."""
         from ..scoring import SupernetEvaluator
 
