@@ -58,7 +58,7 @@ def test_sigkill_during_training_then_resume(tmp_path, tiny_run):
     proc.wait()
     assert ckpt.exists() and not (run / "supernet.pt").exists()
     killed_at = load_checkpoint(ckpt, kind="supernet")["epoch"]
-    assert 1 <= killed_at < 6
+    assert killed_at in range(1, 6)  # killed after a checkpoint, before the end
     done = subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     reference = tmp_path / "reference"
