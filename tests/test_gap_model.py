@@ -84,3 +84,20 @@ def test_predictor_search_and_top_k_export_carry_the_corrected_estimate(capsys, 
     lo, hi = metrics["predicted_interval"]
     assert lo <= metrics["predicted_accuracy"] <= hi
     assert 0 <= metrics["supernet_accuracy"] <= 100 and metrics["flops"] <= 3e6
+
+
+@pytest.mark.parametrize("selection, extra", [
+    ("uncertainty", ["--anchors", "5"]),
+    ("explicit", ["--anchor", "12012200", "--anchor", "00000000", "--anchor", "22222222", "--anchor", "10120110"]),
+])
+def test_other_anchor_selections(capsys, tiny_run, tmp_path, selection, extra):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, out, err = run_cli(capsys, "fit-predictor", "--run", str(run), "--selection", selection, *extra, "--anchor-epochs", "1",
+                             "--pool", "10", "--predictors", "gap,linear", "--json")
+    assert code == 0, err
+    anchors = load_gap_model(run).anchors
+    if selection == "explicit":
+        assert set(anchors) == {"12012200", "00000000", "22222222", "10120110"}
+    else:
+        assert len(anchors) == 5
