@@ -59,6 +59,8 @@ def collect(args) -> None:
     from search_spaces import get_space
 
     torch.set_num_threads(args.threads)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"gap_{args.space}_protocol.json").write_text(json.dumps({"command": " ".join(["benchmarks/gap_macro_fmnist.py", *sys.argv[1:]])}) + "\n")
     space = get_space(args.space)
     run_dir = ROOT / "runs" / f"bench-gap-{args.space}"
     cfg = TrainConfig(space=args.space, epochs=args.supernet_epochs, seed=0, train_limit=args.train_limit)
@@ -169,14 +171,20 @@ PREDICTORS = ("gap", "gap_residual", "xgb", "linear")
 
 def write_markdown(args, out, records) -> None:
     secs = [r["seconds"] for r in records if r["kind"] == "standalone"]
+    sup_acc = [r["accuracy"] for r in records if r["kind"] == "supernet"]
+    alone_acc = [r["accuracy"] for r in records if r["kind"] == "standalone"]
+    proto = RESULTS / f"gap_{args.space}_protocol.json"
+    protocol = json.loads(proto.read_text())["command"] if proto.is_file() else f"benchmarks/gap_macro_fmnist.py collect --space {args.space}"
     lines = [
         f"# Optimization gap on {args.space}",
         "",
-        f"Commands: `.venv/bin/python benchmarks/gap_macro_fmnist.py collect --space {args.space} ...` then `... analyse --space {args.space}`.",
+        f"Commands: `.venv/bin/python {protocol}` (collect), then "
+        f"`.venv/bin/python benchmarks/gap_macro_fmnist.py analyse --space {args.space} --repeats {args.repeats}`.",
         f"Records (one line per measurement): `benchmarks/results/gap_{args.space}_records.jsonl`.",
         f"{out['archs']} architectures drawn uniformly (canonical, distinct); stand-alone training "
         f"{records[-1].get('epochs', '?') if records else '?'} epochs each"
         + (f", {sum(secs) / len(secs):.0f} s per training on average" if secs else "") + ".",
+        f"Supernet accuracy (BN recalibrated) ranges {min(sup_acc):.1f}-{max(sup_acc):.1f}%, stand-alone accuracy {min(alone_acc):.1f}-{max(alone_acc):.1f}%.",
         "",
         "| estimator | Kendall tau vs stand-alone accuracy |",
         "| --- | --- |",
