@@ -168,7 +168,11 @@ def predict_cmd(run_dir, arch_opts, archs_file, as_json) -> None:
     store = Store.open(run_dir)
     supernet = make_scorer("supernet", run_dir=run_dir)
     if supernet.source_key != gap.supernet_source:
-        click.echo("warning: the supernet changed since fit-predictor; refit the predictor", err=True)
+        click.echo(
+            "warning: the supernet scores differ in source from those the predictor was fitted on (another checkpoint "
+            "or other scoring settings); rerun `evonas fit-predictor` for consistent predictions",
+            err=True,
+        )
     sup = [evaluate(supernet, store, space.canonical(a)).record.metric("accuracy") for a in archs]
     pred = gap.predict(archs, sup)
     rows = []
