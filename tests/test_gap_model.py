@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 
 import pytest
 
 from evonas.anchors import StandaloneScorer, stored_anchors
+from evonas.cli.main import main
 from evonas.gap_model import load_gap_model
 from evonas.run import Run
 from evonas.store import Store
 from tests.test_cli_train import run_cli
 
 
+FIT_ARGS = ["--anchors", "5", "--anchor-epochs", "1", "--pool", "8", "--predictors", "gap,linear", "--json", "--coverage", "0.8"]
+
+
 @pytest.fixture(scope="module")
 def fitted_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with a fitted predictor; ``fitted_run.report`` is fit-predictor's JSON."""
     run = tmp_path_factory.mktemp("fitted") / "run"
     shutil.copytree(tiny_run, run)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(["fit-predictor", "--run", str(run), *FIT_ARGS])
+    (run / "fit_output.json").write_text(out.getvalue())
     return run
 
 
 def test_fit_predictor_writes_report_model_and_anchor_records(capsys, fitted_run):
-    args = ["fit-predictor", "--run", str(fitted_run), "--anchors", "5", "--anchor-epochs", "1", "--pool", "8",
-            "--predictors", "gap,linear", "--json", "--coverage", "0.8"]
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    report = json.loads(out)
+    args = ["fit-predictor", "--run", str(fitted_run), *FIT_ARGS]
+    report = json.loads((fitted_run / "fit_output.json").read_text())
     names = {e["name"] for e in report["estimators"]}
     assert names == {"gap", "linear"} and report["best"] in names
     assert {b["name"] for b in report["baselines"]} == {"proxy", "flops"}
@@ -39,7 +47,7 @@ def test_fit_predictor_writes_report_model_and_anchor_records(capsys, fitted_run
     assert len(anchors) == 5
     assert load_gap_model(fitted_run).anchors == anchors
     # a second fit reuses the trained anchors
-    code, out, err = run_cli(capsys, *args[:-1], "0.8")
+    code, out, err = run_cli(capsys, *args)
     assert code == 0 and "trained in" not in err and err.count("(cached)") == 5
 
 
