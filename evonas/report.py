@@ -50,15 +50,17 @@ def _load_evaluator(run_dir: Path):
     return SupernetEvaluator.from_run(run_dir)
 
 
-def gap_metrics(run_dir: Path, arch: str, supernet_accuracy: float, gap=None) -> dict[str, Any]:
-    """Predicted stand-alone accuracy and its interval, when the run has a fitted predictor."""
+def load_run_gap_model(run_dir: Path):
+    """The run's fitted gap model, or None when fit-predictor has not been run."""
     from .gap_model import MODEL_FILE, PREDICTOR_DIR, load_gap_model
 
+    return load_gap_model(run_dir) if (run_dir / PREDICTOR_DIR / MODEL_FILE).is_file() else None
+
+
+def gap_metrics(gap, space, arch: str, supernet_accuracy: float) -> dict[str, Any]:
+    """Predicted stand-alone accuracy and its interval (empty when ``gap`` is None)."""
     if gap is None:
-        if not (run_dir / PREDICTOR_DIR / MODEL_FILE).is_file():
-            return {}
-        gap = load_gap_model(run_dir)
-    space = _space_of(run_dir)
+        return {}
     pred = gap.predict([space.parse(arch)], [supernet_accuracy])
     return {
         "predicted_accuracy": round(float(pred["predicted"][0]), 4),
@@ -66,12 +68,6 @@ def gap_metrics(run_dir: Path, arch: str, supernet_accuracy: float, gap=None) ->
         "interval_coverage": gap.coverage,
         "predictor": gap.best,
     }
-
-
-def _space_of(run_dir: Path):
-    from .run import Run
-
-    return Run.open(run_dir).space
 
 
 def plot_best_so_far(runs: Sequence[tuple[SearchRun, list[Step]]], path: Path, ylabel: str) -> Path:
@@ -153,6 +149,7 @@ def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metri
     out = run_dir / "exports" / (f"top{k}" if scorer == "supernet" else f"top{k}-{scorer}")
     out.mkdir(parents=True, exist_ok=True)
     evaluator = _load_evaluator(run_dir)
+    gap = load_run_gap_model(run_dir)
     exported: list[tuple[Record, Path]] = []
     for rank, rec in enumerate(top, start=1):
         folder = out / f"rank{rank:02d}_{arch_dirname(rec.arch)}"
@@ -165,7 +162,7 @@ def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metri
         }
         supernet_acc = rec.metric("accuracy") if scorer == "supernet" else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]
         metrics["supernet_accuracy"] = supernet_acc
-        metrics.update(gap_metrics(run_dir, rec.arch, supernet_acc))
+        metrics.update(gap_metrics(gap, evaluator.space, rec.arch, supernet_acc))
         exported.append((rec, Path(export_arch(run_dir, rec.arch, folder, metrics, evaluator=evaluator))))
     by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]
     curve_png = plot_best_so_far(by_scorer, out / "best_so_far.png", metric)

@@ -118,13 +118,18 @@ class SupernetEvaluator:
         return cls(Run.open(run_dir), **kwargs)
 
     def prepare(self, arch: Arch) -> None:
-        """Put the supernet's BN statistics in the state ``evaluate`` measures ``arch`` in."""
+        """Put the supernet's BN statistics in the state ``evaluate`` measures ``arch`` in.
+
+        Recalibration is skipped when ``arch`` was the last one prepared (its statistics
+        are still in place), so evaluating and then exporting one arch recalibrates once.
+        """
         arch = self.space.validate(arch)
-        if self.recalibrate:
+        if self.recalibrate and self.__dict__.get("_prepared") != arch:
             path = self.model.path_modules(arch)
             self.model.train()
             recalibrate_bn(lambda x: self.model(x, arch), batchnorms(path), self.calib_x, None, self.batch_size)
             self.model.eval()
+            self._prepared = arch
 
     def evaluate(self, arch: Arch) -> dict[str, float]:
         """Accuracy (percent) and loss of ``arch`` on the evaluation split."""

@@ -9,6 +9,7 @@ uninterrupted run with the same seed: the data order of each epoch is drawn from
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -85,8 +86,6 @@ def train_epoch(
 
 
 def _append_log(path: Path, record: dict) -> None:
-    import json
-
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
 

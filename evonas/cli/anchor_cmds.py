@@ -60,6 +60,7 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
     from ..anchors import StandaloneScorer, supernet_pool, train_anchors
     from ..gap_model import SCORE, fit_gap_model, write_report
     from ..run import Run
+    from ..scorers.cached import evaluate
     from ..scorers.registry import make_scorer
     from ..store import Store
 
@@ -89,8 +90,6 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
         for arch in explicit:  # explicit anchors need supernet scores too
             key = str(space.canonical(arch))
             if key not in scores:
-                from ..scorers.cached import evaluate
-
                 scores[key] = evaluate(supernet, store, space.canonical(arch)).record.metric("accuracy")
         keys = sorted(scores)
         pool_archs = [space.parse(a) for a in keys]
@@ -100,9 +99,11 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
         t0 = time.perf_counter()
         if selection == "explicit":
             chosen = [str(space.canonical(a)) for a in explicit]
+            truth = train_anchors(store, standalone, [space.parse(a) for a in chosen], echo=log)
         elif selection in ("spread", "random"):
             idx = P.select_anchors(selection, k, proxy=proxy, flops=flops, seed=seed, n_pool=len(keys))
             chosen = [keys[i] for i in idx]
+            truth = train_anchors(store, standalone, [space.parse(a) for a in chosen], echo=log)
         else:  # uncertainty: half spread, then one at a time where a std-offering predictor is least sure
             idx = P.spread_anchors(max(k // 2, 4), proxy=proxy, flops=flops, seed=seed)
             chosen = [keys[i] for i in idx]
@@ -115,7 +116,6 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
                 nxt = keys[P.uncertainty_anchors(model, Xpool, 1, exclude=rows, top_weight=0.5)[0]]
                 chosen.append(nxt)
                 truth.update(train_anchors(store, standalone, [space.parse(nxt)], echo=log))
-        truth = train_anchors(store, standalone, [space.parse(a) for a in chosen], echo=log)
         log(f"anchors ready in {time.perf_counter() - t0:.0f}s; cross-validating predictors ...")
         gap, plot = fit_gap_model(space, truth, scores, supernet_source=supernet.source_key, predictors=name_list, coverage=coverage, seed=seed)
     except PredictorError as exc:

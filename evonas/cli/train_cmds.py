@@ -218,12 +218,13 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str
         raise ConfigError("give --arch STRING (repeatable) or --top-k K")
     run = Run.open(run_dir)
     ev = SupernetEvaluator(run)
-    from ..report import gap_metrics
+    from ..report import gap_metrics, load_run_gap_model
 
+    gap = load_run_gap_model(Path(run_dir))
     for arch in read_archs(run.space, arch_opts, None):
         metrics = ev.evaluate(arch)
         target = Path(out) / str(arch) if out and len(arch_opts) > 1 else Path(out or Path(run_dir) / "exports" / str(arch))
-        extra = {"supernet_accuracy": round(metrics["accuracy"], 4), **gap_metrics(Path(run_dir), str(run.space.canonical(arch)), metrics["accuracy"])}
+        extra = {"supernet_accuracy": round(metrics["accuracy"], 4), **gap_metrics(gap, run.space, str(run.space.canonical(arch)), metrics["accuracy"])}
         export_arch(run_dir, arch, target, extra, evaluator=ev)
         click.echo(f"{arch}: supernet accuracy {metrics['accuracy']:.2f}% -> {target}")
 
