@@ -52,10 +52,10 @@ def append(space: str, record: dict) -> None:
 def collect(args) -> None:
     import torch
 
-    from evonas.config import TrainConfig
-    from evonas.run import Run, load_run_splits
-    from evonas.scoring import SupernetEvaluator
-    from evonas.train import train_standalone, train_supernet
+    from evonas.run.config import TrainConfig
+    from evonas.run.run import Run, load_run_splits
+    from evonas.evaluation.scoring import SupernetEvaluator
+    from evonas.training.train import train_standalone, train_supernet
     from search_spaces import get_space
 
     torch.set_num_threads(args.threads)

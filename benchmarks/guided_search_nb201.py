@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evonas.tables import SHARED_NB201, load_table  # noqa: E402
+from evonas.scorers.tables import SHARED_NB201, load_table  # noqa: E402
 from predictors import ArchEncoder, build_predictor, spread_anchors  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from evonas.cli.predict_cmds import run_predictor_bench
-from evonas.tables import SHARED_NB201
+from evonas.scorers.tables import SHARED_NB201
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results"

@@ -44,7 +44,7 @@ _STATE: dict = {}
 
 def _init(table: str) -> None:
     from evonas.scorers.table import TableScorer
-    from evonas.tables import load_table
+    from evonas.scorers.tables import load_table
     from search_spaces import get_space
 
     space = get_space("nb201")
@@ -53,9 +53,9 @@ def _init(table: str) -> None:
 
 
 def _one(task: tuple[str, int, int], store_dir: str | None = None) -> dict:
-    from evonas.constraints import Constraints
+    from evonas.search.constraints import Constraints
     from evonas.search import make_problem, make_searcher, run_search
-    from evonas.store import Store
+    from evonas.run.store import Store
 
     algo, seed, budget = task
     scorer = _STATE["scorer"]
@@ -71,7 +71,7 @@ def _one(task: tuple[str, int, int], store_dir: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evonas.tables import SHARED_NB201
+    from evonas.scorers.tables import SHARED_NB201
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(SHARED_NB201 / "nb201.csv"))

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evonas.data import Normalizer, batches  # noqa: E402
-from evonas.run import load_run_splits  # noqa: E402
-from evonas.config import TrainConfig  # noqa: E402
+from evonas.run.run import load_run_splits  # noqa: E402
+from evonas.run.config import TrainConfig  # noqa: E402
 from evonas.supernet import build_supernet  # noqa: E402
 from evonas.supernet.chain import build_standalone  # noqa: E402
 from search_spaces import get_space  # noqa: E402
@@ -99,14 +99,14 @@ def peak_rss_mib() -> float:
 def child(mode: str, run_dir: str, n: int) -> None:
     """Run in a subprocess so its peak RSS is measured alone."""
     if mode == "train":
-        from evonas.train import train_supernet
+        from evonas.training.train import train_supernet
 
         cfg = TrainConfig(space="macro-fmnist", epochs=1, train_limit=n)
         t = time.perf_counter()
         train_supernet(Path(run_dir), cfg, progress=False)
         out = {"train_seconds": time.perf_counter() - t, "images": n}
     else:
-        from evonas.scoring import SupernetEvaluator
+        from evonas.evaluation.scoring import SupernetEvaluator
 
         ev = SupernetEvaluator.from_run(run_dir)
         space = ev.space

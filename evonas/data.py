@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .errors import ConfigError, DatasetMissingError
+from evonas.errors import ConfigError, DatasetMissingError
 
 FMNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_FILES = {

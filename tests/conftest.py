@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from evonas.config import TrainConfig
-from evonas.tables import SHARED_NB201
+from evonas.run.config import TrainConfig
+from evonas.scorers.tables import SHARED_NB201
 
 torch.set_num_threads(2)
 
@@ -26,7 +26,7 @@ def tiny_config(**changes) -> TrainConfig:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A run directory with a trained tiny supernet (shared by the tests that only read it)."""
-    from evonas.train import train_supernet
+    from evonas.training.train import train_supernet
 
     run = tmp_path_factory.mktemp("tiny_run")
     train_supernet(run, tiny_config(), progress=False)

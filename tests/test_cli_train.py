@@ -56,7 +56,7 @@ def test_bad_input_is_one_clear_line(capsys, args, message):
 def test_export_command_writes_a_loadable_module(capsys, tiny_run, tmp_path):
     code, out, _ = run_cli(capsys, "export", "--run", str(tiny_run), "--arch", "12012200", "--out", str(tmp_path / "e"))
     assert code == 0, out
-    from evonas.export import load_exported
+    from evonas.export.module import load_exported
 
     module, metrics = load_exported(tmp_path / "e")
     assert metrics["arch"] == "12012200" and "supernet_accuracy" in metrics

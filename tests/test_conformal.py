@@ -46,7 +46,7 @@ def test_bad_parameters():
 
 @needs_nb201
 def test_jackknife_plus_covers_on_nb201_with_20_anchors():
-    from evonas.tables import load_table
+    from evonas.scorers.tables import load_table
     from predictors import ArchEncoder
     from search_spaces import get_space
 

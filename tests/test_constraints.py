@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from synthetic_tables import write_table
 
-from evonas.constraints import Constraints, CostModel, feasible_sampler
+from evonas.evaluation.costs import CostModel
+from evonas.search.constraints import Constraints, feasible_sampler
 from evonas.errors import ConfigError
-from evonas.tables import load_table
+from evonas.scorers.tables import load_table
 from search_spaces import InfeasibleConstraintError, get_space
 
 

@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from evonas.anchors import StandaloneScorer, stored_anchors
+from evonas.gap.anchors import StandaloneScorer, stored_anchors
 from evonas.cli.main import main
-from evonas.gap_model import load_gap_model
-from evonas.run import Run
-from evonas.store import Store
+from evonas.gap.corrector import load_gap_model
+from evonas.run.run import Run
+from evonas.run.store import Store
 from tests.test_cli_train import run_cli
 
 

@@ -7,13 +7,13 @@ import json
 import pytest
 from test_scorers_supernet import FakeEvaluator
 
-from evonas import report
-from evonas.constraints import Constraints
+from evonas.export import topk as report
+from evonas.search.constraints import Constraints
 from evonas.errors import RunDirError
-from evonas.pareto import pareto_front
+from evonas.search.pareto import pareto_front
 from evonas.scorers.supernet import SupernetScorer
 from evonas.search import make_problem, make_searcher, run_search
-from evonas.store import Store
+from evonas.run.store import Store
 
 
 def test_pareto_front_mixed_directions():
@@ -41,7 +41,7 @@ def test_export_top_k_writes_modules_metrics_and_report(tmp_path, monkeypatch):
         exported.append(arch)
         return out_dir
 
-    monkeypatch.setattr("evonas.export.export_arch", fake_export)
+    monkeypatch.setattr("evonas.export.module.export_arch", fake_export)
     monkeypatch.setattr(report, "_load_evaluator", lambda run_dir: FakeEvaluator())
     path = report.export_top_k(run_dir, 3)
     assert path == run_dir / "exports" / "top3" / "report.md"

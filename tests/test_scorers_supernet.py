@@ -6,7 +6,7 @@ import pytest
 
 from evonas.errors import ConfigError
 from evonas.scorers.supernet import SupernetScorer
-from evonas.store import Store
+from evonas.run.store import Store
 from search_spaces import get_space
 
 
@@ -37,7 +37,7 @@ def test_supernet_scorer_adds_costs_and_keys_by_checkpoint():
 
 
 def test_supernet_scorer_searches_with_a_fake_evaluator():
-    from evonas.constraints import Constraints
+    from evonas.search.constraints import Constraints
     from evonas.search import make_problem, make_searcher, run_search
 
     ev = FakeEvaluator()

@@ -8,8 +8,8 @@ from synthetic_tables import write_table
 from evonas.errors import ConfigError
 from evonas.scorers import evaluate, get_scorer, list_scorers, make_scorer, register_scorer
 from evonas.scorers.table import TableScorer
-from evonas.store import Store
-from evonas.tables import load_table
+from evonas.run.store import Store
+from evonas.scorers.tables import load_table
 from search_spaces import UnknownNameError, get_space
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from evonas.data import Normalizer
-from evonas.export import export_arch, load_exported
-from evonas.scoring import SupernetEvaluator
+from evonas.export.module import export_arch, load_exported
+from evonas.evaluation.scoring import SupernetEvaluator
 
 
 def test_recalibration_changes_bn_statistics_and_is_repeatable(tiny_run):

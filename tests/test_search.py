@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from synthetic_tables import write_table
 
-from evonas.constraints import Constraints
+from evonas.search.constraints import Constraints
 from evonas.errors import ConfigError
 from evonas.scorers.table import TableScorer
 from evonas.search import SearchContext, list_searchers, make_problem, make_searcher, run_search
-from evonas.store import Store
-from evonas.tables import load_table
+from evonas.run.store import Store
+from evonas.scorers.tables import load_table
 from search_spaces import InfeasibleConstraintError, UnknownNameError, get_space
 
 def budget_for(algo: str) -> int:
@@ -153,11 +153,11 @@ def test_deap_classes_are_created_once(recwarn):
 
 KILLABLE = textwrap.dedent("""
     import sys, time
-    from evonas.constraints import Constraints
+    from evonas.search.constraints import Constraints
     from evonas.scorers.table import TableScorer
     from evonas.search import SearchContext, make_problem, make_searcher, run_search
-    from evonas.store import Store
-    from evonas.tables import load_table
+    from evonas.run.store import Store
+    from evonas.scorers.tables import load_table
     from search_spaces import get_space
 
     table, run_dir, log, algo, budget = sys.argv[1:6]

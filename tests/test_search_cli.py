@@ -8,7 +8,7 @@ import pytest
 from synthetic_tables import write_table
 
 from evonas.cli.main import main
-from evonas.tables import SHARED_NB201
+from evonas.scorers.tables import SHARED_NB201
 
 NB201_CSV = SHARED_NB201 / "nb201.csv"
 NB201_LAT = SHARED_NB201 / "nb201_latency.csv"

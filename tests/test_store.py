@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 from evonas.errors import ConfigError
-from evonas.records import Record, Step
-from evonas.store import Store
+from evonas.run.records import Record, Step
+from evonas.run.store import Store
 
 
 def _put(store, arch, acc=1.0, source_key="k1"):
@@ -73,13 +73,13 @@ def test_search_runs_steps_and_resume_lookup(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from evonas.store import Store
+    from evonas.run.store import Store
     store = Store.open(sys.argv[1])
     run, _ = store.begin_search(algo="random", seed=0, config={})
     for i in range(300):
         arch = f"{i % 150:08d}"  # both writers insert the same keys
         rec = store.put(space="s", arch=arch, scorer="table", source_key="k", metrics={"v": i % 150}, source={})
-        from evonas.records import Step
+        from evonas.run.records import Step
         store.add_step(Step(run_id=run.id, index=i, arch=arch, value=rec.metric("v"), feasible=True,
                             record_id=rec.id, created=0.0))
 """)

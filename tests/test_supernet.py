@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from evonas.profile import count_module
-from evonas.scoring import batchnorms, recalibrate_bn
+from evonas.evaluation.profile import count_module
+from evonas.evaluation.scoring import batchnorms, recalibrate_bn
 from evonas.data import Normalizer
 from evonas.supernet import build_supernet
 from evonas.supernet.chain import build_standalone

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from evonas.checkpoint import load_checkpoint
+from evonas.run.checkpoint import load_checkpoint
 from evonas.errors import CheckpointError, RunDirError
-from evonas.run import Run
-from evonas.train import train_supernet
+from evonas.run.run import Run
+from evonas.training.train import train_supernet
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
-from .common import echo_json_lines, echo_table, json_safe, read_archs
+from evonas.errors import ConfigError
+from evonas.cli.common import echo_json_lines, echo_table, json_safe, read_archs
 
 SELECTIONS = ("spread", "random", "uncertainty", "explicit")
 
@@ -57,12 +57,12 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
     import predictors as P
     from predictors import ArchEncoder, PredictorError
 
-    from ..anchors import StandaloneScorer, supernet_pool, train_anchors
-    from ..gap_model import SCORE, fit_gap_model, write_report
-    from ..run import Run
-    from ..scorers.cached import evaluate
-    from ..scorers.registry import make_scorer
-    from ..store import Store
+    from evonas.gap.anchors import StandaloneScorer, supernet_pool, train_anchors
+    from evonas.gap.corrector import SCORE, fit_gap_model, write_report
+    from evonas.run.run import Run
+    from evonas.scorers.cached import evaluate
+    from evonas.scorers.registry import make_scorer
+    from evonas.run.store import Store
 
     if threads:
         import torch
@@ -153,11 +153,11 @@ def predict_cmd(run_dir, arch_opts, archs_file, as_json) -> None:
       evonas predict --run runs/demo --arch 12012200
       evonas predict --run runs/demo --archs archs.txt --json
     """
-    from ..gap_model import load_gap_model
-    from ..run import Run
-    from ..scorers.cached import evaluate
-    from ..scorers.registry import make_scorer
-    from ..store import Store
+    from evonas.gap.corrector import load_gap_model
+    from evonas.run.run import Run
+    from evonas.scorers.cached import evaluate
+    from evonas.scorers.registry import make_scorer
+    from evonas.run.store import Store
 
     run = Run.open(run_dir)
     space = run.space

@@ -11,7 +11,7 @@ import click
 
 from search_spaces import Arch, Space
 
-from ..errors import ConfigError
+from evonas.errors import ConfigError
 
 
 def read_archs(space: Space, arch_opts: Sequence[str], archs_file: str | None) -> list[Arch]:

@@ -14,7 +14,7 @@ import click
 from predictors.errors import PredictorError
 from search_spaces import SpaceError
 
-from ..errors import EvonasError
+from evonas.errors import EvonasError
 
 HELP = """evonas: weight-sharing neural architecture search.
 

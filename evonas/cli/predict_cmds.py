@@ -8,9 +8,9 @@ import click
 
 from search_spaces import get_space, list_spaces
 
-from ..errors import ConfigError
-from ..tables import SHARED_NB201
-from .common import echo_table
+from evonas.errors import ConfigError
+from evonas.scorers.tables import SHARED_NB201
+from evonas.cli.common import echo_table
 
 BENCH_COLUMNS = [
     ("predictor", "predictor", "s"),
@@ -41,7 +41,7 @@ def run_predictor_bench(*, space: str, table: str, target: str, proxy: str | Non
     from predictors import ArchEncoder, PredictorError, kendall_tau, list_predictors
     from predictors.benchmark import benchmark_predictors
 
-    from ..tables import load_table
+    from evonas.scorers.tables import load_table
 
     if predictors is not None:
         unknown = [p for p in predictors if p not in list_predictors()]

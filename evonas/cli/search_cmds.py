@@ -11,8 +11,8 @@ import click
 
 from search_spaces import list_spaces
 
-from ..errors import ConfigError
-from .common import SCI
+from evonas.errors import ConfigError
+from evonas.cli.common import SCI
 
 # searcher options: CLI name -> config field; passed only when given, and a searcher without
 # that field rejects it with a message listing its own options
@@ -21,7 +21,7 @@ SEARCHER_OPTIONS = ("population", "parents", "mutation_prob", "crossover_fractio
 
 
 def _searcher_names() -> list[str]:
-    from ..search import list_searchers
+    from evonas.search import list_searchers
 
     return list_searchers()
 
@@ -31,7 +31,7 @@ def resolve_space_and_scorer(*, run_dir: str | None, space: str | None, scorer: 
     scorer = scorer or ("table" if table else "supernet")
     run_space = None
     if run_dir and (Path(run_dir) / "config.json").is_file():
-        from ..run import Run
+        from evonas.run.run import Run
 
         run_space = Run.open(run_dir).config.space
     if scorer == "supernet":
@@ -41,7 +41,7 @@ def resolve_space_and_scorer(*, run_dir: str | None, space: str | None, scorer: 
                 "--table CSV --target COLUMN --space NAME"
             )
         if run_space is None:
-            from ..run import Run
+            from evonas.run.run import Run
 
             Run.open(run_dir)  # raises RunDirError with the fix
     if space and run_space and space != run_space:
@@ -54,10 +54,10 @@ def resolve_space_and_scorer(*, run_dir: str | None, space: str | None, scorer: 
 
 def search_main(**o: Any) -> dict[str, Any]:
     """Run one search from CLI options; returns the JSON result object (also used by tests and benchmarks)."""
-    from ..constraints import Constraints
-    from ..scorers import make_scorer
-    from ..search import SearchContext, make_problem, make_searcher, run_search
-    from ..store import Store
+    from evonas.search.constraints import Constraints
+    from evonas.scorers import make_scorer
+    from evonas.search import SearchContext, make_problem, make_searcher, run_search
+    from evonas.run.store import Store
 
     run_dir = o.get("run_dir")
     space, scorer_name = resolve_space_and_scorer(run_dir=run_dir, space=o.get("space"), scorer=o.get("scorer"),

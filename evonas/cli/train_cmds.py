@@ -10,9 +10,9 @@ import click
 
 from search_spaces import DEFAULT_SPACE, get_space, list_spaces
 
-from ..config import SCHEDULES, TrainConfig
-from ..errors import ConfigError
-from .common import echo_json_lines, echo_table, read_archs
+from evonas.run.config import SCHEDULES, TrainConfig
+from evonas.errors import ConfigError
+from evonas.cli.common import echo_json_lines, echo_table, read_archs
 
 RESULT_COLUMNS = [
     ("arch", "arch", "s"),
@@ -60,8 +60,8 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
       evonas train-supernet --run runs/demo --resume
       evonas train-supernet --space macro-cifar10 --data-root ~/data/cifar10 --run runs/c10
     """
-    from ..run import Run
-    from ..train import train_supernet as train
+    from evonas.run.run import Run
+    from evonas.training.train import train_supernet as train
 
     _threads(threads)
     run_path = Path(run_dir)
@@ -107,8 +107,8 @@ def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recal
     """
     from tqdm.auto import tqdm
 
-    from ..run import Run
-    from ..scoring import SupernetEvaluator
+    from evonas.run.run import Run
+    from evonas.evaluation.scoring import SupernetEvaluator
 
     _threads(threads)
     run = Run.open(run_dir)
@@ -157,7 +157,7 @@ def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -
       evonas profile --space macro-cifar10 --arch 02012100
       evonas profile --space macro-cifar10 --archs archs.txt --json
     """
-    from ..profile import count_module, describe_cost
+    from evonas.evaluation.profile import count_module, describe_cost
 
     sp = get_space(space)
     archs = read_archs(sp, arch_opts, archs_file)
@@ -167,7 +167,7 @@ def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -
     for arch in archs:
         row = describe_cost(sp, arch)
         if check:
-            from ..supernet.chain import build_standalone
+            from evonas.supernet.chain import build_standalone
 
             net = sp.net
             measured = count_module(build_standalone(sp, arch), (net.in_channels, net.image_size, net.image_size))
@@ -202,14 +202,14 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str
       evonas export --run runs/demo --top-k 5
       evonas export --run runs/demo --top-k 5 --scorer predictor
     """
-    from ..export import export_arch
-    from ..run import Run
-    from ..scoring import SupernetEvaluator
+    from evonas.export.module import export_arch
+    from evonas.run.run import Run
+    from evonas.evaluation.scoring import SupernetEvaluator
 
     if top_k is not None:
         if top_k < 1:
             raise ConfigError(f"--top-k must be >= 1; got {top_k}")
-        from ..report import export_top_k
+        from evonas.export.topk import export_top_k
 
         report = export_top_k(Path(run_dir), top_k, scorer=scorer, metric="accuracy" if scorer == "supernet" else "predicted")
         click.echo(f"exported the top {top_k}; report: {report}")
@@ -218,7 +218,7 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str
         raise ConfigError("give --arch STRING (repeatable) or --top-k K")
     run = Run.open(run_dir)
     ev = SupernetEvaluator(run)
-    from ..report import gap_metrics, load_run_gap_model
+    from evonas.export.topk import gap_metrics, load_run_gap_model
 
     gap = load_run_gap_model(Path(run_dir))
     for arch in read_archs(run.space, arch_opts, None):

@@ -6,8 +6,8 @@ writes a record after scoring, so nothing is scored twice for the same source.
 
 from __future__ import annotations
 
-from .base import Scorer, source_key
-from .cached import Evaluated, evaluate
-from .registry import get_scorer, list_scorers, make_scorer, register_scorer
+from evonas.scorers.base import Scorer, source_key
+from evonas.scorers.cached import Evaluated, evaluate
+from evonas.scorers.registry import get_scorer, list_scorers, make_scorer, register_scorer
 
 __all__ = ["Evaluated", "Scorer", "evaluate", "get_scorer", "list_scorers", "make_scorer", "register_scorer", "source_key"]

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from search_spaces import Arch, Space
 
-from ..constraints import CostModel
-from ..records import canonical_json
+from evonas.evaluation.costs import CostModel
+from evonas.run.records import canonical_json
 
 
 def source_key(provenance: dict[str, Any]) -> str:

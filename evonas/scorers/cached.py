@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from search_spaces import Arch
 
-from ..records import Record
-from ..store import Store
-from .base import Scorer
+from evonas.run.records import Record
+from evonas.run.store import Store
+from evonas.scorers.base import Scorer
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,17 @@ from typing import Any
 
 from search_spaces import Arch
 
-from ..constraints import CostModel
-from ..scoring import file_sha256
-from .base import Scorer
+from evonas.evaluation.costs import CostModel
+from evonas.evaluation.scoring import file_sha256
+from evonas.scorers.base import Scorer
 
 
 class PredictorScorer(Scorer):
     name = "predictor"
 
     def __init__(self, run_dir: str | Path) -> None:
-        from ..gap_model import MODEL_FILE, PREDICTOR_DIR, load_gap_model
-        from ..run import Run
+        from evonas.gap.corrector import MODEL_FILE, PREDICTOR_DIR, load_gap_model
+        from evonas.run.run import Run
 
         self.run = Run.open(run_dir)
         self.space = self.run.space

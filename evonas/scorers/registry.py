@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from search_spaces import UnknownNameError
 
-from .base import Scorer
+from evonas.scorers.base import Scorer
 
 ScorerFactory = Callable[..., Scorer]
 
@@ -45,11 +45,11 @@ def list_scorers() -> list[str]:
 
 def _load_builtins() -> None:
     if "table" not in _SCORERS:
-        from .supernet import SupernetScorer
-        from .table import TableScorer
+        from evonas.scorers.supernet import SupernetScorer
+        from evonas.scorers.table import TableScorer
 
         register_scorer("table", TableScorer.from_options)
         register_scorer("supernet", SupernetScorer.from_options)
-        from .predictor import PredictorScorer
+        from evonas.scorers.predictor import PredictorScorer
 
         register_scorer("predictor", PredictorScorer.from_options)

@@ -1,6 +1,6 @@
 """The supernet scorer: accuracy of a sub-network with inherited, BN-recalibrated weights.
 
-It wraps :class:`evonas.scoring.SupernetEvaluator` (which loads the run's supernet)
+It wraps :class:`evonas.evaluation.scoring.SupernetEvaluator` (which loads the run's supernet)
 and adds the architecture's FLOPs and params from the space description, and its
 latency when a latency table is given.
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 from search_spaces import Arch
 
-from ..constraints import CostModel
-from ..errors import ConfigError
-from .base import Scorer
+from evonas.evaluation.costs import CostModel
+from evonas.errors import ConfigError
+from evonas.scorers.base import Scorer
 
 
 class SupernetScorer(Scorer):
@@ -32,8 +32,8 @@ class SupernetScorer(Scorer):
         if latency_table or latency_column:
             if not (latency_table and latency_column):
                 raise ConfigError("latency for the supernet scorer needs both --latency-table CSV and --latency-column NAME")
-            from ..tables import load_table
-            from .table import file_digest
+            from evonas.scorers.tables import load_table
+            from evonas.scorers.table import file_digest
 
             lat = load_table(latency_table, self.space)
             columns["latency_ms"] = lat.column(latency_column)
@@ -47,7 +47,7 @@ class SupernetScorer(Scorer):
                      latency_column: str | None = None, recalibrate: bool = True, recalib_images: int = 2000,
                      batch_size: int = 128, seed: int = 0, **_: Any) -> "SupernetScorer":
         """Load the run's supernet (options for other scorers are ignored)."""
-        from ..scoring import SupernetEvaluator
+        from evonas.evaluation.scoring import SupernetEvaluator
 
         ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,
                                         batch_size=batch_size, seed=seed)

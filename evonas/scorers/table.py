@@ -15,10 +15,10 @@ from typing import Any
 
 from search_spaces import Arch, Space, get_space
 
-from ..constraints import CostModel
-from ..errors import ConfigError
-from ..tables import Table, load_table
-from .base import Scorer
+from evonas.evaluation.costs import CostModel
+from evonas.errors import ConfigError
+from evonas.scorers.tables import Table, load_table
+from evonas.scorers.base import Scorer
 
 
 def file_digest(path: str | Path) -> str:

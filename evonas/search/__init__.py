@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from .base import Evaluation, Objective, Problem, SearchContext, Searcher, parse_objectives
-from .driver import SearchResult, make_problem, run_search
-from .evolution import NSGA2, Evolution
-from .optuna_search import optuna_searchers
-from .random_search import RandomSearch
-from .rea import RegularizedEvolution
-from .registry import get_searcher, list_searchers, make_searcher, register_searcher
+from evonas.search.base import Evaluation, Objective, Problem, SearchContext, Searcher, parse_objectives
+from evonas.search.driver import SearchResult, make_problem, run_search
+from evonas.search.evolution import NSGA2, Evolution
+from evonas.search.optuna_search import optuna_searchers
+from evonas.search.random_search import RandomSearch
+from evonas.search.rea import RegularizedEvolution
+from evonas.search.registry import get_searcher, list_searchers, make_searcher, register_searcher
 
 for _cls in (Evolution, NSGA2, RegularizedEvolution, RandomSearch, *optuna_searchers()):
     register_searcher(_cls)

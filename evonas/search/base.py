@@ -27,8 +27,9 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from search_spaces import Arch, InfeasibleConstraintError, Space
 
-from ..constraints import METRICS, Constraints, feasible_sampler
-from ..errors import ConfigError
+from evonas.evaluation.costs import METRICS
+from evonas.search.constraints import Constraints, feasible_sampler
+from evonas.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ from typing import Any, Callable
 
 from search_spaces import Arch, InfeasibleConstraintError
 
-from ..constraints import Constraints
-from ..errors import ConfigError
-from ..pareto import pareto_front
-from ..records import SearchRun, Step
-from ..scorers.base import Scorer
-from ..scorers.cached import evaluate
-from ..store import Store
-from .base import Evaluation, Problem, Searcher, parse_objectives
+from evonas.search.constraints import Constraints
+from evonas.errors import ConfigError
+from evonas.search.pareto import pareto_front
+from evonas.run.records import SearchRun, Step
+from evonas.scorers.base import Scorer
+from evonas.scorers.cached import evaluate
+from evonas.run.store import Store
+from evonas.search.base import Evaluation, Problem, Searcher, parse_objectives
 
 
 def make_problem(scorer: Scorer, constraints: Constraints, objectives: str | None = None) -> Problem:

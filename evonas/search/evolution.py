@@ -24,7 +24,7 @@ from deap import base, creator, tools
 
 from search_spaces import Arch, InfeasibleConstraintError, Space
 
-from .base import Evaluation, Searcher, check_min, check_prob
+from evonas.search.base import Evaluation, Searcher, check_min, check_prob
 
 MAX_OBJECTIVES = 4
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from search_spaces import Arch
 
-from ..errors import ConfigError
-from .base import Evaluation, Searcher, check_min
+from evonas.errors import ConfigError
+from evonas.search.base import Evaluation, Searcher, check_min
 
 def storage_url(run_dir: str | None, storage: str | None) -> str | None:
     """The study's storage: the explicit URL, else RUN/optuna.db, else None (memory)."""

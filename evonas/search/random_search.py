@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from search_spaces import Arch
 
-from .base import Evaluation, Searcher
+from evonas.search.base import Evaluation, Searcher
 
 
 class RandomSearch(Searcher):

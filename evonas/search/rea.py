@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from search_spaces import Arch
 
-from .base import Evaluation, Searcher, check_min, check_prob
+from evonas.search.base import Evaluation, Searcher, check_min, check_prob
 
 
 @dataclass(frozen=True, kw_only=True)

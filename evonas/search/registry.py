@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from search_spaces import UnknownNameError
 
-from .base import Problem, SearchContext, Searcher, build_config
+from evonas.search.base import Problem, SearchContext, Searcher, build_config
 
 _SEARCHERS: dict[str, type[Searcher]] = {}
 

@@ -11,8 +11,8 @@ import torch
 
 from search_spaces import ChainSpace, Space
 
-from ..errors import ConfigError
-from .chain import ChainSubnet, ChainSupernet
+from evonas.errors import ConfigError
+from evonas.supernet.chain import ChainSubnet, ChainSupernet
 
 
 def build_supernet(space: Space) -> ChainSupernet:

@@ -10,7 +10,7 @@ from torch import nn
 
 from search_spaces import Arch, ChainSpace
 
-from .ops import ConvBNAct, Head, InvertedResidual, NormLayer
+from evonas.supernet.ops import ConvBNAct, Head, InvertedResidual, NormLayer
 
 
 def make_op(space: ChainSpace, slot_index: int, code: int, norm_layer: NormLayer) -> nn.Module:

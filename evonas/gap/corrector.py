@@ -23,8 +23,8 @@ import numpy as np
 
 from search_spaces import Arch, Space
 
-from .config import write_json_atomic
-from .errors import CheckpointError, RunDirError
+from evonas.run.config import write_json_atomic
+from evonas.errors import CheckpointError, RunDirError
 
 PREDICTOR_DIR = "predictor"
 MODEL_FILE = "model.pkl"

@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 
 from search_spaces import Arch, get_space
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, environment, write_json_atomic
-from .data import Normalizer, Splits, batches
-from .scoring import evaluate
-from .supernet import build_supernet
-from .supernet.chain import build_standalone
+from evonas.run.checkpoint import load_checkpoint, save_checkpoint
+from evonas.run.config import TrainConfig, environment, write_json_atomic
+from evonas.data import Normalizer, Splits, batches
+from evonas.evaluation.scoring import evaluate
+from evonas.supernet import build_supernet
+from evonas.supernet.chain import build_standalone
 
 LOG = "train_log.jsonl"
 
@@ -96,7 +96,7 @@ def train_supernet(run_dir: Path, cfg: TrainConfig, *, resume: bool = False, pro
     ``stop_after`` ends the process's work after that many epochs (as if killed),
     which the resume tests use.
     """
-    from .run import Run, load_run_splits
+    from evonas.run.run import Run, load_run_splits
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def train_supernet(run_dir: Path, cfg: TrainConfig, *, resume: bool = False, pro
         torch.set_rng_state(state["torch_rng"])
         start_epoch = state["epoch"]
     elif ckpt_path.exists():
-        from .errors import RunDirError
+        from evonas.errors import RunDirError
 
         raise RunDirError(
             f"{run_dir} already holds a supernet checkpoint; pass --resume to continue it, or "

@@ -1,7 +1,7 @@
 """Top-k export and the search report: standalone modules, metrics, plots and a Markdown summary.
 
 ``export_top_k`` ranks the run's stored records, exports the best ``k`` with
-inherited weights (through :func:`evonas.export.export_arch`) and writes
+inherited weights (through :func:`evonas.export.module.export_arch`) and writes
 ``RUN/exports/top{k}/report.md`` with two plots beside it: best-so-far per
 evaluation for every search run in the store, and accuracy against FLOPs with the
 Pareto front highlighted.
@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from .constraints import Constraints
-from .errors import RunDirError
-from .pareto import pareto_front
-from .records import Record, SearchRun, Step
-from .store import STORE_FILE, Store
+from evonas.search.constraints import Constraints
+from evonas.errors import RunDirError
+from evonas.search.pareto import pareto_front
+from evonas.run.records import Record, SearchRun, Step
+from evonas.run.store import STORE_FILE, Store
 
 
 def arch_dirname(arch: str) -> str:
@@ -45,14 +45,14 @@ def best_so_far(steps: Sequence[Step]) -> list[float]:
 
 
 def _load_evaluator(run_dir: Path):
-    from .scoring import SupernetEvaluator
+    from evonas.evaluation.scoring import SupernetEvaluator
 
     return SupernetEvaluator.from_run(run_dir)
 
 
 def load_run_gap_model(run_dir: Path):
     """The run's fitted gap model, or None when fit-predictor has not been run."""
-    from .gap_model import MODEL_FILE, PREDICTOR_DIR, load_gap_model
+    from evonas.gap.corrector import MODEL_FILE, PREDICTOR_DIR, load_gap_model
 
     return load_gap_model(run_dir) if (run_dir / PREDICTOR_DIR / MODEL_FILE).is_file() else None
 
@@ -126,11 +126,11 @@ def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metri
     Records are those of ``scorer`` from its newest source (the current supernet
     checkpoint), ranked by ``metric``; ``constraints`` keeps only architectures within limits.
     """
-    from .export import export_arch
+    from evonas.export.module import export_arch
 
     run_dir = Path(run_dir)
     if k < 1:
-        from .errors import ConfigError
+        from evonas.errors import ConfigError
 
         raise ConfigError(f"--top-k must be >= 1; got {k}")
     if not (run_dir / STORE_FILE).is_file():

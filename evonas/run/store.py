@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .errors import ConfigError, RunDirError
-from .records import Record, SearchRun, Step, canonical_json
+from evonas.errors import ConfigError, RunDirError
+from evonas.run.records import Record, SearchRun, Step, canonical_json
 
 STORE_FILE = "store.sqlite"
 SCHEMA_VERSION = 1

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from search_spaces import Space, get_space
 
-from .checkpoint import load_checkpoint
-from .config import TrainConfig
-from .data import Splits, load_splits
-from .errors import RunDirError
+from evonas.run.checkpoint import load_checkpoint
+from evonas.run.config import TrainConfig
+from evonas.data import Splits, load_splits
+from evonas.errors import RunDirError
 
 
 def load_run_splits(cfg: TrainConfig) -> Splits:
@@ -83,7 +83,7 @@ class Run:
         raise RunDirError(f"{self.path} has no supernet weights; train them with `evonas train-supernet --run {self.path}`")
 
     def load_supernet(self):
-        from .supernet import build_supernet
+        from evonas.supernet import build_supernet
 
         state = load_checkpoint(self.weights_path, kind="weights", config=self.config.to_dict())
         model = build_supernet(self.space)
@@ -99,7 +99,7 @@ class Run:
     def weights_sha256(self) -> str:
         cached = self.__dict__.get("_sha")
         if cached is None:
-            from .scoring import file_sha256
+            from evonas.evaluation.scoring import file_sha256
 
             cached = self.__dict__["_sha"] = file_sha256(self.weights_path)
         return cached

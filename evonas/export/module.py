@@ -19,7 +19,7 @@ import torch
 
 from search_spaces import Arch
 
-from .config import write_json_atomic
+from evonas.run.config import write_json_atomic
 
 PROGRAM = "model.pt2"
 WEIGHTS = "state_dict.pt"
@@ -40,10 +40,10 @@ def save_module(module: torch.nn.Module, example: torch.Tensor, out_dir: Path) -
 def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metrics: dict | None = None, *, evaluator=None) -> Path:
     """Export ``arch`` of the supernet in ``run_dir`` to ``out_dir``; returns ``out_dir``.
 
-    ``evaluator`` (a :class:`~evonas.scoring.SupernetEvaluator`) is reused when given,
+    ``evaluator`` (a :class:`~evonas.evaluation.scoring.SupernetEvaluator`) is reused when given,
     so exporting many architectures loads the supernet and data once.
     """
-    from .scoring import SupernetEvaluator
+    from evonas.evaluation.scoring import SupernetEvaluator
 
     ev = evaluator or SupernetEvaluator.from_run(run_dir)
     space = ev.space

@@ -17,9 +17,9 @@ import numpy as np
 
 from search_spaces import Arch, Space
 
-from .errors import ConfigError
+from evonas.errors import ConfigError
 
-SHARED_NB201 = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks" / "nas-bench-201"
+SHARED_NB201 = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "nas-bench-201"
 
 
 @dataclass

@@ -14,11 +14,11 @@ from typing import Any, Sequence
 
 from search_spaces import Arch
 
-from .constraints import CostModel
-from .errors import ConfigError
-from .scorers.base import Scorer
-from .scorers.cached import evaluate
-from .store import Store
+from evonas.evaluation.costs import CostModel
+from evonas.errors import ConfigError
+from evonas.scorers.base import Scorer
+from evonas.scorers.cached import evaluate
+from evonas.run.store import Store
 
 
 class StandaloneScorer(Scorer):
@@ -40,7 +40,7 @@ class StandaloneScorer(Scorer):
         self.config = run.config.replace(epochs=epochs, seed=seed)
 
     def score(self, arch: Arch) -> dict[str, float]:
-        from .train import train_standalone
+        from evonas.training.train import train_standalone
 
         metrics = train_standalone(arch, self.config, self.run.splits(), progress=self.progress)
         metrics.update(self.costs(arch))

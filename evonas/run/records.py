@@ -2,7 +2,7 @@
 
 A :class:`Record` is one score: the canonical architecture, the scorer that produced
 it, its metrics, where the numbers came from (supernet checkpoint, table file, seed)
-and when. Searchers and reports read records; only :mod:`evonas.store` writes them.
+and when. Searchers and reports read records; only :mod:`evonas.run.store` writes them.
 :class:`SearchRun` and :class:`Step` are the history of one search: which
 architecture it proposed at each step and what value it saw.
 """

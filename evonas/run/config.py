@@ -11,7 +11,7 @@ from typing import Any
 
 from search_spaces import get_space
 
-from .errors import ConfigError
+from evonas.errors import ConfigError
 
 SCHEDULES = ("cosine", "onecycle")
 
@@ -71,7 +71,7 @@ def environment() -> dict[str, str]:
     import numpy
     import torch
 
-    from . import __version__
+    from evonas import __version__
 
     versions = {"evonas": __version__, "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from evonas.errors import CheckpointError
 
 FORMAT = "evonas-checkpoint"
 VERSION = 1

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from search_spaces import Arch
 
-from .data import Normalizer, Splits, batches
+from evonas.data import Normalizer, Splits, batches
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -80,7 +80,7 @@ class SupernetEvaluator:
 
     def __init__(
         self,
-        run,  # evonas.run.Run
+        run,  # evonas.run.run.Run
         *,
         recalibrate: bool = True,
         recalib_images: int = 2000,
@@ -89,7 +89,7 @@ class SupernetEvaluator:
         seed: int = 0,
         split: str = "val",
     ) -> None:
-        from .errors import ConfigError
+        from evonas.errors import ConfigError
 
         if recalib_images < 1:
             raise ConfigError(f"--recalib-images must be >= 1; got {recalib_images}")
@@ -113,7 +113,7 @@ class SupernetEvaluator:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs) -> "SupernetEvaluator":
-        from .run import Run
+        from evonas.run.run import Run
 
         return cls(Run.open(run_dir), **kwargs)
 

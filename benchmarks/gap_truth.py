@@ -1,0 +1,133 @@
+"""Stand-alone truth for the gap head-to-head: every architecture trained alone, two seeds or more.
+
+This is the slow half of ``benchmarks/gap_strategies.py`` (hours of CPU), kept in
+its own script so it can run in the background, be killed at any point, and
+continue where it stopped: each finished training is appended as one JSON line to
+``benchmarks/results/truth_<space>.jsonl`` and never recomputed.
+
+Protocol (one per space, fixed so that records from several sessions pool):
+the architectures are drawn uniformly with ``random.Random(0)``, canonical and
+distinct; each is trained from PyTorch's default initialisation with the project's
+stand-alone recipe (SGD Nesterov, lr 0.1, cosine per step, batch 128, weight decay
+1e-4) on the full 50,000-image training split (split seed 0) and scored on the
+10,000 validation images. Seeds 0 and 1 of one architecture run back to back, so a
+partial collection always holds complete pairs.
+
+On ``macro-fmnist`` the first 40 architectures and their 3-epoch trainings are the
+ones of ``gap_macro-fmnist_records.jsonl`` (same protocol); they are read from there
+and not trained again.
+
+Usage (one thread, in the background)::
+
+  .venv/bin/python benchmarks/gap_truth.py --space macro-fmnist --threads 1
+  .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+# space -> (architectures, seeds each, stand-alone epochs)
+PROTOCOL = {
+    "macro-fmnist": {"archs": 40, "seeds": 2, "epochs": 3},
+    "mobilenet-fmnist": {"archs": 30, "seeds": 2, "epochs": 2},
+}
+LEGACY = {"macro-fmnist": RESULTS / "gap_macro-fmnist_records.jsonl"}
+
+
+def truth_path(space: str, results: Path = RESULTS) -> Path:
+    return results / f"truth_{space}.jsonl"
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: the training is simply redone
+                continue
+    return out
+
+
+def truth_archs(space_name: str, n: int) -> list[str]:
+    """The protocol's architecture list (canonical, distinct, drawn with Random(0))."""
+    from search_spaces import get_space
+
+    space = get_space(space_name)
+    rng = random.Random(0)
+    archs: list[str] = []
+    while len(archs) < n:
+        text = str(space.canonical(space.sample(rng)))
+        if text not in archs:
+            archs.append(text)
+    return archs
+
+
+def load_truth(space: str, results: Path = RESULTS) -> dict[str, dict[int, float]]:
+    """arch -> {seed: stand-alone accuracy} for every finished training of the protocol."""
+    epochs = PROTOCOL[space]["epochs"]
+    rows = [r for r in _read_jsonl(truth_path(space, results)) if r.get("epochs") == epochs]
+    legacy = LEGACY.get(space)
+    if legacy is not None:
+        rows += [r for r in _read_jsonl(legacy) if r.get("kind") == "standalone" and r.get("epochs") == epochs]
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        out.setdefault(r["arch"], {})[int(r["seed"])] = float(r["accuracy"])
+    return out
+
+
+def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | None) -> None:
+    import torch
+
+    from evonas.run.config import TrainConfig
+    from evonas.run.run import load_run_splits
+    from evonas.training.train import train_standalone
+
+    torch.set_num_threads(threads)
+    proto = PROTOCOL[space_name]
+    archs = truth_archs(space_name, limit_archs or proto["archs"])
+    cfg = TrainConfig(space=space_name, epochs=proto["epochs"], seed=0)
+    splits = load_run_splits(cfg)  # split seed 0 for every training
+    done = load_truth(space_name, results)
+    jobs = [(a, s) for a in archs for s in range(proto["seeds"]) if s not in done.get(a, {})]
+    print(f"{space_name}: {len(archs)} architectures x {proto['seeds']} seeds, {len(jobs)} trainings to go", flush=True)
+    from search_spaces import get_space
+
+    space = get_space(space_name)
+    results.mkdir(parents=True, exist_ok=True)
+    for i, (text, seed) in enumerate(jobs):
+        t = time.perf_counter()
+        m = train_standalone(space.parse(text), cfg.replace(seed=seed), splits, progress=False)
+        record = {"arch": text, "seed": seed, "epochs": proto["epochs"], "train_images": len(splits.train_x),
+                  "accuracy": m["accuracy"], "loss": m.get("loss"), "seconds": m["seconds"], "threads": threads}
+        with open(truth_path(space_name, results), "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(f"[{i + 1}/{len(jobs)}] {text} seed {seed}: {m['accuracy']:.2f}% in {time.perf_counter() - t:.0f}s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", choices=sorted(PROTOCOL), default="macro-fmnist")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--archs", type=int, default=None, help="only the first N architectures (quick checks)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of truth_<space>.jsonl")
+    args = ap.parse_args()
+    collect(args.space, threads=args.threads, results=args.results, limit_archs=args.archs)
+
+
+if __name__ == "__main__":
+    main()

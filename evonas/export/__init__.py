@@ -1,0 +1,1 @@
+"""Export: standalone modules with inherited weights, and the top-k report."""

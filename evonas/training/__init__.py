@@ -1,0 +1,1 @@
+"""Training: the supernet (one sampled path per step) and stand-alone networks."""
