@@ -6,7 +6,7 @@ import pytest
 from synthetic_tables import write_table
 
 from evonas.errors import ConfigError
-from evonas.scorers import evaluate, get_scorer, list_scorers, make_scorer, register_scorer
+from evonas.scorers import score_cached, get_scorer, list_scorers, make_scorer, register_scorer
 from evonas.scorers.table import TableScorer
 from evonas.run.store import Store
 from evonas.scorers.tables import load_table
@@ -85,11 +85,11 @@ def test_evaluate_reads_the_store_before_scoring(table_path):
     scorer.score = lambda arch: calls.append(arch) or original(arch)
     store = Store.memory()
     space = scorer.space
-    first = evaluate(scorer, store, space.parse("10000000"))
-    again = evaluate(scorer, store, space.parse("10000000"))
-    same_net = evaluate(scorer, store, space.parse("10000000"))
+    first = score_cached(scorer, store, space.parse("10000000"))
+    again = score_cached(scorer, store, space.parse("10000000"))
+    same_net = score_cached(scorer, store, space.parse("10000000"))
     assert not first.cached and again.cached and same_net.cached and len(calls) == 1
     assert again.record == first.record
     # two strings of one network (identity moved to the stage end) share a record
-    evaluate(scorer, store, space.parse("01010000"))
-    assert evaluate(scorer, store, space.parse("01001000")).cached
+    score_cached(scorer, store, space.parse("01010000"))
+    assert score_cached(scorer, store, space.parse("01001000")).cached

@@ -60,7 +60,7 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
     from evonas.gap.anchors import StandaloneScorer, supernet_pool, train_anchors
     from evonas.gap.corrector import SCORE, fit_gap_model, write_report
     from evonas.run.run import Run
-    from evonas.scorers.cached import evaluate
+    from evonas.scorers.cached import score_cached
     from evonas.scorers.registry import make_scorer
     from evonas.run.store import Store
 
@@ -90,7 +90,7 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
         for arch in explicit:  # explicit anchors need supernet scores too
             key = str(space.canonical(arch))
             if key not in scores:
-                scores[key] = evaluate(supernet, store, space.canonical(arch)).record.metric("accuracy")
+                scores[key] = score_cached(supernet, store, space.canonical(arch)).record.metric("accuracy")
         keys = sorted(scores)
         pool_archs = [space.parse(a) for a in keys]
         proxy = np.array([scores[a] for a in keys])
@@ -155,7 +155,7 @@ def predict_cmd(run_dir, arch_opts, archs_file, as_json) -> None:
     """
     from evonas.gap.corrector import load_gap_model
     from evonas.run.run import Run
-    from evonas.scorers.cached import evaluate
+    from evonas.scorers.cached import score_cached
     from evonas.scorers.registry import make_scorer
     from evonas.run.store import Store
 
@@ -173,7 +173,7 @@ def predict_cmd(run_dir, arch_opts, archs_file, as_json) -> None:
             "or other scoring settings); rerun `evonas fit-predictor` for consistent predictions",
             err=True,
         )
-    sup = [evaluate(supernet, store, space.canonical(a)).record.metric("accuracy") for a in archs]
+    sup = [score_cached(supernet, store, space.canonical(a)).record.metric("accuracy") for a in archs]
     pred = gap.predict(archs, sup)
     rows = []
     for i, arch in enumerate(archs):

@@ -10,13 +10,16 @@ smallest feasible value.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from search_spaces import Arch, InfeasibleConstraintError, Space
 
 from evonas.errors import ConfigError
+
+if TYPE_CHECKING:  # only for annotations: constraints import this module
+    from evonas.search.constraints import Constraints
 
 METRICS = ("flops", "params", "latency_ms")  # the cost metrics a constraint or objective may name
 OPTION = {"flops": "--max-flops", "params": "--max-params", "latency_ms": "--max-latency-ms"}

@@ -24,7 +24,7 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.inference_mode()
-def evaluate(forward: Forward, x: torch.Tensor, y: torch.Tensor, norm: Normalizer | None, batch_size: int = 256) -> dict[str, float]:
+def evaluate_module(forward: Forward, x: torch.Tensor, y: torch.Tensor, norm: Normalizer | None, batch_size: int = 256) -> dict[str, float]:
     """Accuracy (percent) and mean cross-entropy of ``forward`` on (x, y); ``norm=None``: x is ready."""
     correct, loss_sum = 0, 0.0
     for xb, yb in batches(x, y, batch_size):
@@ -134,7 +134,7 @@ class SupernetEvaluator:
     def evaluate(self, arch: Arch) -> dict[str, float]:
         """Accuracy (percent) and loss of ``arch`` on the evaluation split."""
         self.prepare(arch)
-        return evaluate(lambda x: self.model(x, arch), self.x, self.y, None, self.batch_size)
+        return evaluate_module(lambda x: self.model(x, arch), self.x, self.y, None, self.batch_size)
 
     def provenance(self) -> dict:
         return {

@@ -10,57 +10,14 @@ anchor, and an anchor is never trained twice for the same settings.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from typing import Sequence
 
 from search_spaces import Arch
 
-from evonas.evaluation.costs import CostModel
-from evonas.errors import ConfigError
 from evonas.scorers.base import Scorer
-from evonas.scorers.cached import evaluate
+from evonas.scorers.standalone import StandaloneScorer
+from evonas.scorers.cached import score_cached
 from evonas.run.store import Store
-
-
-class StandaloneScorer(Scorer):
-    """Trains an architecture alone for ``epochs`` and reports its validation accuracy."""
-
-    name = "standalone"
-
-    def __init__(self, run, *, epochs: int, seed: int = 0, progress: bool = True) -> None:
-        if epochs < 1:
-            raise ConfigError(f"--anchor-epochs must be an integer >= 1; got {epochs}")
-        self.run = run
-        self.space = run.space
-        self.target = "accuracy"
-        self.cost_model = CostModel(self.space)
-        self.epochs = epochs
-        self.seed = seed
-        self.progress = progress
-        # the run's own data split (its seed), a new init/data order (this seed)
-        self.config = run.config.replace(epochs=epochs, seed=seed)
-
-    def score(self, arch: Arch) -> dict[str, float]:
-        from evonas.training.train import train_standalone
-
-        metrics = train_standalone(arch, self.config, self.run.splits(), progress=self.progress)
-        metrics.update(self.costs(arch))
-        return metrics
-
-    def provenance(self) -> dict[str, Any]:
-        c = self.run.config
-        return {
-            "space": c.space,
-            "dataset": c.dataset,
-            "split_seed": c.seed,
-            "val_size": c.val_size,
-            "train_limit": c.train_limit,
-            "epochs": self.epochs,
-            "batch_size": c.batch_size,
-            "lr": c.lr,
-            "weight_decay": c.weight_decay,
-            "schedule": c.schedule,
-            "seed": self.seed,
-        }
 
 
 def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
@@ -83,7 +40,7 @@ def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, pro
             arch = space.canonical(space.sample(rng))
             if str(arch) in pool:
                 continue
-            pool[str(arch)] = evaluate(scorer, store, arch).record.metric("accuracy")
+            pool[str(arch)] = score_cached(scorer, store, arch).record.metric("accuracy")
             bar.update(1)
         bar.close()
     return pool
@@ -95,7 +52,7 @@ def train_anchors(
     """Train (or read back) every anchor; canonical arch -> stand-alone accuracy."""
     out = {}
     for i, arch in enumerate(archs, start=1):
-        result = evaluate(scorer, store, arch)
+        result = score_cached(scorer, store, arch)
         rec = result.record
         how = "cached" if result.cached else f"trained in {rec.metric('seconds'):.0f}s"
         echo(f"anchor {i}/{len(archs)} {rec.arch}: {rec.metric('accuracy'):.2f}% ({how})")

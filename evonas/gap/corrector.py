@@ -13,7 +13,6 @@ Saved as ``RUN/predictor/model.pkl`` beside ``report.md``, ``report.json`` and p
 
 from __future__ import annotations
 
-import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -86,7 +86,7 @@ class Run:
         from evonas.supernet import build_supernet
 
         state = load_checkpoint(self.weights_path, kind="weights", config=self.config.to_dict())
-        model = build_supernet(self.space)
+        model = build_supernet(self.space, config=self.config)
         model.load_state_dict(state["model"])
         return model
 

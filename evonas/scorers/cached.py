@@ -26,7 +26,7 @@ class Evaluated:
     seconds: float  # time spent scoring (0 when cached)
 
 
-def evaluate(scorer: Scorer, store: Store, arch: Arch) -> Evaluated:
+def score_cached(scorer: Scorer, store: Store, arch: Arch) -> Evaluated:
     """The record of ``arch`` for ``scorer``: from ``store`` if there, else scored and committed."""
     space = scorer.space
     key = str(space.canonical(arch))

@@ -53,3 +53,6 @@ def _load_builtins() -> None:
         from evonas.scorers.predictor import PredictorScorer
 
         register_scorer("predictor", PredictorScorer.from_options)
+        from evonas.scorers.standalone import StandaloneScorer
+
+        register_scorer("standalone", StandaloneScorer.from_options)

@@ -15,8 +15,6 @@ from typing import Callable, Mapping
 from search_spaces import Arch, InfeasibleConstraintError, Space
 
 from evonas.errors import ConfigError
-from evonas.evaluation.costs import METRICS
-
 
 @dataclass(frozen=True, kw_only=True)
 class Constraints:

@@ -22,7 +22,7 @@ from evonas.errors import ConfigError
 from evonas.search.pareto import pareto_front
 from evonas.run.records import SearchRun, Step
 from evonas.scorers.base import Scorer
-from evonas.scorers.cached import evaluate
+from evonas.scorers.cached import score_cached
 from evonas.run.store import Store
 from evonas.search.base import Evaluation, Problem, Searcher, parse_objectives
 
@@ -153,7 +153,7 @@ def run_search(
                     exhausted = True
                     break
                 continue
-            out = evaluate(scorer, store, arch)
+            out = score_cached(scorer, store, arch)
             score_s += out.seconds
             cached += out.cached
             metrics = dict(out.record.metrics)

@@ -15,8 +15,12 @@ from evonas.errors import ConfigError
 from evonas.supernet.chain import ChainSubnet, ChainSupernet
 
 
-def build_supernet(space: Space) -> ChainSupernet:
-    """The supernet of ``space`` (chain spaces: macro-*, mobilenet-*)."""
+def build_supernet(space: Space, config=None) -> ChainSupernet:
+    """The supernet of ``space`` (chain spaces: macro-*, mobilenet-*).
+
+    ``config`` (a :class:`evonas.run.config.TrainConfig`, optional) carries the
+    choices that change the module itself (initialisation, training strategy).
+    """
     if isinstance(space, ChainSpace):
         # channels-last runs the depthwise convolutions 2-3x faster on CPU
         return ChainSupernet(space).to(memory_format=torch.channels_last)

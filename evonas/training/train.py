@@ -26,7 +26,7 @@ from search_spaces import Arch, get_space
 from evonas.run.checkpoint import load_checkpoint, save_checkpoint
 from evonas.run.config import TrainConfig, environment, write_json_atomic
 from evonas.data import Normalizer, Splits, batches
-from evonas.evaluation.scoring import evaluate
+from evonas.evaluation.scoring import evaluate_module
 from evonas.supernet import build_supernet
 from evonas.supernet.chain import build_standalone
 
@@ -103,7 +103,7 @@ def train_supernet(run_dir: Path, cfg: TrainConfig, *, resume: bool = False, pro
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     space = get_space(cfg.space)
     torch.manual_seed(cfg.seed)
-    model = build_supernet(space)
+    model = build_supernet(space, config=cfg)
     splits = splits or load_run_splits(cfg)
     norm = Normalizer(splits.mean, splits.std)
     steps_per_epoch = max(len(splits.train_x) // cfg.batch_size, 1)
@@ -188,6 +188,6 @@ def train_standalone(
     seconds = time.perf_counter() - t0
     model.eval()
     x, y = splits.split(eval_split)
-    metrics = evaluate(model, x, y, norm)
+    metrics = evaluate_module(model, x, y, norm)
     metrics.update(seconds=round(seconds, 2), epochs=cfg.epochs)
     return metrics
