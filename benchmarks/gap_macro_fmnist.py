@@ -53,7 +53,7 @@ def collect(args) -> None:
     import torch
 
     from evonas.run.config import TrainConfig
-    from evonas.run.run import Run, load_run_splits
+    from evonas.run.run import RunLayout, load_run_splits
     from evonas.evaluation.scoring import SupernetEvaluator
     from evonas.training.train import train_standalone, train_supernet
     from search_spaces import get_space
@@ -64,8 +64,9 @@ def collect(args) -> None:
     space = get_space(args.space)
     run_dir = ROOT / "runs" / f"bench-gap-{args.space}"
     cfg = TrainConfig(space=args.space, epochs=args.supernet_epochs, seed=0, train_limit=args.train_limit)
-    if not Run.weights_file(run_dir).is_file():
-        train_supernet(run_dir, cfg, resume=(run_dir / "checkpoints").exists(), progress=True)
+    layout = RunLayout(run_dir)
+    if not layout.weights.is_file():
+        train_supernet(layout, cfg, resume=layout.checkpoint.exists(), progress=True)
     done = {(r["kind"], r["arch"], r.get("seed")) for r in load_records(args.space)}
     rng = random.Random(args.seed)
     archs, seen = [], set()

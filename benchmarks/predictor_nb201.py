@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-from evonas.cli.predict_cmds import run_predictor_bench
+from evonas.jobs.predictor_bench import PredictorBenchOptions, predictor_bench
 from evonas.scorers.tables import SHARED_NB201
 
 HERE = Path(__file__).resolve().parent
@@ -75,10 +74,9 @@ def _markdown(random_run: dict, spread_run: dict, seconds: float) -> str:
 def main() -> None:
     table = SHARED_NB201 / "nb201.csv"
     start = time.perf_counter()
-    common = dict(space="nb201", table=str(table), target=TARGET, proxy=PROXY, train_sizes=SIZES, seeds=SEEDS,
-                  progress=sys.stderr.isatty())
-    random_run = run_predictor_bench(predictors=None, selection="random", **common)
-    spread_run = run_predictor_bench(predictors=SPREAD_PREDICTORS, selection="spread", **common)
+    common = dict(space="nb201", table=str(table), target=TARGET, proxy=PROXY, train_sizes=tuple(SIZES), seeds=SEEDS)
+    random_run = predictor_bench(PredictorBenchOptions(predictors=None, selection="random", **common)).to_dict()
+    spread_run = predictor_bench(PredictorBenchOptions(predictors=SPREAD_PREDICTORS, selection="spread", **common)).to_dict()
     seconds = time.perf_counter() - start
     OUT.mkdir(exist_ok=True)
     payload = {"command": COMMAND, "seconds": round(seconds, 1), "reference_from_issue": REFERENCE,

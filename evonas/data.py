@@ -53,7 +53,7 @@ class Splits:
 
     def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         if which not in ("train", "val", "test"):
-            raise ConfigError(f"split must be 'train', 'val' or 'test'; got {which!r}")
+            raise ConfigError(f"The 'split' parameter must be 'train', 'val' or 'test'; got {which!r}.")
         return getattr(self, f"{which}_x"), getattr(self, f"{which}_y")
 
 
@@ -78,7 +78,7 @@ def _load_fmnist(root: Path | None) -> tuple[np.ndarray, ...]:
         raise DatasetMissingError(
             f"Fashion-MNIST is not in {root} (missing {', '.join(missing)}). Install it with "
             "`sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist` (or run "
-            "`make setup`), or pass --data-root DIR with the four *-idx*-ubyte.gz files."
+            "`make setup`), or set the 'data_root' parameter to a folder with the four *-idx*-ubyte.gz files."
         )
     arrays = {k: _read_idx(root / f) for k, f in FMNIST_FILES.items()}
     return (
@@ -92,7 +92,7 @@ def _load_fmnist(root: Path | None) -> tuple[np.ndarray, ...]:
 def _load_cifar10(root: Path | None) -> tuple[np.ndarray, ...]:
     if root is None:
         raise DatasetMissingError(
-            "CIFAR-10 is never downloaded: pass --data-root DIR pointing at your copy of the "
+            "CIFAR-10 is never downloaded: set the 'data_root' parameter to your copy of the "
             "python version (the folder cifar-10-batches-py, or the folder that holds it)"
         )
     root = Path(root)
@@ -102,8 +102,8 @@ def _load_cifar10(root: Path | None) -> tuple[np.ndarray, ...]:
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
         raise DatasetMissingError(
-            f"CIFAR-10 batches not found in {root} (missing {', '.join(missing)}); point "
-            "--data-root at the extracted cifar-10-python.tar.gz"
+            f"CIFAR-10 batches not found in {root} (missing {', '.join(missing)}); set "
+            "the 'data_root' parameter to the extracted cifar-10-python.tar.gz"
         )
 
     def read(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -152,17 +152,17 @@ def load_splits(
         tx, ty, sx, sy = _make_synthetic(image_shape, synthetic_size, seed)
         mean, std = (0.5,) * image_shape[0], (0.25,) * image_shape[0]
     else:
-        raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+        raise ConfigError(f"The 'dataset' parameter must be one of {', '.join(DATASETS)}; got {name!r}.")
     if not 0 < val_size < len(tx):
         raise ConfigError(
-            f"--val-size must be between 1 and {len(tx) - 1} for {name} ({len(tx)} training "
+            f"The 'val_size' parameter must be between 1 and {len(tx) - 1} for {name} ({len(tx)} training "
             f"images); got {val_size}"
         )
     perm = np.random.default_rng(seed).permutation(len(tx))
     val_idx, train_idx = perm[:val_size], perm[val_size:]
     if train_limit is not None:
         if train_limit < 1:
-            raise ConfigError(f"--train-limit must be a positive number of images; got {train_limit}")
+            raise ConfigError(f"The 'train_limit' parameter must be a positive number of images; got {train_limit}.")
         train_idx = train_idx[:train_limit]
     t = torch.from_numpy
     return Splits(

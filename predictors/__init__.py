@@ -15,7 +15,7 @@ was fitted, ``clone`` works) and imports no torch.
 
 from __future__ import annotations
 
-from . import boosting, ensemble, estimators, gap, pairwise  # noqa: F401  (register the predictors)
+# importing each estimator class below registers it under its short name(s)
 from .base import Predictor
 from .boosting import XGBPredictor
 from .conformal import ConformalRegressor, empirical_coverage
@@ -36,12 +36,14 @@ from .gap import GapPredictor
 from .metrics import interval_coverage, kendall_tau, spearman_rho, top_fraction_tau, true_rank_of_best
 from .pairwise import PairwiseLinearPredictor
 from .registry import get_predictor, list_predictors, predictor_class, register_predictor
+from .shrinkage import ShrunkResidualPredictor, SupernetCalibration
 from .selection import explicit_anchors, random_anchors, select_anchors, spread_anchors, uncertainty_anchors
 
 __all__ = [
     "ArchEncoder", "BaselineScore", "ConformalRegressor", "EnsemblePredictor", "EstimatorScore",
     "ForestPredictor", "GPPredictor", "GapPredictor", "LinearPredictor", "PairwiseLinearPredictor",
-    "Predictor", "PredictorError", "RankingReport", "UnknownPredictorError", "XGBPredictor",
+    "Predictor", "PredictorError", "RankingReport", "ShrunkResidualPredictor", "SupernetCalibration",
+    "UnknownPredictorError", "XGBPredictor",
     "build_predictor", "cross_validate_predictors", "default_predictors", "empirical_coverage",
     "explicit_anchors", "fit_final", "get_predictor", "interval_coverage", "kendall_tau",
     "list_predictors", "predictor_class", "random_anchors", "register_predictor", "select_anchors",

@@ -41,8 +41,26 @@ class XGBPredictor(Predictor):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def fit(self, X, y) -> "XGBPredictor":
+    def fit(self, X, y, sample_weight=None) -> "XGBPredictor":
+        """Fit the trees; ``sample_weight`` (one per row) weights the squared error.
+
+        XGBoost's ranking objective weights whole query groups, not rows, so the
+        pairwise objective refuses non-uniform row weights instead of dropping them.
+        """
         X, y = self._check_fit(X, y)
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if weight.shape[0] != len(y) or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+                raise PredictorError(
+                    f"The 'sample_weight' argument of XGBPredictor.fit must hold {len(y)} finite non-negative weights. "
+                    f"Got {weight.shape[0]} values."
+                )
+            if self.objective == "pairwise" and np.ptp(weight) > 0:
+                raise PredictorError(
+                    "The 'sample_weight' argument of XGBPredictor.fit must be uniform with objective='pairwise' "
+                    "(XGBoost weights ranking groups, not rows). Got non-uniform weights instead."
+                )
         if self.objective not in OBJECTIVES:
             raise PredictorError(
                 f"The 'objective' parameter of XGBPredictor must be one of {OBJECTIVES}. Got {self.objective!r} instead."
@@ -64,7 +82,7 @@ class XGBPredictor(Predictor):
             monotone_constraints=mono, tree_method="hist",
         )
         if self.objective == "regression":
-            self.booster_ = XGBRegressor(objective="reg:squarederror", **common).fit(X, y)
+            self.booster_ = XGBRegressor(objective="reg:squarederror", **common).fit(X, y, sample_weight=weight)
             self.scale_ = (0.0, 1.0)
         else:
             self.booster_ = XGBRanker(objective="rank:pairwise", **common).fit(X, y, qid=np.zeros(len(y), dtype=int))

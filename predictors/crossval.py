@@ -1,14 +1,35 @@
-"""The ranking report: cross-validate every predictor on the anchors and pick the best.
+"""The ranking report: compare every predictor with the supernet on held-out anchors and choose one.
 
 ``fit-predictor`` calls :func:`cross_validate_predictors` with the anchors' feature
 matrix (supernet score as one column), their stand-alone accuracy, and the column
-indices of the score and of log-FLOPs. It returns, by leave-one-out (up to 20
-anchors) or K-fold cross-validation, the Kendall tau and Spearman rho against
-stand-alone accuracy of (a) the proxy score alone, (b) FLOPs alone and (c) every
-predictor's out-of-fold predictions, plus the empirical coverage of each
-predictor's conformal intervals on the held-out anchors, and the name of the best
-predictor by cross-validated Kendall tau (ties: Spearman rho).
-:func:`fit_final` then fits that predictor on all anchors, wrapped with intervals.
+indices of the score and of log-FLOPs.
+
+The selection criterion is an honest held-out estimate: ``n_splits`` random splits
+of the anchors (fit on about 70%, Kendall tau and Spearman rho on the held-out
+rest), the SAME splits for every predictor, so each predictor gets a mean tau, its
+uncertainty, and a paired difference to the ``supernet`` baseline (the supernet
+score calibrated to accuracy units; its ranking is the supernet's). Leave-one-out
+tau, which is biased downward for models that regress toward the mean on a few
+anchors (a held-out point's prediction moves against it), is still computed,
+together with the conformal intervals' coverage, but only for reference.
+
+Uncertainty: random splits overlap, so the plain standard error of their mean is
+too small; the report uses the corrected resampled variance of Nadeau & Bengio
+(Machine Learning 52, 2003), ``(1/J + n_test/n_train) * s^2`` over J splits.
+
+Choice: with a proxy column the ``supernet`` baseline is always evaluated, and a
+corrector replaces it only when its mean paired gain over the baseline exceeds
+``margin`` corrected standard errors, adjusted for the number of correctors tried
+(Sidak: with ten candidates a 0.5-SE margin becomes 1.8 SE, so that a useless
+corrector wins by luck no more often than one alone would); the corrector with the
+highest lower bound ``gain - z * se`` wins. The default margin is half a corrected
+standard error because the corrected variance is itself conservative when only a
+few anchors are held out: on pure-noise labels (10 anchors, 3 candidates) the
+baseline is still chosen 18 times in 20, while a strong op effect the supernet
+misses (30 anchors, gain +0.14 +- 0.15 tau) is picked up, which one full standard
+error would refuse. Otherwise the report says that nothing beats the
+supernet and chooses the calibrated supernet score.
+:func:`fit_final` then fits the chosen predictor on all anchors, wrapped with intervals.
 """
 
 from __future__ import annotations
@@ -25,10 +46,12 @@ from .errors import PredictorError
 from .metrics import kendall_tau, spearman_rho
 from .registry import get_predictor, list_predictors, predictor_class
 
+BASELINE = "supernet"  # the registered calibration of the proxy score alone
+
 
 @dataclass(frozen=True)
 class BaselineScore:
-    """Rank correlation of a single column (proxy or FLOPs) with the target."""
+    """Rank correlation of a single column (proxy or FLOPs) with the target, on all anchors."""
 
     name: str
     kendall_tau: float
@@ -37,14 +60,26 @@ class BaselineScore:
 
 @dataclass(frozen=True)
 class EstimatorScore:
-    """Cross-validated quality of one predictor on the anchors."""
+    """Held-out quality of one predictor on the anchors.
+
+    ``kendall_tau`` / ``spearman_rho``: means over the random held-out splits (the
+    selection criterion); ``kendall_tau_se``: their corrected standard error;
+    ``tau_vs_proxy``: mean paired difference to the supernet baseline on the same
+    splits, ``tau_vs_proxy_se`` its corrected standard error; ``loo_*``:
+    leave-one-out (K-fold above 20 anchors) figures, for reference only.
+    """
 
     name: str
     kendall_tau: float
     spearman_rho: float
-    coverage: float | None  # fraction of held-out anchors inside their interval
+    coverage: float | None  # fraction of held-out anchors inside their interval (leave-one-out pass)
     mean_interval_width: float | None
-    seconds: float  # wall time of the whole cross-validation of this predictor
+    seconds: float  # wall time of all the fits of this predictor
+    kendall_tau_se: float | None = None
+    tau_vs_proxy: float | None = None
+    tau_vs_proxy_se: float | None = None
+    loo_kendall_tau: float | None = None
+    loo_spearman_rho: float | None = None
 
 
 @dataclass
@@ -52,13 +87,18 @@ class RankingReport:
     """What ``cross_validate_predictors`` found; ``to_dict()`` is JSON-ready."""
 
     n_anchors: int
-    scheme: str  # "leave-one-out" or "K-fold"
+    scheme: str  # e.g. "50 random 6/2 splits"
     target_coverage: float | None
     baselines: list[BaselineScore]
     estimators: list[EstimatorScore]
-    best: str
+    best: str  # the chosen predictor (the baseline unless a corrector beats it by the margin)
     beats_proxy: bool | None  # None when there is no proxy column
     notes: list[str] = field(default_factory=list)
+    baseline: str | None = None  # registered name of the supernet baseline, when there is a proxy
+    reason: str = ""  # why ``best`` was chosen, in one sentence
+    n_splits: int = 0
+    margin: float = 0.5  # corrected standard errors a corrector must gain over the baseline (before adjustment)
+    reference_scheme: str = ""  # the leave-one-out / K-fold pass (tau for reference, coverage)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,16 +109,22 @@ class RankingReport:
     def format(self) -> str:
         """A readable text table of the report."""
         cov = f"{self.target_coverage:.0%}" if self.target_coverage is not None else "-"
-        lines = [f"ranking report on {self.n_anchors} anchors ({self.scheme} cross-validation)",
-                 f"{'':2}{'estimator':18}{'tau':>7}{'rho':>7}{'cover@' + cov:>12}{'width':>9}"]
+        lines = [f"ranking report on {self.n_anchors} anchors (held-out tau over {self.scheme}; "
+                 f"{self.reference_scheme or 'no'} tau for reference)",
+                 f"{'':2}{'estimator':18}{'tau':>7}{'+-se':>7}{'vs supernet':>16}{'rho':>7}{'loo tau':>9}"
+                 f"{'cover@' + cov:>12}{'width':>9}"]
         for b in self.baselines:
-            lines.append(f"{'':2}{b.name + ' alone':18}{b.kendall_tau:7.3f}{b.spearman_rho:7.3f}{'-':>12}{'-':>9}")
+            lines.append(f"{'':2}{b.name + ' (all anchors)':18}{b.kendall_tau:7.3f}{'':>7}{'-':>16}{b.spearman_rho:7.3f}"
+                         f"{'-':>9}{'-':>12}{'-':>9}")
         for e in self.estimators:
             c = f"{e.coverage:.2f}" if e.coverage is not None else "-"
             w = f"{e.mean_interval_width:.3g}" if e.mean_interval_width is not None else "-"
+            se = f"{e.kendall_tau_se:.3f}" if e.kendall_tau_se is not None else "-"
+            vs = f"{e.tau_vs_proxy:+.3f}+-{e.tau_vs_proxy_se:.3f}" if e.tau_vs_proxy is not None else "-"
+            loo = f"{e.loo_kendall_tau:.3f}" if e.loo_kendall_tau is not None else "-"
             mark = "*" if e.name == self.best else " "
-            lines.append(f"{mark:2}{e.name:18}{e.kendall_tau:7.3f}{e.spearman_rho:7.3f}{c:>12}{w:>9}")
-        lines.append(f"best: {self.best} (highest cross-validated Kendall tau)")
+            lines.append(f"{mark:2}{e.name:18}{e.kendall_tau:7.3f}{se:>7}{vs:>16}{e.spearman_rho:7.3f}{loo:>9}{c:>12}{w:>9}")
+        lines.append(f"best: {self.best} ({self.reason})")
         lines += self.notes
         return "\n".join(lines)
 
@@ -98,19 +144,46 @@ def default_predictors(with_proxy: bool) -> list[str]:
     return [n for n in list_predictors() if with_proxy or not predictor_class(n).needs_proxy]
 
 
+def random_splits(n: int, n_splits: int, test_fraction: float, random_state: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_splits`` random (train, test) index splits of ``n`` rows, at least 2 rows on each side."""
+    if not 0.0 < test_fraction < 1.0:
+        raise PredictorError(f"The 'test_fraction' parameter must be in (0, 1). Got {test_fraction!r} instead.")
+    n_test = min(max(2, int(round(test_fraction * n))), n - 2)
+    rng = np.random.default_rng(random_state)
+    out = []
+    for _ in range(n_splits):
+        perm = rng.permutation(n)
+        out.append((np.sort(perm[n_test:]), np.sort(perm[:n_test])))
+    return out
+
+
+def corrected_se(values: np.ndarray, n_train: int, n_test: int) -> float:
+    """Standard error of the mean of ``values`` over overlapping random splits (Nadeau & Bengio)."""
+    j = len(values)
+    if j < 2:
+        return float("nan")
+    return float(np.sqrt((1.0 / j + n_test / n_train) * np.var(values, ddof=1)))
+
+
 def cross_validate_predictors(
     X, y, *, proxy_index: int | None = None, cost_index: int | None = None,
     flops: Sequence[float] | None = None, predictors: Sequence[str] | None = None,
     folds: int | None = None, coverage: float | None = 0.9, random_state: int = 0,
+    n_splits: int = 50, test_fraction: float = 0.3, margin: float = 0.5, min_held_out: int = 3,
 ) -> RankingReport:
-    """Cross-validate predictors on anchors ``X`` (n, d) with stand-alone accuracy ``y``.
+    """Compare predictors on anchors ``X`` (n, d) with stand-alone accuracy ``y``, and choose one.
 
     ``proxy_index``: the column of X with the supernet/proxy score (enables the gap
-    predictors and the proxy baseline). ``cost_index``: the log-FLOPs column (used by
-    the gap trend, and as the FLOPs baseline unless ``flops`` is given).
-    ``folds``: None = leave-one-out up to 20 anchors, else 10-fold. ``coverage``:
-    target of the CV+ intervals, checked on the held-out anchors (nested CV); None
-    skips intervals (faster).
+    predictors, the ``supernet`` baseline, which is always added, and the proxy
+    row). ``cost_index``: the log-FLOPs column (used by the gap trend, and as the
+    FLOPs row unless ``flops`` is given). ``n_splits`` random splits holding out
+    ``test_fraction`` of the anchors (at least 2) give the selection criterion;
+    ``margin``: how many corrected standard errors a corrector's gain over the
+    baseline must exceed. ``min_held_out``: with fewer anchors held out per split
+    (each split then scores one or two pairs), the baseline is kept whatever the
+    estimate says. ``folds``: the reference pass, None = leave-one-out up to
+    20 anchors, else 10-fold. ``coverage``: target of the CV+ intervals checked in
+    the reference pass (nested CV); None skips intervals (faster).
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -119,30 +192,43 @@ def cross_validate_predictors(
         raise PredictorError(f"X must be a 2-d array with one row per anchor ({n}); got shape {X.shape}")
     if n < 4:
         raise PredictorError(f"cross-validating predictors needs at least 4 anchors; got {n}")
+    if int(n_splits) < 2:
+        raise PredictorError(f"The 'n_splits' parameter must be an int >= 2. Got {n_splits!r} instead.")
+    if not margin >= 0:
+        raise PredictorError(f"The 'margin' parameter must be a float in [0, inf). Got {margin!r} instead.")
     names = list(predictors) if predictors is not None else default_predictors(proxy_index is not None)
+    baseline = BASELINE if proxy_index is not None else None
+    if baseline is not None:
+        names = [baseline] + [m for m in names if m != baseline]
     if not names:
         raise PredictorError("no predictors to cross-validate")
     k = (n if n <= 20 else 10) if folds is None else int(folds)
     if not 2 <= k <= n:
         raise PredictorError(f"The 'folds' parameter must be in [2, n_anchors={n}]. Got {folds!r} instead.")
     splitter = LeaveOneOut() if k == n else KFold(k, shuffle=True, random_state=random_state)
-    splits = list(splitter.split(X))
+    reference = list(splitter.split(X))
+    splits = random_splits(n, int(n_splits), test_fraction, random_state)
+    n_train, n_test = len(splits[0][0]), len(splits[0][1])
 
     baselines = []
-    proxy_score = None
     if proxy_index is not None:
-        proxy_score = BaselineScore("proxy", kendall_tau(y, X[:, proxy_index]), spearman_rho(y, X[:, proxy_index]))
-        baselines.append(proxy_score)
+        baselines.append(BaselineScore("proxy", kendall_tau(y, X[:, proxy_index]), spearman_rho(y, X[:, proxy_index])))
     flops_col = np.asarray(flops, dtype=np.float64) if flops is not None else (X[:, cost_index] if cost_index is not None else None)
     if flops_col is not None:
         baselines.append(BaselineScore("flops", kendall_tau(y, flops_col), spearman_rho(y, flops_col)))
 
-    scores = []
+    taus: dict[str, np.ndarray] = {}
+    rows: dict[str, dict] = {}
     for name in names:
         start = time.perf_counter()
+        tau, rho = np.empty(len(splits)), np.empty(len(splits))
+        for j, (train, test) in enumerate(splits):
+            est = build_predictor(name, proxy_index=proxy_index, cost_index=cost_index, random_state=random_state)
+            pred = est.fit(X[train], y[train]).predict(X[test])
+            tau[j], rho[j] = kendall_tau(y[test], pred), spearman_rho(y[test], pred)
         pred = np.empty(n)
         lo, hi = np.full(n, np.nan), np.full(n, np.nan)
-        for train, test in splits:
+        for train, test in reference:
             est = build_predictor(name, proxy_index=proxy_index, cost_index=cost_index, random_state=random_state)
             if coverage is not None and len(train) >= 3:
                 conf = ConformalRegressor(est, coverage=coverage, cv=min(5, len(train)), random_state=random_state)
@@ -155,19 +241,63 @@ def cross_validate_predictors(
         if coverage is not None:
             cov = float(np.mean((y >= lo) & (y <= hi)))
             width = float(np.mean(hi - lo))
-        scores.append(EstimatorScore(name, kendall_tau(y, pred), spearman_rho(y, pred), cov, width,
-                                     round(time.perf_counter() - start, 3)))
-    best = max(scores, key=lambda s: (s.kendall_tau, s.spearman_rho)).name
-    notes = []
-    beats = None
-    if proxy_score is not None:
-        best_tau = next(s.kendall_tau for s in scores if s.name == best)
-        beats = best_tau > proxy_score.kendall_tau
-        if not beats:
-            notes.append(f"no predictor beats the proxy score alone (tau {proxy_score.kendall_tau:.3f}); "
-                         "rank by the supernet score, or add anchors")
-    scheme = "leave-one-out" if k == n else f"{k}-fold"
-    return RankingReport(n, scheme, coverage, baselines, scores, best, beats, notes)
+        taus[name] = tau
+        rows[name] = dict(name=name, kendall_tau=float(tau.mean()), spearman_rho=float(rho.mean()), coverage=cov,
+                          mean_interval_width=width, seconds=round(time.perf_counter() - start, 3),
+                          kendall_tau_se=corrected_se(tau, n_train, n_test),
+                          loo_kendall_tau=kendall_tau(y, pred), loo_spearman_rho=spearman_rho(y, pred))
+    if baseline is not None:
+        for name in names:
+            diff = taus[name] - taus[baseline]
+            rows[name].update(tau_vs_proxy=float(diff.mean()), tau_vs_proxy_se=corrected_se(diff, n_train, n_test))
+    scores = [EstimatorScore(**rows[name]) for name in names]
+    scheme = f"{len(splits)} random {n_train}/{n_test} splits"
+    best, reason, beats = _choose(scores, baseline, margin, scheme)
+    if beats and n_test < min_held_out:
+        top = next(e for e in scores if e.name == best)
+        best, beats = baseline, False
+        reason = (f"nothing beats the supernet: the corrector is the calibrated supernet score ({n} anchors leave "
+                  f"{n_test} held out per split, fewer than {min_held_out}: {top.name}'s gain of {top.tau_vs_proxy:+.3f} "
+                  f"+- {top.tau_vs_proxy_se:.3f} tau is too weak evidence; add anchors)")
+    reference_scheme = "leave-one-out" if k == n else f"{k}-fold"
+    return RankingReport(n, scheme, coverage, baselines, scores, best, beats, [], baseline=baseline, reason=reason,
+                         n_splits=len(splits), margin=float(margin), reference_scheme=reference_scheme)
+
+
+def adjusted_margin(margin: float, n_candidates: int) -> float:
+    """The per-corrector margin (in standard errors) that keeps the chance of ANY of ``n_candidates``
+    useless correctors passing at the chance of one passing ``margin`` (Sidak)."""
+    from scipy.stats import norm
+
+    if n_candidates <= 1:
+        return float(margin)
+    return float(norm.ppf(norm.cdf(margin) ** (1.0 / n_candidates)))
+
+
+def _choose(scores: list[EstimatorScore], baseline: str | None, margin: float, scheme: str) -> tuple[str, str, bool | None]:
+    """(chosen name, reason, whether it beats the supernet baseline)."""
+    if baseline is None:
+        best = max(scores, key=lambda s: (s.kendall_tau, s.spearman_rho))
+        return best.name, f"highest held-out Kendall tau over {scheme}", None
+    base = next(s for s in scores if s.name == baseline)
+    others = [s for s in scores if s.name != baseline]
+    z = adjusted_margin(margin, len(others))
+
+    def lower(s: EstimatorScore) -> float:
+        se = s.tau_vs_proxy_se if np.isfinite(s.tau_vs_proxy_se) else 0.0
+        return s.tau_vs_proxy - z * se
+
+    need = f"needs more than {z:.2f} standard errors ({margin:g} adjusted for {len(others)} candidates)"
+    if others:
+        top = max(others, key=lambda s: (lower(s), s.tau_vs_proxy))
+        gain = f"{top.tau_vs_proxy:+.3f} +- {top.tau_vs_proxy_se:.3f}"
+        if top.tau_vs_proxy > 0 and lower(top) > 0:
+            return top.name, f"beats the supernet by {gain} held-out Kendall tau over {scheme}; {need}", True
+        detail = f"; best alternative {top.name}: {gain} tau vs the supernet, {need}"
+    else:
+        detail = ""
+    return baseline, (f"nothing beats the supernet: the corrector is the calibrated supernet score "
+                      f"(held-out tau {base.kendall_tau:.3f} over {scheme}{detail})"), False
 
 
 def fit_final(name: str, X, y, *, proxy_index: int | None = None, cost_index: int | None = None,

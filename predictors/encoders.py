@@ -26,6 +26,8 @@ import numpy as np
 
 from search_spaces import Arch, Space
 
+from .errors import PredictorError
+
 PARTS = ("onehot", "counts", "cost")
 
 
@@ -71,12 +73,12 @@ class ArchEncoder:
         parts = tuple(parts)
         bad = [p for p in parts if p not in PARTS]
         if bad or not (parts or extra_names):
-            raise ValueError(
+            raise PredictorError(
                 f"the 'parts' parameter of ArchEncoder must be a non-empty subset of {PARTS}; "
                 f"got {parts!r}"
             )
         if len(set(extra_names)) != len(tuple(extra_names)):
-            raise ValueError(f"the 'extra_names' of ArchEncoder must be distinct; got {tuple(extra_names)!r}")
+            raise PredictorError(f"the 'extra_names' of ArchEncoder must be distinct; got {tuple(extra_names)!r}")
         self.space = space
         self.parts = tuple(p for p in PARTS if p in parts)
         self.extra_names = tuple(extra_names)
@@ -90,7 +92,7 @@ class ArchEncoder:
             names += ["log_flops", "log_params"]
         clash = set(names) & set(self.extra_names)
         if clash:
-            raise ValueError(f"the 'extra_names' of ArchEncoder clash with built-in feature names: {sorted(clash)}")
+            raise PredictorError(f"the 'extra_names' of ArchEncoder clash with built-in feature names: {sorted(clash)}")
         self.feature_names: list[str] = names + list(self.extra_names)
 
     def __reduce__(self):
@@ -136,14 +138,14 @@ class ArchEncoder:
         missing = [k for k in self.extra_names if k not in extra]
         unknown = [k for k in extra if k not in self.extra_names]
         if missing or unknown:
-            raise ValueError(
+            raise PredictorError(
                 f"the 'extra' columns of transform must be exactly {list(self.extra_names)}; "
                 f"missing {missing}, unexpected {unknown}"
             )
         for name in self.extra_names:
             col = np.asarray(extra[name], dtype=np.float64).reshape(-1)
             if col.shape[0] != n:
-                raise ValueError(f"extra column {name!r} has {col.shape[0]} values for {n} architectures")
+                raise PredictorError(f"extra column {name!r} has {col.shape[0]} values for {n} architectures")
             blocks.append(col[:, None])
         return np.hstack(blocks) if blocks else np.zeros((n, 0))
 

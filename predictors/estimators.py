@@ -78,13 +78,13 @@ class ForestPredictor(Predictor):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def fit(self, X, y) -> "ForestPredictor":
+    def fit(self, X, y, sample_weight=None) -> "ForestPredictor":
         X, y = self._check_fit(X, y)
         check_positive("ForestPredictor", "n_estimators", self.n_estimators, integer=True)
         self.forest_ = RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
             random_state=self.random_state, n_jobs=self.n_jobs,
-        ).fit(X, y)
+        ).fit(X, y, sample_weight=sample_weight)
         return self
 
     def predict(self, X, return_std: bool = False):
@@ -105,11 +105,11 @@ class LinearPredictor(Predictor):
         self.max_iter = max_iter
         self.random_state = random_state  # deterministic already; kept for a uniform interface
 
-    def fit(self, X, y) -> "LinearPredictor":
+    def fit(self, X, y, sample_weight=None) -> "LinearPredictor":
         X, y = self._check_fit(X, y)
         check_positive("LinearPredictor", "max_iter", self.max_iter, integer=True)
         self.scaler_ = StandardScaler().fit(X)
-        self.model_ = BayesianRidge(max_iter=self.max_iter).fit(self.scaler_.transform(X), y)
+        self.model_ = BayesianRidge(max_iter=self.max_iter).fit(self.scaler_.transform(X), y, sample_weight=sample_weight)
         return self
 
     def predict(self, X, return_std: bool = False):

@@ -7,16 +7,19 @@ as scipy does (Kendall's tau-b).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
+
+from .errors import PredictorError
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
     if t.shape != p.shape:
-        raise ValueError(f"y_true and y_pred must have the same length; got {t.shape[0]} and {p.shape[0]}")
+        raise PredictorError(f"y_true and y_pred must have the same length; got {t.shape[0]} and {p.shape[0]}")
     return t, p
 
 
@@ -30,7 +33,9 @@ def kendall_tau(y_true, y_pred) -> float:
     t, p = _pair(y_true, y_pred)
     if len(t) < 2:
         return 0.0
-    return _nan_to_zero(kendalltau(t, p).statistic)
+    with warnings.catch_warnings():  # a constant input is scored 0 below, on purpose
+        warnings.simplefilter("ignore")
+        return _nan_to_zero(kendalltau(t, p).statistic)
 
 
 def spearman_rho(y_true, y_pred) -> float:
@@ -38,7 +43,9 @@ def spearman_rho(y_true, y_pred) -> float:
     t, p = _pair(y_true, y_pred)
     if len(t) < 2:
         return 0.0
-    return _nan_to_zero(spearmanr(t, p).statistic)
+    with warnings.catch_warnings():  # a constant input is scored 0 below, on purpose
+        warnings.simplefilter("ignore")
+        return _nan_to_zero(spearmanr(t, p).statistic)
 
 
 def top_fraction_tau(y_true, y_pred, fraction: float = 0.1) -> float:
@@ -47,7 +54,7 @@ def top_fraction_tau(y_true, y_pred, fraction: float = 0.1) -> float:
     What matters for search: does the predictor order the good architectures?
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"The 'fraction' parameter must be in (0, 1]. Got {fraction!r} instead.")
+        raise PredictorError(f"The 'fraction' parameter must be in (0, 1]. Got {fraction!r} instead.")
     t, p = _pair(y_true, y_pred)
     k = max(2, int(math.ceil(fraction * len(t))))
     top = np.argsort(-t, kind="stable")[:k]
@@ -62,7 +69,7 @@ def true_rank_of_best(y_true, y_pred) -> int:
     """
     t, p = _pair(y_true, y_pred)
     if len(t) == 0:
-        raise ValueError("true_rank_of_best needs at least one architecture")
+        raise PredictorError("true_rank_of_best needs at least one architecture")
     best = int(np.argmax(p))
     return int((t > t[best]).sum()) + 1
 
@@ -73,7 +80,7 @@ def interval_coverage(y_true, lower, upper) -> float:
     lo = np.asarray(lower, dtype=np.float64).reshape(-1)
     hi = np.asarray(upper, dtype=np.float64).reshape(-1)
     if not (t.shape == lo.shape == hi.shape):
-        raise ValueError(f"y_true, lower and upper must have the same length; got {t.shape[0]}, {lo.shape[0]}, {hi.shape[0]}")
+        raise PredictorError(f"y_true, lower and upper must have the same length; got {t.shape[0]}, {lo.shape[0]}, {hi.shape[0]}")
     if len(t) == 0:
         return math.nan
     return float(np.mean((t >= lo) & (t <= hi)))

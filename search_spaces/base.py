@@ -13,9 +13,13 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
-from .errors import ArchStringError, InfeasibleConstraintError
+from .errors import ArchStringError, InfeasibleConstraintError, SpaceError, UnknownNameError
+
+# The registered spaces by name. ``search_spaces.registry`` fills and reads it; it lives
+# here so that ``str(arch)`` finds its space's format without importing the registry.
+SPACES: dict[str, "Space"] = {}
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,6 @@ class Dim:
     label: str
     options: tuple[int, ...]
     names: tuple[str, ...]
-
-    def name_of(self, code: int) -> str:
-        return self.names[self.options.index(code)]
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,11 @@ class Arch:
     choices: tuple[int, ...]
 
     def __str__(self) -> str:
-        from .registry import get_space  # late import: registry imports the spaces
-
-        return get_space(self.space).format(self)
+        space = SPACES.get(self.space)
+        if space is None:
+            raise UnknownNameError(f"an architecture of space {self.space!r} cannot be printed: the space is not "
+                                   f"registered (registered: {', '.join(sorted(SPACES))})")
+        return space.format(self)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Cost:
 
     def get(self, metric: str) -> int:
         if metric not in ("flops", "params"):
-            raise KeyError(f"unknown cost metric {metric!r}; use 'flops' or 'params'")
+            raise UnknownNameError(f"The 'metric' parameter must be 'flops' or 'params'; got {metric!r}.")
         return getattr(self, metric)
 
 
@@ -158,8 +161,8 @@ class Space:
 
         At least one dimension changes, so the child is a different string.
         """
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mutation probability must be in [0, 1]; got {prob}")
+        if not 0.0 <= prob <= 1.0:  # NaN fails too
+            raise SpaceError(f"The 'prob' parameter of Space.mutate must be a probability in [0, 1]; got {prob!r}.")
         choices = list(arch.choices)
         mutable = [i for i, d in enumerate(self.dims) if len(d.options) > 1]
         changed = False
@@ -204,33 +207,6 @@ class Space:
     def max_cost(self, metric: str) -> int:
         fixed, per_dim = self._cost_table()
         return fixed.get(metric) + sum(max(c.get(metric) for c in t.values()) for t in per_dim)
-
-    def check_feasible(self, metric: str, limit: float) -> None:
-        """Raise if no architecture has ``metric`` at or below ``limit``."""
-        smallest = self.min_cost(metric)
-        if limit < smallest:
-            raise InfeasibleConstraintError(
-                f"--max-{metric} {limit:,.0f} is infeasible for space {self.name!r}: the "
-                f"smallest network has {metric} = {smallest:,}. Raise the limit to at least "
-                f"{smallest:,}."
-            )
-
-    def sample_feasible(
-        self,
-        rng: random.Random,
-        accept: Callable[[Arch], bool],
-        max_tries: int = 10_000,
-    ) -> Arch:
-        """Uniform rejection sampling under a predicate, with a bounded number of tries."""
-        for _ in range(max_tries):
-            arch = self.sample(rng)
-            if accept(arch):
-                return arch
-        raise InfeasibleConstraintError(
-            f"no architecture of space {self.name!r} met the constraints in {max_tries:,} "
-            f"random draws; loosen them (smallest FLOPs {self.min_cost('flops'):,}, "
-            f"smallest params {self.min_cost('params'):,})"
-        )
 
     def describe(self) -> str:
         return f"{self.name}: {self.summary} ({len(self.dims)} dimensions, {self.num_strings:,} strings)"

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import Arch, Cost, Dim, Space
-from .errors import ArchStringError
+from .errors import ArchStringError, SpaceError
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ class ChainSpace(Space):
             )
         self.dims = tuple(dims)
         if len(ops) > 10:
-            raise ValueError("chain spaces encode one digit per layer: at most 10 ops")
+            raise SpaceError(f"The 'ops' parameter of ChainSpace must list at most 10 ops (one digit per layer); "
+                             f"got {len(ops)}.")
 
     def _make_slots(self) -> tuple[LayerSlot, ...]:
         slots = []

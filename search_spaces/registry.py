@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from .base import SPACES as _SPACES
 from .base import Space
-from .errors import UnknownNameError
-
-_SPACES: dict[str, Space] = {}
+from .errors import SpaceError, UnknownNameError
 
 DEFAULT_SPACE = "macro-fmnist"
 
@@ -13,7 +12,7 @@ DEFAULT_SPACE = "macro-fmnist"
 def register_space(space: Space) -> Space:
     """Register a space under ``space.name``; re-registering a name is an error."""
     if space.name in _SPACES and _SPACES[space.name] is not space:
-        raise ValueError(f"a space named {space.name!r} is already registered")
+        raise SpaceError(f"The 'space' parameter must have a new name; a space named {space.name!r} is already registered")
     _SPACES[space.name] = space
     return space
 
@@ -29,4 +28,5 @@ def get_space(name: str) -> Space:
 
 
 def list_spaces() -> list[str]:
+    """The registered space names, sorted."""
     return sorted(_SPACES)

@@ -11,7 +11,7 @@ from synthetic_tables import write_table
 
 from evonas.evaluation.costs import CostModel
 from evonas.search.constraints import Constraints, feasible_sampler
-from evonas.errors import ConfigError
+from evonas.errors import ConfigError, cli_message
 from evonas.scorers.tables import load_table
 from search_spaces import InfeasibleConstraintError, get_space
 
@@ -23,8 +23,10 @@ def test_constraints_are_frozen_keyword_only_and_validated():
         c.max_flops = 1  # frozen
     with pytest.raises(TypeError):
         Constraints(3e6)  # keyword-only
-    with pytest.raises(ConfigError, match=r"--max-params must be a finite number > 0; got -1"):
+    with pytest.raises(ConfigError, match=r"The 'max_params' parameter must be a finite number > 0; got -1\.") as info:
         Constraints(max_params=-1)
+    assert info.value.param == "max_params"
+    assert cli_message(info.value) == "--max-params must be a finite number > 0; got -1."
     assert not Constraints()
 
 
@@ -39,14 +41,18 @@ def test_violations_and_satisfied():
 def test_infeasible_limit_states_smallest_value():
     space = get_space("macro-fmnist")
     smallest = space.min_cost("flops")
-    with pytest.raises(InfeasibleConstraintError, match=f"at least {smallest:,}"):
+    with pytest.raises(InfeasibleConstraintError, match=f"at least {smallest:,}") as info:
         CostModel(space).check(Constraints(max_flops=smallest - 1))
+    assert cli_message(info.value).startswith(f"--max-flops {smallest - 1:,} is infeasible for space 'macro-fmnist'")
     CostModel(space).check(Constraints(max_flops=smallest))  # exactly the smallest is feasible
 
 
 def test_latency_without_source_is_a_config_error():
-    with pytest.raises(ConfigError, match="--max-latency-ms needs a latency source"):
+    with pytest.raises(ConfigError, match="The 'max_latency_ms' parameter needs a latency source") as info:
         CostModel(get_space("macro-fmnist")).check(Constraints(max_latency_ms=5))
+    message = cli_message(info.value)
+    assert message.startswith("--max-latency-ms needs a latency source: build one for this device")
+    assert "--latency-table and --latency-column" in message
 
 
 def test_table_columns_feed_costs_and_checks(tmp_path):

@@ -61,7 +61,7 @@ def test_cifar_needs_a_root_and_reads_python_batches(tmp_path):
 
 
 def test_bad_values_name_the_option():
-    with pytest.raises(ConfigError, match="--val-size"):
+    with pytest.raises(ConfigError, match="The 'val_size' parameter must be between 1 and"):
         load_splits("synthetic", val_size=10**6)
-    with pytest.raises(ConfigError, match="dataset must be one of"):
+    with pytest.raises(ConfigError, match="The 'dataset' parameter must be one of"):
         load_splits("imagenet")

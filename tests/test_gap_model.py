@@ -7,11 +7,17 @@ import io
 import json
 import shutil
 
+import math
+import random
+
+import numpy as np
 import pytest
 
 from evonas.gap.anchors import StandaloneScorer, stored_anchors
 from evonas.cli.main import main
-from evonas.gap.corrector import load_gap_model
+from evonas.gap.corrector import fit_gap_model, load_gap_model
+from predictors import kendall_tau
+from search_spaces import get_space
 from evonas.run.run import Run
 from evonas.run.store import Store
 from tests.test_cli_train import run_cli
@@ -36,9 +42,11 @@ def test_fit_predictor_writes_report_model_and_anchor_records(capsys, fitted_run
     args = ["fit-predictor", "--run", str(fitted_run), *FIT_ARGS]
     report = json.loads((fitted_run / "fit_output.json").read_text())
     names = {e["name"] for e in report["estimators"]}
-    assert names == {"gap", "linear"} and report["best"] in names
+    assert names == {"supernet", "gap", "linear"} and report["best"] in names  # the baseline is always compared
+    assert report["chosen"]["name"] == report["best"] and report["chosen"]["reason"]
     assert {b["name"] for b in report["baselines"]} == {"proxy", "flops"}
-    assert report["n_anchors"] == 5 and report["scheme"] == "leave-one-out"
+    assert report["n_anchors"] == 5 and report["reference_scheme"] == "leave-one-out"
+    assert report["scheme"].startswith("50 random")
     for f in ("model.pkl", "report.md", "report.json", "anchors.png"):
         assert (fitted_run / "predictor" / f).is_file(), f
     # every anchor is a store record of the standalone scorer, with epochs and seed in its source
@@ -109,3 +117,86 @@ def test_other_anchor_selections(capsys, tiny_run, tmp_path, selection, extra):
         assert set(anchors) == {"12012200", "00000000", "22222222", "10120110"}
     else:
         assert len(anchors) == 5
+
+
+# --- fit_gap_model without a run: the choice, the distilled search model, extra features ---------------------
+
+def synthetic_pool(n: int = 90, seed: int = 0):
+    """Distinct canonical macro-fmnist archs with a supernet score that is an additive function of the ops."""
+    space = get_space("macro-fmnist")
+    rng = random.Random(seed)
+    keys: dict[str, object] = {}
+    while len(keys) < n:
+        arch = space.canonical(space.sample(rng))
+        keys.setdefault(str(arch), arch)
+    names = sorted(keys)
+    effect = np.random.default_rng(seed).normal(scale=0.6, size=(len(space.dims), 3))  # per layer and op
+    supernet = np.array([80.0 + sum(effect[i, c] for i, c in enumerate(keys[a].choices)) for a in names])
+    first_op = np.array([keys[a].choices[0] for a in names])
+    return space, names, supernet, first_op
+
+
+def test_noise_anchors_choose_the_baseline_and_searches_follow_the_supernet():
+    space, names, supernet, _ = synthetic_pool()
+    noise = np.random.default_rng(1).normal(scale=3.0, size=len(names))
+    truth = supernet + noise  # the supernet is right; anchors only add noise
+    anchors = {names[i]: float(truth[i]) for i in range(0, 80, 10)}  # 8 anchors
+    pool = dict(zip(names, supernet.tolist()))
+    gap, plot = fit_gap_model(space, anchors, pool, supernet_source="test", predictors=["supernet_residual", "gap", "xgb"])
+    assert gap.best == "supernet" and gap.report["beats_proxy"] is False
+    assert gap.report["chosen"]["reason"].startswith("nothing beats the supernet")
+    assert "nothing beats the supernet: the corrector is the calibrated supernet score" in plot["text"]
+    # predict uses the chosen model: the calibrated supernet, same order as the supernet
+    archs = [space.parse(a) for a in names]
+    assert kendall_tau(supernet, gap.predict(archs, supernet)["predicted"]) == pytest.approx(1.0)
+    # the search model learnt the supernet scores, so the predictor scorer ranks like the supernet
+    sm = gap.report["search_model"]
+    assert sm["labels"] == "calibrated supernet scores" and sm["anchors"] == 0
+    assert math.isfinite(sm["heldout_tau"])
+    arch_only = gap.predict_arch_only(archs)
+    assert kendall_tau(truth, arch_only) >= kendall_tau(truth, supernet) - 0.05
+    assert kendall_tau(supernet, arch_only) > 0.7
+
+
+def test_a_strong_op_effect_the_supernet_misses_chooses_a_corrector():
+    space, names, supernet, first_op = synthetic_pool(seed=2)
+    truth = supernet + 4.0 * (first_op == 2)  # one op on the first layer is much better stand-alone
+    anchors = {names[i]: float(truth[i]) for i in range(0, 90, 3)}  # 30 anchors
+    pool = dict(zip(names, supernet.tolist()))
+    gap, _ = fit_gap_model(space, anchors, pool, supernet_source="test", predictors=["supernet_residual"], coverage=0.8)
+    assert gap.best == "supernet_residual" and gap.report["beats_proxy"] is True
+    assert "beats the supernet by" in gap.report["chosen"]["reason"]
+    rest = [i for i in range(len(names)) if names[i] not in anchors]
+    archs = [space.parse(names[i]) for i in rest]
+    pred = gap.predict(archs, supernet[rest])["predicted"]
+    assert kendall_tau(truth[rest], pred) > kendall_tau(truth[rest], supernet[rest]) + 0.1
+    assert gap.report["search_model"]["anchors"] == 30  # anchors keep their true accuracy
+
+
+def test_poor_search_model_agreement_is_reported():
+    space, names, _, _ = synthetic_pool(n=40, seed=3)
+    supernet = np.random.default_rng(4).normal(80.0, 2.0, size=len(names))  # not a function of the ops
+    anchors = {names[i]: float(supernet[i]) for i in range(0, 40, 5)}
+    gap, plot = fit_gap_model(space, anchors, dict(zip(names, supernet.tolist())), supernet_source="test",
+                              predictors=["supernet_residual"], coverage=0.8)
+    sm = gap.report["search_model"]
+    assert sm["heldout_tau"] < 0.5 and "agrees poorly" in sm["warning"]
+    assert any("agrees poorly" in n for n in gap.report["notes"]) and "agrees poorly" in plot["text"]
+
+
+def test_extra_features_enter_the_corrector_by_name():
+    space, names, supernet, first_op = synthetic_pool(n=60, seed=5)
+    snip = {a: float(v) for a, v in zip(names, first_op * 1.5 + 0.1)}
+    truth = supernet + 3.0 * first_op
+    anchors = {names[i]: float(truth[i]) for i in range(0, 60, 3)}
+    gap, _ = fit_gap_model(space, anchors, dict(zip(names, supernet.tolist())), supernet_source="test",
+                           predictors=["supernet_residual"], coverage=0.8, extra_features={"snip": snip})
+    assert gap.encoder.extra_names == ("snip", "supernet_score")
+    archs = [space.parse(a) for a in names[:4]]
+    out = gap.predict(archs, supernet[:4], extra={"snip": [snip[a] for a in names[:4]]})
+    assert out["predicted"].shape == (4,)
+    with pytest.raises(ValueError, match="snip"):
+        gap.predict(archs, supernet[:4])
+    with pytest.raises(Exception, match="snip"):
+        fit_gap_model(space, anchors, dict(zip(names, supernet.tolist())), supernet_source="test",
+                      predictors=["supernet_residual"], extra_features={"snip": {}})

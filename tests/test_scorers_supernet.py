@@ -48,5 +48,7 @@ def test_supernet_scorer_searches_with_a_fake_evaluator():
 
 
 def test_supernet_latency_needs_table_and_column(tmp_path):
-    with pytest.raises(ConfigError, match="both --latency-table CSV and --latency-column"):
+    with pytest.raises(ConfigError, match="The 'latency_table' option and the 'latency_column' option of scorer "
+                                          "'supernet' go together") as info:
         SupernetScorer(FakeEvaluator(), latency_column="x")
+    assert info.value.param == "latency_table"

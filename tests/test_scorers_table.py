@@ -6,7 +6,15 @@ import pytest
 from synthetic_tables import write_table
 
 from evonas.errors import ConfigError
-from evonas.scorers import score_cached, get_scorer, list_scorers, make_scorer, register_scorer
+from evonas.scorers import (
+    get_scorer,
+    list_scorers,
+    make_scorer,
+    register_scorer,
+    score_cached,
+    scorer_options,
+    select_options,
+)
 from evonas.scorers.table import TableScorer
 from evonas.run.store import Store
 from evonas.scorers.tables import load_table
@@ -18,15 +26,42 @@ def table_path(tmp_path):
     return write_table(tmp_path / "macro.csv")
 
 
-def test_registry_has_builtins_and_takes_new_scorers():
-    assert {"supernet", "table"} <= set(list_scorers())
+def test_registry_has_builtins_and_takes_new_scorers(monkeypatch):
+    from evonas.scorers import registry
+
+    assert {"predictor", "standalone", "supernet", "table"} <= set(list_scorers())
+    monkeypatch.setattr(registry, "_SCORERS", dict(registry._SCORERS))  # registrations end with the test
+    monkeypatch.setattr(registry, "_OPTIONS", dict(registry._OPTIONS))
     with pytest.raises(UnknownNameError, match="unknown scorer 'bogus'; choose one of: .*supernet, table"):
         get_scorer("bogus")
-    factory = lambda **o: None  # noqa: E731
-    register_scorer("predictor-test", factory)
-    assert get_scorer("predictor-test") is factory
-    with pytest.raises(ValueError, match="already registered"):
-        register_scorer("predictor-test", lambda **o: None)
+
+    def factory(*, run_dir, depth=2):
+        return ("built", run_dir, depth)
+
+    register_scorer("scorer-test", factory)
+    assert get_scorer("scorer-test") is factory and scorer_options("scorer-test") == {"run_dir", "depth"}
+    assert make_scorer("scorer-test", run_dir="r") == ("built", "r", 2)
+    with pytest.raises(ConfigError, match="The 'run_dir' option is required by scorer 'scorer-test'"):
+        make_scorer("scorer-test", depth=3)
+    with pytest.raises(ConfigError, match="The 'width' option is not accepted by scorer 'scorer-test'; valid options: depth, run_dir"):
+        make_scorer("scorer-test", run_dir="r", width=3)
+    with pytest.raises(ConfigError, match="already registered"):
+        register_scorer("scorer-test", lambda *, run_dir: None)
+    with pytest.raises(ConfigError, match=r"The 'options' parameter is required .* takes \*\*o"):
+        register_scorer("kwargs-test", lambda **o: None)
+    register_scorer("kwargs-test", lambda **o: o, options=["a"])
+    assert make_scorer("kwargs-test", a=1) == {"a": 1}
+    with pytest.raises(ConfigError, match="The 'b' option is not accepted by scorer 'kwargs-test'; valid options: a"):
+        make_scorer("kwargs-test", b=1)
+
+
+def test_callers_with_a_superset_select_the_options_that_apply(table_path):
+    shared = {"space": "macro-fmnist", "table": table_path, "target": "val_acc", "report": None,
+              "latency_table": None, "latency_column": None, "run_dir": None}
+    assert "run_dir" not in select_options("table", shared)
+    scorer = make_scorer("table", **select_options("table", shared))
+    assert scorer.target == "val_acc"
+    assert select_options("supernet", shared) == {"latency_table": None, "latency_column": None, "run_dir": None}
 
 
 def test_table_scorer_reports_every_column_and_costs(table_path):
@@ -45,8 +80,10 @@ def test_table_scorer_reports_every_column_and_costs(table_path):
 def test_table_scorer_errors_name_the_option(table_path):
     with pytest.raises(ConfigError, match="column 'nope' is not in table .* val_acc, test_acc"):
         make_scorer("table", space="macro-fmnist", table=table_path, target="nope")
-    with pytest.raises(ConfigError, match="needs --target"):
+    with pytest.raises(ConfigError, match="The 'target' option of scorer 'table' must name the column to maximise"):
         make_scorer("table", space="macro-fmnist", table=table_path, target=None)
+    with pytest.raises(ConfigError, match="The 'table' option of scorer 'table' must be a CSV file"):
+        make_scorer("table", space="macro-fmnist", table=None, target="val_acc")
     with pytest.raises(ConfigError, match="does not exist"):
         make_scorer("table", space="macro-fmnist", table=table_path.with_name("missing.csv"), target="val_acc")
 
@@ -57,7 +94,7 @@ def test_latency_table_join_needs_a_column(tmp_path, table_path):
     lat.write_text("arch,dev_ms\n" + "".join(f"{space.format(a)},{i * 0.01 + 1}\n"
                                              for i, a in enumerate(space.enumerate())))
     no_lat = write_table(tmp_path / "plain.csv", latency=False)
-    with pytest.raises(ConfigError, match="needs --latency-column"):
+    with pytest.raises(ConfigError, match="The 'latency_column' option is required with the 'latency_table' option"):
         TableScorer(load_table(no_lat, space), target="val_acc", latency_table=lat)
     s = TableScorer(load_table(no_lat, space), target="val_acc", latency_table=lat, latency_column="dev_ms")
     arch = space.parse("00000000")

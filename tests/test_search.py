@@ -14,7 +14,7 @@ import pytest
 from synthetic_tables import write_table
 
 from evonas.search.constraints import Constraints
-from evonas.errors import ConfigError
+from evonas.errors import ConfigError, cli_message
 from evonas.scorers.table import TableScorer
 from evonas.search import SearchContext, list_searchers, make_problem, make_searcher, run_search
 from evonas.run.store import Store
@@ -42,6 +42,31 @@ def test_registry_lists_the_issue_searchers_and_rejects_unknown_names():
     assert {"evolution", "nsga2", "rea", "random", "tpe", "optuna-nsga2", "optuna-random"} <= set(list_searchers())
     with pytest.raises(UnknownNameError, match="choose one of: evolution"):
         make_searcher("bogus", None, seed=0)
+
+
+def test_option_errors_name_the_parameter_and_map_to_flags(scorer):
+    problem = make_problem(scorer, Constraints())
+    with pytest.raises(ConfigError, match="The 'population' parameter does not apply to searcher 'tpe'; its parameters: ") as info:
+        make_searcher("tpe", problem, seed=0, options={"population": 10})
+    assert info.value.param == "population"
+    assert cli_message(info.value).startswith("--population does not apply to --algo tpe")
+    with pytest.raises(ConfigError, match="The 'parents' parameter and the 'population' parameter do not apply"):
+        make_searcher("random", problem, seed=0, options={"population": 10, "parents": 2})
+    with pytest.raises(ConfigError, match=r"The 'mutation_prob' parameter must be a probability in \[0, 1\]; got 2") as info:
+        make_searcher("evolution", problem, seed=0, options={"mutation_prob": 2.0})
+    assert cli_message(info.value) == "--mutation-prob must be a probability in [0, 1]; got 2.0."
+    with pytest.raises(ConfigError, match="The 'population' parameter must be an integer >= 1; got 0"):
+        make_searcher("evolution", problem, seed=0, options={"population": 0})
+    with pytest.raises(ConfigError, match="The 'objectives' parameter must start with accuracy"):
+        make_problem(scorer, Constraints(), "flops,accuracy")
+    with pytest.raises(ConfigError, match="The 'objectives' parameter must name each objective once"):
+        make_problem(scorer, Constraints(), "accuracy,flops,flops")
+    with pytest.raises(ConfigError, match="The 'objectives' parameter must list 'accuracy'") as info:
+        make_problem(scorer, Constraints(), "accuracy,speed")
+    assert cli_message(info.value).startswith("--objectives must list 'accuracy'")
+    with pytest.raises(ConfigError, match="The 'budget' parameter must be an integer >= 1") as info:
+        run_search(make_searcher("random", problem, seed=0), scorer, Store.memory(), budget=0)
+    assert cli_message(info.value).startswith("--budget must be an integer >= 1")
 
 
 @pytest.mark.parametrize("algo", list_searchers())
@@ -96,7 +121,7 @@ def test_multi_objective_support_is_explicit(scorer, algo):
         accs = [p["val_acc"] for p in res.pareto]
         assert accs == sorted(accs, reverse=True)
     else:
-        with pytest.raises(ConfigError, match="optimises one objective"):
+        with pytest.raises(ConfigError, match=f"The 'objectives' parameter names several objectives, but searcher '{algo}' optimises one objective"):
             search(scorer, algo, objectives="accuracy,flops")
 
 

@@ -9,11 +9,15 @@ import sys
 import pytest
 
 from search_spaces import (
+    Arch,
     ArchStringError,
+    ChainSpace,
     InfeasibleConstraintError,
+    SpaceError,
     UnknownNameError,
     get_space,
     list_spaces,
+    register_space,
 )
 from tests.conftest import NB201_CSV, needs_nb201
 
@@ -86,15 +90,26 @@ def test_mobilenet_space_is_large_and_deep():
         next(space.enumerate())
 
 
-def test_infeasible_constraint_states_smallest_value():
+def test_min_and_max_cost_are_exact():
+    # limits are checked against min_cost by evonas.evaluation.costs.CostModel (tests/test_constraints.py)
     space = get_space("macro-fmnist")
-    smallest = space.min_cost("flops")
-    assert smallest == min(space.cost(a).flops for a in space.enumerate())
-    with pytest.raises(InfeasibleConstraintError, match=f"{smallest:,}"):
-        space.check_feasible("flops", smallest - 1)
-    space.check_feasible("flops", smallest)
-    with pytest.raises(InfeasibleConstraintError):
-        space.sample_feasible(random.Random(0), lambda a: False, max_tries=50)
+    for metric in ("flops", "params"):
+        values = [space.cost(a).get(metric) for a in space.enumerate()]
+        assert space.min_cost(metric) == min(values) and space.max_cost(metric) == max(values)
+    with pytest.raises(UnknownNameError, match="The 'metric' parameter must be 'flops' or 'params'; got 'latency'"):
+        space.cost(space.sample(random.Random(0))).get("latency")
+
+
+def test_bad_input_raises_space_errors():
+    space = get_space("macro-fmnist")
+    arch = space.sample(random.Random(0))
+    with pytest.raises(SpaceError, match=r"The 'prob' parameter of Space.mutate must be a probability in \[0, 1\]; got 1.5"):
+        space.mutate(arch, random.Random(0), prob=1.5)
+    with pytest.raises(SpaceError, match="already registered"):
+        register_space(ChainSpace(name="macro-fmnist", net=space.net, ops=space.ops,
+                                   first_layer_identity=True, summary="a copy"))
+    with pytest.raises(UnknownNameError, match="space 'not-registered' cannot be printed: the space is not registered"):
+        str(Arch("not-registered", (0, 1)))
 
 
 def test_unknown_space_lists_valid_names():

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from evonas.errors import ConfigError
+from evonas.errors import ConfigError, cli_message
 from evonas.run.records import Record, Step
 from evonas.run.store import Store
 
@@ -49,6 +49,19 @@ def test_records_survive_reopening(tmp_path):
         assert store.integrity_ok()
 
 
+def test_open_uses_the_run_layouts_file_and_refuses_a_file(tmp_path):
+    from evonas.errors import RunDirError
+    from evonas.run.run import RunLayout
+
+    layout = RunLayout.of(tmp_path / "run")
+    with Store.open(tmp_path / "run") as store, Store.open(layout) as same, layout.store() as third:
+        assert store.path == same.path == third.path == str(layout.store_file)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunDirError, match="The 'run_dir' parameter must be a run directory") as info:
+        Store.open(tmp_path / "file")
+    assert cli_message(info.value).startswith("--run must be a run directory")
+
+
 def test_search_runs_steps_and_resume_lookup(tmp_path):
     store = Store.open(tmp_path / "run")
     cfg = {"constraints": {"max_flops": 3e6}}
@@ -67,8 +80,11 @@ def test_search_runs_steps_and_resume_lookup(tmp_path):
     assert not resumed and fresh.name == "evolution-s0-3"
     store.finish_search(run.id, {"best": None}, keep_steps=1)
     assert len(store.steps(run.id)) == 1 and store.search_run("evolution-s0").finished
-    with pytest.raises(ConfigError, match="already a search run"):
+    with pytest.raises(ConfigError, match=r"The 'name' parameter \(evolution-s0\) is already a search run") as info:
         store.begin_search(algo="rea", seed=1, config={}, name="evolution-s0")
+    assert info.value.param == "name" and cli_message(info.value).startswith("--name evolution-s0 is already")
+    with pytest.raises(ConfigError, match="The 'resume' parameter cannot replay search run 'evolution-s0'"):
+        store.begin_search(algo="rea", seed=1, config={}, name="evolution-s0", resume=True)
 
 
 WRITER = textwrap.dedent("""

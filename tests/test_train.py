@@ -81,7 +81,7 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path, tiny_run):
     (tmp_path / "not_ckpt.pt").write_bytes(b"hello")
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "not_ckpt.pt", kind="supernet")
-    with pytest.raises(RunDirError, match="--resume"):
+    with pytest.raises(RunDirError, match="set the 'resume' parameter"):
         train_supernet(foreign, cfg, progress=False)
 
 

@@ -1,35 +1,30 @@
-"""Helpers shared by the CLI modules: architecture lists, number parsing, output."""
+"""What the CLI modules share: parsing of lists and numbers, and printing of tables and JSON."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import click
-
-from search_spaces import Arch, Space
 
 from evonas.errors import ConfigError
 
 
-def read_archs(space: Space, arch_opts: Sequence[str], archs_file: str | None) -> list[Arch]:
-    """Architectures from repeated ``--arch`` options and a ``--archs FILE`` (one per line)."""
-    archs = [space.parse(a) for a in arch_opts]
-    if archs_file:
-        path = Path(archs_file)
-        if not path.is_file():
-            raise ConfigError(f"--archs file {archs_file!r} does not exist")
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            try:
-                archs.append(space.parse(line))
-            except ValueError as exc:
-                raise ConfigError(f"{archs_file}:{lineno}: {exc}") from None
-    return archs
+def int_list(option: str, text: str) -> list[int]:
+    """A comma-separated list of integers such as ``10,20,50``."""
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{option} must be a comma-separated list of integers such as 10,20,50; got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one integer; got {text!r}")
+    return values
+
+
+def name_list(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list of names (None when not given)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
 
 
 class SciNumber(click.ParamType):

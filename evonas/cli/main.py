@@ -1,12 +1,13 @@
 """Entry point of the ``evonas`` command: a click group and the error boundary.
 
-Subcommands live in one module per concern (``train_cmds``, ``search_cmds``,
-``predict_cmds``); each exposes ``COMMANDS``, a list of click commands.
+Subcommands live in one module per concern: ``train`` (train-supernet, eval, profile,
+export), ``search``, ``gap`` (fit-predictor, predict) and ``bench`` (predictor-bench).
+Each exposes ``COMMANDS``, a list of click commands that parse options, call one job
+of :mod:`evonas.jobs` and print its result.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
@@ -14,7 +15,8 @@ import click
 from predictors.errors import PredictorError
 from search_spaces import SpaceError
 
-from evonas.errors import EvonasError
+from evonas.cli import bench, gap, search, train
+from evonas.errors import EvonasError, cli_message
 
 HELP = """evonas: weight-sharing neural architecture search.
 
@@ -29,8 +31,6 @@ A typical session:
 Architectures are strings: one digit per layer for chain spaces (macro-*,
 mobilenet-*), the official cell string for nb201. `evonas spaces` lists the spaces.
 """
-
-_MODULES = ("train_cmds", "search_cmds", "predict_cmds", "anchor_cmds")
 
 
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -48,14 +48,8 @@ def spaces_cmd() -> None:
         click.echo(get_space(name).describe())
 
 
-for _name in _MODULES:
-    try:
-        _mod = importlib.import_module(f"{__package__}.{_name}")
-    except ModuleNotFoundError as exc:  # a module still being written must not break the rest
-        if exc.name != f"{__package__}.{_name}":
-            raise
-        continue
-    for _cmd in _mod.COMMANDS:
+for _module in (train, search, gap, bench):
+    for _cmd in _module.COMMANDS:
         cli.add_command(_cmd)
 
 
@@ -70,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (EvonasError, SpaceError, PredictorError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {cli_message(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted; rerun with --resume to continue where it stopped", err=True)

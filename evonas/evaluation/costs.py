@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # only for annotations: constraints import this module
     from evonas.search.constraints import Constraints
 
 METRICS = ("flops", "params", "latency_ms")  # the cost metrics a constraint or objective may name
-OPTION = {"flops": "--max-flops", "params": "--max-params", "latency_ms": "--max-latency-ms"}
+LIMIT_PARAM = {"flops": "max_flops", "params": "max_params", "latency_ms": "max_latency_ms"}  # the Constraints field of each
 
 
 def fmt(value: float) -> str:
@@ -35,23 +35,31 @@ class CostModel:
 
     ``columns`` maps a cost metric to a numeric array aligned with ``index`` (canonical
     string -> row) of a table; metrics without a column are computed from the space.
-    Latency has no computed fallback: it needs a column.
+    Latency comes from a column, or from ``latency``: a latency table measured on this
+    device (:class:`evonas.evaluation.latency.LatencyTable`), whose prediction is
+    additive over layers like FLOPs, so the fastest network is known exactly.
     """
 
     def __init__(self, space: Space, *, columns: Mapping[str, np.ndarray] | None = None,
-                 index: Mapping[str, int] | None = None, origin: str = "") -> None:
+                 index: Mapping[str, int] | None = None, origin: str = "", latency=None) -> None:
         self.space = space
+        self.latency = latency  # a LatencyTable (predict, min_latency), or None
+        if latency is not None and columns and "latency_ms" in columns:
+            raise ConfigError("The 'latency' parameter of CostModel cannot be combined with a latency_ms column; "
+                              "give one latency source", param="latency")
         self.columns = dict(columns or {})
         unknown = set(self.columns) - set(METRICS)
         if unknown:
-            raise ConfigError(f"cost columns must be named after {', '.join(METRICS)}; got {sorted(unknown)}")
+            raise ConfigError(f"The 'columns' parameter of CostModel must name only {', '.join(METRICS)}; "
+                              f"got {sorted(unknown)}", param="columns")
         if self.columns and index is None:
-            raise ConfigError("a CostModel with table columns needs the table's index")
+            raise ConfigError("The 'index' parameter of CostModel is required with table columns; got None",
+                              param="index")
         self.index = dict(index or {})
         self.origin = origin  # where the columns come from, for messages
 
     def has(self, metric: str) -> bool:
-        return metric in ("flops", "params") or metric in self.columns
+        return metric in ("flops", "params") or metric in self.columns or (metric == "latency_ms" and self.latency is not None)
 
     def costs(self, arch: Arch) -> dict[str, float]:
         """Every cost metric this model knows for ``arch`` (NaN when a table lacks the row)."""
@@ -61,10 +69,14 @@ class CostModel:
             row = self.index.get(str(self.space.canonical(arch)))
             for metric, col in self.columns.items():
                 out[metric] = math.nan if row is None else float(col[row])
+        if self.latency is not None:
+            out["latency_ms"] = float(self.latency.predict(arch))
         return out
 
     def smallest(self, metric: str) -> float:
         """The smallest value of ``metric`` over the space (or over the table rows)."""
+        if metric == "latency_ms" and self.latency is not None:
+            return float(self.latency.min_latency())
         if metric in self.columns:
             col = self.columns[metric]
             finite = col[~np.isnan(col)]
@@ -76,16 +88,18 @@ class CostModel:
         for metric, limit in constraints.limits.items():
             if not self.has(metric):
                 raise ConfigError(
-                    f"{OPTION[metric]} needs a latency source: give --latency-table CSV and "
-                    f"--latency-column NAME (e.g. nb201_latency.csv with pixel3_ms), or a --table with a "
-                    f"latency_ms column; space {self.space.name!r} has no computed latency"
+                    f"The '{LIMIT_PARAM[metric]}' parameter needs a latency source: build one for this device "
+                    "(`evonas latency build --run RUN`), or give the 'latency_table' parameter and the "
+                    "'latency_column' parameter (e.g. nb201_latency.csv with pixel3_ms), or a table with a "
+                    f"latency_ms column; space {self.space.name!r} has no latency yet",
+                    param=LIMIT_PARAM[metric],
                 )
             smallest = self.smallest(metric)
             if math.isnan(smallest):
                 raise ConfigError(f"the {metric} column{self.origin and ' of ' + self.origin} has no values")
             if limit < smallest:
                 raise InfeasibleConstraintError(
-                    f"{OPTION[metric]} {fmt(limit)} is infeasible for space {self.space.name!r}: the smallest "
+                    f"The '{LIMIT_PARAM[metric]}' parameter ({fmt(limit)}) is infeasible for space {self.space.name!r}: the smallest "
                     f"network has {metric} = {fmt(smallest)}. Raise the limit to at least {fmt(smallest)}."
                 )
         if len(constraints.limits) > 1 and self.columns:

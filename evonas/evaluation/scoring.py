@@ -92,7 +92,7 @@ class SupernetEvaluator:
         from evonas.errors import ConfigError
 
         if recalib_images < 1:
-            raise ConfigError(f"--recalib-images must be >= 1; got {recalib_images}")
+            raise ConfigError(f"The 'recalib_images' parameter must be an integer >= 1; got {recalib_images!r}.", param="recalib_images")
         self.run = run
         self.space = run.space
         self.recalibrate = recalibrate
@@ -117,13 +117,23 @@ class SupernetEvaluator:
 
         return cls(Run.open(run_dir), **kwargs)
 
+    def canonical(self, arch: Arch) -> Arch:
+        """The path that is scored for ``arch``: always its canonical form.
+
+        Two strings of one network (identity layers moved to a stage's end) are the
+        same network stand-alone, but different paths through the supernet's shared
+        weights. Scoring, recalibrating and exporting the canonical path everywhere
+        gives every spelling of a network one score, the one its store record holds.
+        """
+        return self.space.canonical(self.space.validate(arch))
+
     def prepare(self, arch: Arch) -> None:
         """Put the supernet's BN statistics in the state ``evaluate`` measures ``arch`` in.
 
         Recalibration is skipped when ``arch`` was the last one prepared (its statistics
         are still in place), so evaluating and then exporting one arch recalibrates once.
         """
-        arch = self.space.validate(arch)
+        arch = self.canonical(arch)
         if self.recalibrate and self.__dict__.get("_prepared") != arch:
             path = self.model.path_modules(arch)
             self.model.train()
@@ -132,13 +142,15 @@ class SupernetEvaluator:
             self._prepared = arch
 
     def evaluate(self, arch: Arch) -> dict[str, float]:
-        """Accuracy (percent) and loss of ``arch`` on the evaluation split."""
+        """Accuracy (percent) and loss of ``arch`` on the evaluation split (its canonical path)."""
+        arch = self.canonical(arch)
         self.prepare(arch)
         return evaluate_module(lambda x: self.model(x, arch), self.x, self.y, None, self.batch_size)
 
     def provenance(self) -> dict:
+        # keyed by what the weights are, never by where they are: the same supernet reached
+        # through another spelling of the run path must find its stored scores
         return {
-            "checkpoint": str(self.run.weights_path),
             "sha256": self.run.weights_sha256(),
             "recalibrate": self.recalibrate,
             "recalib_images": self.recalib_images if self.recalibrate else 0,

@@ -47,7 +47,7 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
 
     ev = evaluator or SupernetEvaluator.from_run(run_dir)
     space = ev.space
-    arch = space.coerce(arch)
+    arch = ev.canonical(space.coerce(arch))  # the path that was scored: every spelling exports one network
     ev.prepare(arch)  # recalibrate BN for this path before copying
     module = ev.model.extract(arch).eval()
     out_dir = Path(out_dir)

@@ -2,7 +2,7 @@
 
 ``export_top_k`` ranks the run's stored records, exports the best ``k`` with
 inherited weights (through :func:`evonas.export.module.export_arch`) and writes
-``RUN/exports/top{k}/report.md`` with two plots beside it: best-so-far per
+``report.md`` in the run's top-k folder (``RunLayout.top_k_dir``) with two plots beside it: best-so-far per
 evaluation for every search run in the store, and accuracy against FLOPs with the
 Pareto front highlighted.
 """
@@ -18,7 +18,7 @@ from evonas.search.constraints import Constraints
 from evonas.errors import RunDirError
 from evonas.search.pareto import pareto_front
 from evonas.run.records import Record, SearchRun, Step
-from evonas.run.store import STORE_FILE, Store
+from evonas.run.run import RunLayout
 
 
 def arch_dirname(arch: str) -> str:
@@ -44,17 +44,18 @@ def best_so_far(steps: Sequence[Step]) -> list[float]:
     return out
 
 
-def _load_evaluator(run_dir: Path):
+def _load_evaluator(run: RunLayout):
     from evonas.evaluation.scoring import SupernetEvaluator
 
-    return SupernetEvaluator.from_run(run_dir)
+    return SupernetEvaluator.from_run(run)
 
 
-def load_run_gap_model(run_dir: Path):
+def load_run_gap_model(run: RunLayout | str | Path):
     """The run's fitted gap model, or None when fit-predictor has not been run."""
-    from evonas.gap.corrector import MODEL_FILE, PREDICTOR_DIR, load_gap_model
+    from evonas.gap.corrector import load_gap_model
 
-    return load_gap_model(run_dir) if (run_dir / PREDICTOR_DIR / MODEL_FILE).is_file() else None
+    layout = RunLayout.of(run)
+    return load_gap_model(layout) if layout.predictor_model.is_file() else None
 
 
 def gap_metrics(gap, space, arch: str, supernet_accuracy: float) -> dict[str, Any]:
@@ -119,23 +120,24 @@ def plot_pareto(records: Sequence[Record], metric: str, path: Path, highlight: S
     return path, front
 
 
-def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
+def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
                  constraints: Constraints | None = None) -> Path:
-    """Export the ``k`` best stored architectures of ``run_dir`` and write the report; returns report.md's path.
+    """Export the ``k`` best stored architectures of ``run`` and write the report; returns report.md's path.
 
     Records are those of ``scorer`` from its newest source (the current supernet
     checkpoint), ranked by ``metric``; ``constraints`` keeps only architectures within limits.
     """
     from evonas.export.module import export_arch
 
-    run_dir = Path(run_dir)
+    layout = RunLayout.of(run)
+    run_dir = layout.path
     if k < 1:
         from evonas.errors import ConfigError
 
-        raise ConfigError(f"--top-k must be >= 1; got {k}")
-    if not (run_dir / STORE_FILE).is_file():
-        raise RunDirError(f"{run_dir} has no {STORE_FILE}; run `evonas search --run {run_dir}` first")
-    with Store.open(run_dir) as store:
+        raise ConfigError(f"The 'k' parameter of export_top_k must be an integer >= 1; got {k!r}.", param="k")
+    if not layout.store_file.is_file():
+        raise RunDirError(f"{run_dir} has no {layout.store_file.name}; run `evonas search --run {run_dir}` first")
+    with layout.store() as store:
         records = store.records(scorer=scorer)
         if not records:
             raise RunDirError(f"the store of {run_dir} has no {scorer!r} scores; run `evonas search --run {run_dir}` first")
@@ -146,10 +148,10 @@ def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metri
     if not ranked:
         raise RunDirError(f"no stored {scorer!r} score of {run_dir} has {metric!r} within the limits {constraints}")
     top = ranked[:k]
-    out = run_dir / "exports" / (f"top{k}" if scorer == "supernet" else f"top{k}-{scorer}")
+    out = layout.top_k_dir(k, scorer)
     out.mkdir(parents=True, exist_ok=True)
-    evaluator = _load_evaluator(run_dir)
-    gap = load_run_gap_model(run_dir)
+    evaluator = _load_evaluator(run)
+    gap = load_run_gap_model(layout)
     exported: list[tuple[Record, Path]] = []
     for rank, rec in enumerate(top, start=1):
         folder = out / f"rank{rank:02d}_{arch_dirname(rec.arch)}"
@@ -163,7 +165,7 @@ def export_top_k(run_dir: str | Path, k: int, *, scorer: str = "supernet", metri
         supernet_acc = rec.metric("accuracy") if scorer == "supernet" else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]
         metrics["supernet_accuracy"] = supernet_acc
         metrics.update(gap_metrics(gap, evaluator.space, rec.arch, supernet_acc))
-        exported.append((rec, Path(export_arch(run_dir, rec.arch, folder, metrics, evaluator=evaluator))))
+        exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator))))
     by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]
     curve_png = plot_best_so_far(by_scorer, out / "best_so_far.png", metric)
     pareto_png, front = plot_pareto(records, metric, out / "pareto.png", highlight=top)

@@ -17,6 +17,7 @@ from search_spaces import Arch
 from evonas.scorers.base import Scorer
 from evonas.scorers.standalone import StandaloneScorer
 from evonas.scorers.cached import score_cached
+from evonas.progress import progress_enabled
 from evonas.run.store import Store
 
 
@@ -33,7 +34,7 @@ def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, pro
     missing = max(size - len(pool), 0)
     if missing:
         rng = random.Random(seed)
-        bar = tqdm(total=missing, desc="supernet scores for the anchor pool", unit="arch", disable=not progress)
+        bar = tqdm(total=missing, desc="supernet scores for the anchor pool", unit="arch", disable=not progress_enabled(not progress))
         tries = 0
         while len(pool) < size and tries < 100 * size:
             tries += 1

@@ -1,12 +1,21 @@
 """The fitted gap-correcting predictor of a run, and the ranking report that chose it.
 
 ``fit_gap_model`` takes the anchors (stand-alone accuracy) and the supernet scores
-of a pool of architectures. It cross-validates every registered predictor on the
-anchors, keeps the best by cross-validated Kendall tau, and fits it on all anchors
-with conformal intervals. Because scoring a new architecture with the supernet takes
-about a second, searches use a second, architecture-only model distilled from the
-first: it learns from the anchors' true accuracy and the corrected estimates of
-every supernet-scored architecture, and needs no forward pass.
+of a pool of architectures. It compares every registered predictor with the
+``supernet`` baseline (the supernet score calibrated to accuracy units, same
+ranking) on random held-out splits of the anchors, keeps the baseline unless a
+corrector beats it by more than its uncertainty, and fits the chosen one on all
+anchors with conformal intervals. Because scoring a new architecture with the
+supernet takes about a second, searches use a second, architecture-only model
+distilled from the chosen one: it learns the chosen model's estimates for every
+supernet-scored architecture (with a corrector, the anchors keep their true
+accuracy; with the baseline, it learns the calibrated supernet scores so that
+searches follow the supernet). Its agreement with those estimates is measured on
+held-out architectures and the report says when it is poor.
+
+Optional extra per-architecture features (zero-cost scores, the supernet's
+validation loss, see ``evonas.evaluation.zero_cost``) enter the corrector as named
+encoder columns beside the supernet score.
 
 Saved as ``RUN/predictor/model.pkl`` beside ``report.md``, ``report.json`` and plots.
 """
@@ -16,7 +25,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -24,12 +33,13 @@ from search_spaces import Arch, Space
 
 from evonas.run.config import write_json_atomic
 from evonas.errors import CheckpointError, RunDirError
+from evonas.run.run import RunLayout
 
-PREDICTOR_DIR = "predictor"
-MODEL_FILE = "model.pkl"
 FORMAT = "evonas-gap-model-1"
 SCORE = "supernet_score"
 SEARCH_MODEL = "xgb"  # architecture-only learner of the distilled search model
+ANCHOR_WEIGHT = 3.0  # with a corrector, an anchor's true accuracy counts this many corrected estimates
+POOR_AGREEMENT = 0.5  # held-out Kendall tau of the search model below which the report warns
 
 
 @dataclass
@@ -48,9 +58,14 @@ class GapModel:
     coverage: float
     format: str = field(default=FORMAT)
 
-    def predict(self, archs: Sequence[Arch], supernet: Sequence[float]) -> dict[str, np.ndarray]:
-        """Corrected accuracy, interval and (where the estimator offers one) std."""
-        X = self.encoder.transform(archs, extra={SCORE: supernet})
+    def predict(self, archs: Sequence[Arch], supernet: Sequence[float],
+                extra: Mapping[str, Sequence[float]] | None = None) -> dict[str, np.ndarray]:
+        """Corrected accuracy, interval and (where the estimator offers one) std.
+
+        ``extra``: the values of the extra features the model was fitted with (by
+        name, one per architecture); none by default.
+        """
+        X = self.encoder.transform(archs, extra={**dict(extra or {}), SCORE: supernet})
         mean = np.clip(np.asarray(self.model.predict(X), dtype=float), 0.0, 100.0)  # accuracy is a percentage
         lower, upper = self.model.predict_interval(X)
         out = {"predicted": mean, "lower": np.clip(np.asarray(lower, float), 0.0, 100.0), "upper": np.clip(np.asarray(upper, float), 0.0, 100.0)}
@@ -61,18 +76,21 @@ class GapModel:
     def predict_arch_only(self, archs: Sequence[Arch]) -> np.ndarray:
         return np.clip(np.asarray(self.search_model.predict(self.search_encoder.transform(archs)), dtype=float), 0.0, 100.0)
 
-    def save(self, run_dir: Path) -> Path:
-        folder = Path(run_dir) / PREDICTOR_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (MODEL_FILE + ".tmp")
+    def save(self, run: RunLayout | str | Path) -> Path:
+        """Write the model (atomically) where the run keeps its predictor; returns that path."""
+        path = RunLayout.of(run).predictor_model
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             pickle.dump(self, fh)
-        tmp.replace(folder / MODEL_FILE)
-        return folder / MODEL_FILE
+        tmp.replace(path)
+        return path
 
 
-def load_gap_model(run_dir: str | Path) -> GapModel:
-    path = Path(run_dir) / PREDICTOR_DIR / MODEL_FILE
+def load_gap_model(run: RunLayout | str | Path) -> GapModel:
+    """The run's fitted gap model; a clear error when it is missing, corrupt or foreign."""
+    layout = RunLayout.of(run)
+    run_dir, path = layout.path, layout.predictor_model
     if not path.is_file():
         raise RunDirError(f"{run_dir} has no fitted predictor; fit one with `evonas fit-predictor --run {run_dir}`")
     try:
@@ -94,48 +112,56 @@ def fit_gap_model(
     predictors: Sequence[str] | None = None,
     coverage: float = 0.9,
     seed: int = 0,
+    extra_features: Mapping[str, Mapping[str, float]] | None = None,
+    n_splits: int = 50,
+    margin: float = 0.5,
 ) -> tuple[GapModel, dict[str, np.ndarray]]:
-    """Cross-validate, choose, fit and distil; returns the model and plot data."""
+    """Compare, choose, fit and distil; returns the model and plot data.
+
+    ``anchors``: canonical arch -> stand-alone accuracy; ``pool``: canonical arch ->
+    supernet score (every anchor included). ``extra_features``: optional feature
+    name -> {canonical arch -> value}, known for every anchor (pool architectures
+    without them get no distillation label). ``n_splits`` and ``margin``: the
+    held-out selection (see ``predictors.cross_validate_predictors``).
+    """
     from sklearn.model_selection import KFold, LeaveOneOut, cross_val_predict
 
-    from predictors import ArchEncoder, build_predictor, cross_validate_predictors, fit_final, get_predictor
+    from predictors import ArchEncoder, build_predictor, cross_validate_predictors, fit_final
 
     names = sorted(anchors)
     missing = [a for a in names if a not in pool]
     if missing:
         raise RunDirError(f"anchors {missing[:3]} have no supernet score in the store; rerun fit-predictor")
+    extras = {str(k): dict(v) for k, v in (extra_features or {}).items()}
+    if SCORE in extras:
+        raise RunDirError(f"extra feature name {SCORE!r} is reserved for the supernet score")
+    for feature, values in extras.items():
+        lacking = [a for a in names if a not in values]
+        if lacking:
+            raise RunDirError(f"extra feature {feature!r} has no value for anchors {lacking[:3]}; compute it for every anchor")
     archs = [space.parse(a) for a in names]
     y = np.array([anchors[a] for a in names])
     score = np.array([pool[a] for a in names])
-    enc = ArchEncoder(space, extra_names=(SCORE,))
-    X = enc.transform(archs, extra={SCORE: score})
+    enc = ArchEncoder(space, extra_names=(*extras, SCORE))
+    X = enc.transform(archs, extra=_columns(extras, names, score))
     pi, ci = enc.index_of(SCORE), enc.index_of("log_flops")
     flops = np.array([space.cost(a).flops for a in archs], dtype=float)
     report = cross_validate_predictors(
-        X, y, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage, random_state=seed
+        X, y, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage, random_state=seed,
+        n_splits=n_splits, margin=margin,
     )
     model = fit_final(report.best, X, y, proxy_index=pi, cost_index=ci, coverage=coverage, random_state=seed)
     cv = LeaveOneOut() if len(y) <= 20 else KFold(10, shuffle=True, random_state=seed)
     oof = cross_val_predict(build_predictor(report.best, proxy_index=pi, cost_index=ci, random_state=seed), X, y, cv=cv)
 
-    # distil: anchors keep their truth; every other pooled architecture gets its corrected estimate
-    others = [a for a in sorted(pool) if a not in anchors]
-    other_archs = [space.parse(a) for a in others]
-    pseudo = model.predict(enc.transform(other_archs, extra={SCORE: [pool[a] for a in others]})) if others else np.zeros(0)
     search_enc = ArchEncoder(space)
-    Xs = search_enc.transform(archs + other_archs)
-    ys = np.concatenate([y, pseudo])
-    weights = np.concatenate([np.full(len(y), 3.0), np.ones(len(pseudo))])  # truth counts more
-    search_model = get_predictor(SEARCH_MODEL, random_state=seed)
-    try:
-        search_model.fit(Xs, ys, sample_weight=weights)
-    except TypeError:
-        search_model.fit(Xs, ys)
-    from predictors import kendall_tau
-
-    fidelity = kendall_tau(ys, search_model.predict(Xs)) if len(ys) > 2 else float("nan")
+    search_model, distil = _distil(space, enc, model, report, anchors, pool, extras, search_enc, seed)
     rep = report.to_dict()
-    rep["search_model"] = {"estimator": SEARCH_MODEL, "trained_on": len(ys), "anchors": len(y), "pseudo_labels": len(pseudo), "fidelity_tau": fidelity}
+    rep["chosen"] = {"name": report.best, "baseline": report.baseline, "reason": report.reason}
+    rep["search_model"] = distil
+    if distil.get("warning"):
+        rep["notes"] = [*rep["notes"], distil["warning"]]
+    text = report.format() + "\n" + _distil_line(distil)
     gap = GapModel(
         space=space.name,
         encoder=enc,
@@ -148,10 +174,84 @@ def fit_gap_model(
         report=rep,
         coverage=coverage,
     )
-    return gap, {"y": y, "supernet": score, "oof": oof, "flops": flops, "text": report.format()}
+    return gap, {"y": y, "supernet": score, "oof": oof, "flops": flops, "text": text}
 
 
-def write_report(run_dir: Path, gap: GapModel, plot: dict[str, np.ndarray], text: str) -> Path:
+def _columns(extras: dict[str, dict[str, float]], keys: Sequence[str], score: Sequence[float]) -> dict[str, np.ndarray]:
+    """The encoder's extra columns for canonical archs ``keys``: every extra feature, then the supernet score."""
+    cols = {f: np.array([values[a] for a in keys], dtype=float) for f, values in extras.items()}
+    cols[SCORE] = np.asarray(score, dtype=float)
+    return cols
+
+
+def _distil(space: Space, enc, model, report, anchors: dict[str, float], pool: dict[str, float],
+            extras: dict[str, dict[str, float]], search_enc, seed: int) -> tuple[object, dict]:
+    """Fit the architecture-only search model on the chosen model's estimates; returns it and its figures.
+
+    With the ``supernet`` baseline chosen, every pooled architecture (anchors too)
+    is labelled with its calibrated supernet score, so searches follow the
+    supernet's ranking. With a corrector, anchors keep their true accuracy (weight
+    ``ANCHOR_WEIGHT``) and the others get the corrected estimate. Agreement is the
+    mean Kendall tau between the search model and its labels on held-out
+    architectures (5-fold), not on the rows it was trained on.
+    """
+    from sklearn.base import clone
+
+    from predictors import get_predictor, kendall_tau
+
+    keys = [a for a in sorted(pool) if all(a in v for v in extras.values())]
+    archs = [space.parse(a) for a in keys]
+    estimate = np.asarray(model.predict(enc.transform(archs, extra=_columns(extras, keys, [pool[a] for a in keys]))), float)
+    follows_supernet = report.best == report.baseline
+    if follows_supernet:
+        ys, weights = estimate, np.ones(len(keys))
+    else:
+        ys = np.array([anchors.get(a, e) for a, e in zip(keys, estimate)])
+        weights = np.array([ANCHOR_WEIGHT if a in anchors else 1.0 for a in keys])
+    Xs = search_enc.transform(archs)
+    search_model = get_predictor(SEARCH_MODEL, random_state=seed).fit(Xs, ys, sample_weight=weights)
+    fidelity = kendall_tau(ys, search_model.predict(Xs)) if len(ys) > 2 else float("nan")
+    heldout = float("nan")
+    if len(ys) >= 10:
+        folds = []
+        for train, test in _kfold_splits(len(ys), seed):
+            fold_model = clone(search_model).fit(Xs[train], ys[train], sample_weight=weights[train])
+            folds.append(kendall_tau(ys[test], fold_model.predict(Xs[test])))
+        heldout = float(np.mean(folds))
+    n_anchor = sum(a in anchors for a in keys)
+    out = {
+        "estimator": SEARCH_MODEL,
+        "trained_on": len(ys),
+        "anchors": 0 if follows_supernet else n_anchor,
+        "pseudo_labels": len(ys) if follows_supernet else len(ys) - n_anchor,
+        "labels": "calibrated supernet scores" if follows_supernet else f"anchor truth (weight {ANCHOR_WEIGHT:g}) + corrected estimates",
+        "fidelity_tau": fidelity,
+        "heldout_tau": heldout,
+    }
+    if not np.isfinite(heldout):
+        out["warning"] = (f"the search model's agreement could not be checked on held-out architectures ({len(ys)} labelled); "
+                          "score a larger pool with the supernet")
+    elif heldout < POOR_AGREEMENT:
+        out["warning"] = (f"the distilled search model agrees poorly with the {'supernet' if follows_supernet else 'corrected'} "
+                          f"scores on held-out architectures (Kendall tau {heldout:.2f} < {POOR_AGREEMENT}); a search with "
+                          "--scorer predictor follows them only loosely: score a larger pool, or search with the supernet scorer")
+    return search_model, out
+
+
+def _kfold_splits(n: int, seed: int, k: int = 5):
+    """Shuffled k-fold (train, test) index splits of ``n`` rows."""
+    from sklearn.model_selection import KFold
+
+    return KFold(min(k, n), shuffle=True, random_state=seed).split(np.arange(n))
+
+
+def _distil_line(sm: dict) -> str:
+    line = (f"search model: {sm['estimator']} on architecture features, trained on {sm['trained_on']} architectures "
+            f"({sm['labels']}); held-out agreement tau {sm['heldout_tau']:.2f}, training fidelity {sm['fidelity_tau']:.2f}")
+    return line + (f"\nwarning: {sm['warning']}" if sm.get("warning") else "")
+
+
+def write_report(run: RunLayout | str | Path, gap: GapModel, plot: dict[str, np.ndarray], text: str) -> Path:
     """report.md, report.json and two scatter plots in RUN/predictor/."""
     import matplotlib
 
@@ -160,7 +260,8 @@ def write_report(run_dir: Path, gap: GapModel, plot: dict[str, np.ndarray], text
 
     from predictors import kendall_tau
 
-    folder = Path(run_dir) / PREDICTOR_DIR
+    layout = RunLayout.of(run)
+    folder = layout.predictor_dir
     folder.mkdir(parents=True, exist_ok=True)
     y, s, oof = plot["y"], plot["supernet"], plot["oof"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -175,24 +276,30 @@ def write_report(run_dir: Path, gap: GapModel, plot: dict[str, np.ndarray], text
     axes[1].set_ylabel("stand-alone accuracy (%)")
     axes[1].set_title(f"corrected vs stand-alone: Kendall tau {kendall_tau(y, oof):.2f}")
     fig.tight_layout()
-    fig.savefig(folder / "anchors.png", dpi=110)
+    fig.savefig(layout.predictor_plot, dpi=110)
     plt.close(fig)
-    write_json_atomic(folder / "report.json", gap.report)
+    write_json_atomic(layout.predictor_report_json, gap.report)
     sm = gap.report["search_model"]
+    chosen = gap.report.get("chosen", {"name": gap.best, "reason": ""})
+    heldout = sm.get("heldout_tau", float("nan"))
     md = [
         "# Ranking report",
         "",
-        f"{len(y)} stand-alone anchors; every estimator scored against their stand-alone accuracy by cross-validation.",
+        f"{len(y)} stand-alone anchors; every estimator and the supernet baseline scored against their stand-alone "
+        "accuracy on the same random held-out splits (mean Kendall tau, its standard error, and the paired gain over "
+        "the supernet); leave-one-out tau is shown for reference only.",
         "",
         "```",
         text,
         "```",
         "",
-        f"Chosen: **{gap.best}** (fitted on all anchors, {int(gap.coverage * 100)}% conformal intervals).",
-        f"Search model: `{sm['estimator']}` on architecture features only, trained on {sm['anchors']} anchors and "
-        f"{sm['pseudo_labels']} corrected supernet scores; agreement with its training labels tau {sm['fidelity_tau']:.2f}.",
+        f"Chosen: **{gap.best}** (fitted on all anchors, {int(gap.coverage * 100)}% conformal intervals): {chosen['reason']}.",
+        f"Search model: `{sm['estimator']}` on architecture features only, trained on {sm['trained_on']} architectures "
+        f"({sm.get('labels', '')}); agreement on held-out architectures tau {heldout:.2f} "
+        f"(on its training labels {sm['fidelity_tau']:.2f}).",
+        *([f"**Warning:** {sm['warning']}."] if sm.get("warning") else []),
         "",
-        "![anchors](anchors.png)",
+        f"![anchors]({layout.predictor_plot.name})",
     ]
-    (folder / "report.md").write_text("\n".join(md) + "\n")
-    return folder / "report.md"
+    layout.predictor_report.write_text("\n".join(md) + "\n")
+    return layout.predictor_report

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from evonas.errors import CheckpointError
+from evonas.run.config import comparable_config
 
 FORMAT = "evonas-checkpoint"
 VERSION = 1
@@ -45,11 +46,11 @@ def load_checkpoint(path: Path, *, kind: str, config: dict[str, Any] | None = No
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this evonas reads {VERSION}")
     if data.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {data.get('kind')!r} checkpoint, expected {kind!r}")
-    if config is not None and data.get("config") != config:
-        saved = data.get("config") or {}
+    if config is not None and comparable_config(data.get("config")) != comparable_config(config):
+        saved, config = comparable_config(data.get("config")), comparable_config(config)
         diff = {k: (saved.get(k), config.get(k)) for k in set(saved) | set(config) if saved.get(k) != config.get(k)}
         raise CheckpointError(
             f"{path} belongs to a run with another config; differing (checkpoint, now): {diff}. "
-            "Resume with the run's own settings, or use a new --run directory."
+            "Resume with the run's own settings, or use a new 'run_dir' parameter."
         )
     return data

@@ -15,6 +15,10 @@ from evonas.errors import ConfigError
 
 SCHEDULES = ("cosine", "onecycle")
 
+# What a config written before a field existed meant: an old run lacking these keys
+# was trained (and must be rebuilt) with these values, not with today's defaults.
+LEGACY_VALUES: dict[str, Any] = {"zero_init_residual": False, "strategy": "uniform"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -33,6 +37,12 @@ class TrainConfig:
     schedule: str = "cosine"  # learning-rate schedule per step: cosine or onecycle
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     seed: int = 0  # seeds the split, the data order, the sampled paths and the init
+    zero_init_residual: bool = True  # supernet only: last BN of each residual block starts at gamma = 0
+    strategy: str = "uniform"  # supernet training strategy (evonas.training.strategies): uniform, fair, sandwich, few-shot
+    sandwich_random: int = 2  # sandwich: random paths per step besides the largest and the smallest
+    distill_temperature: float = 1.0  # sandwich: softmax temperature of the in-place distillation
+    few_shot_fraction: float = 0.5  # few-shot: share of the epochs trained one-shot before the split
+    few_shot_layer: int | None = None  # few-shot: layer to split on; None = the default rule (see strategies)
 
     def __post_init__(self) -> None:
         space = get_space(self.space)  # raises with the list of valid names
@@ -49,21 +59,60 @@ class TrainConfig:
         ]
         for name, ok, rule in checks:
             if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} must be {rule}; got {getattr(self, name)!r}")
+                raise ConfigError(f"The {name!r} parameter must be {rule}; got {getattr(self, name)!r}.", param=name)
+        self._check_strategy(space)
+
+    def _check_strategy(self, space) -> None:
+        """The supernet strategy and its knobs (the names come from the strategy registry)."""
+        from evonas.training.strategies import list_strategies  # late: the registry imports torch
+
+        names = list_strategies()
+        layers = len(getattr(space, "dims", ()))
+        layer = self.few_shot_layer
+        checks = [
+            ("strategy", self.strategy in names, f"one of {', '.join(names)}"),
+            ("zero_init_residual", isinstance(self.zero_init_residual, bool), "a bool"),
+            ("sandwich_random", isinstance(self.sandwich_random, int) and self.sandwich_random >= 0, "an integer >= 0"),
+            ("distill_temperature", self.distill_temperature > 0, "a float > 0"),
+            ("few_shot_fraction", 0 < self.few_shot_fraction < 1, "a float in (0, 1)"),
+            (
+                "few_shot_layer",
+                layer is None or (isinstance(layer, int) and 0 <= layer < layers and len(space.dims[layer].options) > 1),
+                f"None or the index (0 to {layers - 1}) of a layer with at least two options",
+            ),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"The {name!r} parameter must be {rule}; got {getattr(self, name)!r}.", param=name)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The config a run wrote; keys it lacks (an older evonas) take their legacy values."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"unknown training config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+            raise ConfigError(f"The 'data' parameter of TrainConfig.from_dict has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**with_legacy_values(data))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def with_legacy_values(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the keys an older evonas did not write filled with what they meant then."""
+    return {**LEGACY_VALUES, **data}
+
+
+def comparable_config(data: dict[str, Any] | None) -> dict[str, Any]:
+    """A config dict with every field present (legacy values, then defaults): compare these.
+
+    A checkpoint written before a field existed equals today's dict of the same run.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return {**defaults, **with_legacy_values(data or {})}
 
 
 def environment() -> dict[str, str]:

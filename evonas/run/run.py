@@ -1,13 +1,19 @@
 """A run directory: the resolved config, the supernet weights, and what was derived from them.
 
-Layout::
+:class:`RunLayout` names every path of a run directory, and nothing else builds them::
 
     RUN/config.json            resolved training config + package versions
     RUN/train_log.jsonl        one line per supernet epoch
     RUN/checkpoints/last.pt    resumable checkpoint (written atomically every epoch)
     RUN/supernet.pt            final supernet weights
     RUN/store.sqlite           every evaluation (architecture, scorer, metrics, source)
-    RUN/exports/               standalone modules with inherited weights, reports
+    RUN/optuna.db              Optuna studies (sqlite:///RUN/optuna.db)
+    RUN/searches/NAME/         result.json (and pareto.json) of each search
+    RUN/predictor/             model.pkl, report.md, report.json, anchors.png
+    RUN/exports/ARCH/          standalone modules with inherited weights
+    RUN/exports/topK/          the K best (topK-predictor when ranked by the predictor), report
+
+A :class:`Run` is a layout whose config exists (a supernet was trained or is training).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from search_spaces import Space, get_space
 
@@ -22,6 +29,9 @@ from evonas.run.checkpoint import load_checkpoint
 from evonas.run.config import TrainConfig
 from evonas.data import Splits, load_splits
 from evonas.errors import RunDirError
+
+if TYPE_CHECKING:
+    from evonas.run.store import Store
 
 
 def load_run_splits(cfg: TrainConfig) -> Splits:
@@ -38,24 +48,142 @@ def load_run_splits(cfg: TrainConfig) -> Splits:
     )
 
 
-class Run:
-    """An opened run directory holding a trained (or training) supernet."""
+class RunLayout:
+    """The paths of one run directory, whether or not it holds a config yet.
 
-    def __init__(self, path: Path, config: TrainConfig) -> None:
-        self.path = path
-        self.config = config
+    ``train-supernet`` builds one for a directory it is about to create; every other
+    command opens a :class:`Run`. Nothing outside ``evonas/run/`` spells these names.
+    """
 
-    @staticmethod
-    def weights_file(path: Path) -> Path:
-        return Path(path) / "supernet.pt"
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> "Run":
-        path = Path(path)
-        cfg_file = path / "config.json"
+    def of(cls, where: "str | Path | RunLayout") -> "RunLayout":
+        """``where`` itself when it is already a layout (or a Run), else the layout of that directory."""
+        return where if isinstance(where, RunLayout) else RunLayout(where)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # --- training ---------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def train_log(self) -> Path:
+        return self.path / "train_log.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The resumable checkpoint, rewritten after every epoch."""
+        return self.checkpoints_dir / "last.pt"
+
+    @property
+    def weights(self) -> Path:
+        """The final supernet weights (present once training finished)."""
+        return self.path / "supernet.pt"
+
+    def has_config(self) -> bool:
+        return self.config_file.is_file()
+
+    # --- evaluations and searches -----------------------------------------------------------
+    @property
+    def store_file(self) -> Path:
+        return self.path / "store.sqlite"
+
+    def store(self) -> "Store":
+        """Open the run's evaluation store (the directory is created on first use)."""
+        from evonas.run.store import Store
+
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"The 'run_dir' parameter must be a run directory; got {str(self.path)!r}, a file")
+        self.path.mkdir(parents=True, exist_ok=True)
+        return Store(self.store_file)
+
+    @property
+    def optuna_file(self) -> Path:
+        return self.path / "optuna.db"
+
+    @property
+    def optuna_url(self) -> str:
+        """SQLAlchemy URL of the run's Optuna studies."""
+        return f"sqlite:///{self.optuna_file.resolve()}"
+
+    @property
+    def searches_dir(self) -> Path:
+        return self.path / "searches"
+
+    def search_dir(self, name: str) -> Path:
+        """Folder of the search run ``name`` (result.json, pareto.json)."""
+        return self.searches_dir / name
+
+    def search_result_file(self, name: str) -> Path:
+        return self.search_dir(name) / "result.json"
+
+    def search_pareto_file(self, name: str) -> Path:
+        return self.search_dir(name) / "pareto.json"
+
+    # --- the gap-correcting predictor -----------------------------------------------------------
+    @property
+    def predictor_dir(self) -> Path:
+        return self.path / "predictor"
+
+    @property
+    def predictor_model(self) -> Path:
+        return self.predictor_dir / "model.pkl"
+
+    @property
+    def predictor_report(self) -> Path:
+        return self.predictor_dir / "report.md"
+
+    @property
+    def predictor_report_json(self) -> Path:
+        return self.predictor_dir / "report.json"
+
+    @property
+    def predictor_plot(self) -> Path:
+        return self.predictor_dir / "anchors.png"
+
+    # --- exports ---------------------------------------------------------------------------------
+    @property
+    def exports_dir(self) -> Path:
+        return self.path / "exports"
+
+    def export_dir(self, arch: object) -> Path:
+        """Default folder of one exported architecture."""
+        return self.exports_dir / str(arch)
+
+    def top_k_dir(self, k: int, scorer: str = "supernet") -> Path:
+        """Folder of a top-k export: ``topK``, or ``topK-SCORER`` when ranked by another scorer."""
+        return self.exports_dir / (f"top{k}" if scorer == "supernet" else f"top{k}-{scorer}")
+
+
+class Run(RunLayout):
+    """An opened run directory holding a trained (or training) supernet."""
+
+    def __init__(self, path: str | Path, config: TrainConfig) -> None:
+        super().__init__(path)
+        self.config = config
+
+    @classmethod
+    def open(cls, path: "str | Path | RunLayout") -> "Run":
+        """Open a run directory; an already opened :class:`Run` is returned as it is."""
+        if isinstance(path, Run):
+            return path
+        layout = RunLayout.of(path)
+        path, cfg_file = layout.path, layout.config_file
         if not cfg_file.is_file():
             raise RunDirError(
-                f"{path} is not an evonas run directory (no config.json); create one with "
+                f"{path} is not an evonas run directory (no {cfg_file.name}); create one with "
                 f"`evonas train-supernet --run {path}`"
             )
         try:
@@ -71,10 +199,10 @@ class Run:
 
     @property
     def weights_path(self) -> Path:
-        final = self.weights_file(self.path)
-        if final.is_file():
-            return final
-        last = self.path / "checkpoints" / "last.pt"
+        """The final weights; an error with the fix when training has not finished."""
+        if self.weights.is_file():
+            return self.weights
+        last = self.checkpoint
         if last.is_file():
             raise RunDirError(
                 f"the supernet in {self.path} has not finished training (only {last}); finish it "

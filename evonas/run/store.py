@@ -1,7 +1,8 @@
 """The evaluation store: every score and every search step, in one SQLite file per run.
 
-``Store.open(run_dir)`` opens ``<run>/store.sqlite``; ``Store.memory()`` keeps the
-same tables in memory for table searches that have no run directory. Records are
+``Store.open(run_dir)`` opens the run's store file, ``RUN/store.sqlite`` (the same file as
+``RunLayout.store_file``; this module imports no run layout so that the layout may import
+it); ``Store.memory()`` keeps the same tables in memory for table searches that have no run directory. Records are
 keyed by (space, canonical arch, scorer, source key), so a score computed by one
 searcher is reused by every other. Each write is its own short transaction and is
 committed before the call returns; the file is in WAL mode with a busy timeout, so
@@ -20,8 +21,8 @@ from typing import Any, Iterator, Mapping
 from evonas.errors import ConfigError, RunDirError
 from evonas.run.records import Record, SearchRun, Step, canonical_json
 
-STORE_FILE = "store.sqlite"
 SCHEMA_VERSION = 1
+STORE_FILE = "store.sqlite"  # the store's file name inside a run directory
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,12 +64,12 @@ class Store:
     # --- construction -------------------------------------------------------------------
     @classmethod
     def open(cls, run_dir: str | Path) -> "Store":
-        """The store of a run directory (created on first use)."""
-        run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise RunDirError(f"--run {str(run_dir)!r} is a file, not a run directory")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return cls(run_dir / STORE_FILE)
+        """The store of a run directory (created on first use); same as ``RunLayout(run_dir).store()``."""
+        path = Path(getattr(run_dir, "path", run_dir))  # a path, or a RunLayout / Run
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"The 'run_dir' parameter must be a run directory; got {str(path)!r}, a file")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path / STORE_FILE)
 
     @classmethod
     def memory(cls) -> "Store":
@@ -155,10 +156,6 @@ class Store:
         sql = f"SELECT {self._RECORD_COLS} FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         return [self._record(r) for r in self._db.execute(sql, args)]
 
-    def record_by_id(self, record_id: int) -> Record | None:
-        row = self._db.execute(f"SELECT {self._RECORD_COLS} FROM records WHERE id = ?", (record_id,)).fetchone()
-        return None if row is None else self._record(row)
-
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
@@ -201,14 +198,16 @@ class Store:
                 return self._search_run(row), True
             if name is not None and self.search_run(name) is not None:
                 raise ConfigError(
-                    f"--resume: search run {name!r} exists with another algorithm, seed or configuration; "
-                    "give the same options as the interrupted search, or a new --name"
+                    f"The 'resume' parameter cannot replay search run {name!r}: it exists with another algorithm, "
+                    "seed or configuration; give the same options as the interrupted search, or a new 'name' "
+                    "parameter", param="resume"
                 )
         base = name or f"{algo}-s{seed}"
         with self._write() as db:
             taken = {r[0] for r in db.execute("SELECT name FROM search_runs WHERE name = ? OR name LIKE ?", (base, base + "-%"))}
             if name is not None and name in taken:
-                raise ConfigError(f"--name {name!r} is already a search run in {self.path}; pick another or add --resume")
+                raise ConfigError(f"The 'name' parameter ({name}) is already a search run in {self.path}; pick another "
+                                  "or set the 'resume' parameter", param="name")
             final, n = base, 2
             while final in taken:
                 final, n = f"{base}-{n}", n + 1

@@ -21,20 +21,22 @@ from evonas.scorers.base import Scorer
 class PredictorScorer(Scorer):
     name = "predictor"
 
-    def __init__(self, run_dir: str | Path) -> None:
-        from evonas.gap.corrector import MODEL_FILE, PREDICTOR_DIR, load_gap_model
+    def __init__(self, run_dir) -> None:
+        """``run_dir``: a run directory or an opened :class:`~evonas.run.run.Run`."""
+        from evonas.gap.corrector import load_gap_model
         from evonas.run.run import Run
 
         self.run = Run.open(run_dir)
         self.space = self.run.space
-        self.gap = load_gap_model(run_dir)
+        self.gap = load_gap_model(self.run)
         self.target = "predicted"
         self.report = None
         self.cost_model = CostModel(self.space)
-        self._sha = file_sha256(Path(run_dir) / PREDICTOR_DIR / MODEL_FILE)
+        self._sha = file_sha256(self.run.predictor_model)
 
     @classmethod
-    def from_options(cls, *, run_dir: str | Path, **_: Any) -> "PredictorScorer":
+    def from_options(cls, *, run_dir: str | Path) -> "PredictorScorer":
+        """Load the gap model fitted in ``run_dir`` (``evonas fit-predictor``)."""
         return cls(run_dir)
 
     def score(self, arch: Arch) -> dict[str, float]:

@@ -24,8 +24,9 @@ class StandaloneScorer(Scorer):
     name = "standalone"
 
     def __init__(self, run, *, epochs: int, seed: int = 0, progress: bool = True) -> None:
-        if epochs < 1:
-            raise ConfigError(f"--anchor-epochs must be an integer >= 1; got {epochs}")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ConfigError(f"The 'epochs' option of scorer 'standalone' must be an integer >= 1; got {epochs!r}",
+                              param="epochs")
         self.run = run
         self.space = run.space
         self.target = "accuracy"

@@ -31,7 +31,11 @@ class SupernetScorer(Scorer):
         self._latency: dict[str, Any] = {}
         if latency_table or latency_column:
             if not (latency_table and latency_column):
-                raise ConfigError("latency for the supernet scorer needs both --latency-table CSV and --latency-column NAME")
+                raise ConfigError(
+                    "The 'latency_table' option and the 'latency_column' option of scorer 'supernet' go together; "
+                    f"got latency_table={latency_table!r}, latency_column={latency_column!r}",
+                    param="latency_column" if latency_table else "latency_table",
+                )
             from evonas.scorers.tables import load_table
             from evonas.scorers.table import file_digest
 
@@ -45,8 +49,8 @@ class SupernetScorer(Scorer):
     @classmethod
     def from_options(cls, *, run_dir: str | Path, latency_table: str | Path | None = None,
                      latency_column: str | None = None, recalibrate: bool = True, recalib_images: int = 2000,
-                     batch_size: int = 128, seed: int = 0, **_: Any) -> "SupernetScorer":
-        """Load the run's supernet (options for other scorers are ignored)."""
+                     batch_size: int = 128, seed: int = 0) -> "SupernetScorer":
+        """Load the run's supernet and score with BN recalibration on ``recalib_images`` images."""
         from evonas.evaluation.scoring import SupernetEvaluator
 
         ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,

@@ -51,8 +51,9 @@ class TableScorer(Scorer):
             columns["latency_ms"] = table.column(latency_column)
         elif latency_table and "latency_ms" not in columns:
             raise ConfigError(
-                f"--latency-table {latency_table} needs --latency-column NAME to say which device column is the "
-                f"latency; its columns: {', '.join(c for c in table.columns)}"
+                f"The 'latency_column' option is required with the 'latency_table' option ({latency_table}): it "
+                f"says which device column is the latency; got None; columns: {', '.join(c for c in table.columns)}",
+                param="latency_column",
             )
         self.latency_column = latency_column or ("latency_ms" if "latency_ms" in columns else None)
         self.cost_model = CostModel(self.space, columns=columns, index=table.index, origin=str(table.path))
@@ -62,12 +63,15 @@ class TableScorer(Scorer):
 
     @classmethod
     def from_options(cls, *, space: Space | str, table: str | Path, target: str, report: str | None = None,
-                     latency_table: str | Path | None = None, latency_column: str | None = None,
-                     **_: Any) -> "TableScorer":
-        """Build from CLI-style options (extra options for other scorers are ignored)."""
+                     latency_table: str | Path | None = None, latency_column: str | None = None) -> "TableScorer":
+        """Load ``table`` (a CSV whose arch column holds ``space``'s strings) and maximise column ``target``."""
         space = get_space(space) if isinstance(space, str) else space
+        if not table:
+            raise ConfigError("The 'table' option of scorer 'table' must be a CSV file whose arch column holds the "
+                              f"space's strings; got {table!r}", param="table")
         if not target:
-            raise ConfigError("the table scorer needs --target COLUMN (the column to maximise, e.g. cifar10_valid_acc)")
+            raise ConfigError("The 'target' option of scorer 'table' must name the column to maximise (e.g. "
+                              f"cifar10_valid_acc); got {target!r}", param="target")
         return cls(load_table(table, space), target=target, report=report,
                    latency_table=latency_table, latency_column=latency_column)
 

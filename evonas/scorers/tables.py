@@ -70,8 +70,8 @@ def load_table(path: str | Path, space: Space) -> Table:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
-            f"table file {str(path)!r} does not exist; the NAS-Bench-201 tables live in "
-            f"{SHARED_NB201} (pass --table PATH)"
+            f"The 'table' parameter names a file that does not exist; got {str(path)!r} (the NAS-Bench-201 "
+            f"tables live in {SHARED_NB201})", param="table"
         )
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)

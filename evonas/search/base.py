@@ -51,13 +51,15 @@ def parse_objectives(text: str | None, target: str) -> tuple[Objective, ...]:
             out.append(Objective(name, False))
         else:
             raise ConfigError(
-                f"--objectives entries must be 'accuracy' (the scorer's target, {target!r}) or one of "
-                f"{', '.join(METRICS)}; got {name!r} in {text!r}"
+                f"The 'objectives' parameter must list 'accuracy' (the scorer's target, {target!r}) or "
+                f"{', '.join(METRICS)}; got {name!r} in {text!r}", param="objectives"
             )
     if not out or not out[0].maximize:
-        raise ConfigError(f"--objectives must start with accuracy (the target); got {text!r}")
+        raise ConfigError(f"The 'objectives' parameter must start with accuracy (the target); got {text!r}",
+                          param="objectives")
     if len({o.metric for o in out}) != len(out):
-        raise ConfigError(f"--objectives names an objective twice: {text!r}")
+        raise ConfigError(f"The 'objectives' parameter must name each objective once; got {text!r}",
+                          param="objectives")
     return tuple(out)
 
 
@@ -111,9 +113,9 @@ class Searcher(ABC):
     def __init__(self, problem: Problem, *, seed: int, config: Any = None, context: "SearchContext | None" = None) -> None:
         if problem.multi_objective and not self.multi_objective:
             raise ConfigError(
-                f"--algo {self.name} optimises one objective; --objectives "
-                f"{','.join(o.metric for o in problem.objectives)} needs a multi-objective searcher "
-                "(nsga2, optuna-nsga2, tpe, random)"
+                f"The 'objectives' parameter names several objectives, but searcher {self.name!r} optimises "
+                f"one objective; got {','.join(o.metric for o in problem.objectives)!r} (multi-objective searchers: "
+                "nsga2, optuna-nsga2, tpe, random)", param="objectives"
             )
         self.problem = problem
         self.space = problem.space
@@ -164,17 +166,19 @@ def build_config(cls: type[Searcher], options: Mapping[str, Any]) -> Any:
     known = {f.name for f in fields(cls.Config)}
     extra = sorted(k for k in options if k not in known)
     if extra:
-        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        accepted = ", ".join("--" + k.replace("_", "-") for k in sorted(known)) or "none"
-        raise ConfigError(f"{flags} does not apply to --algo {cls.name}; its options: {accepted}")
+        named = " and ".join(f"the {k!r} parameter" for k in extra)
+        verb = "does" if len(extra) == 1 else "do"
+        accepted = ", ".join(sorted(known)) or "none"
+        raise ConfigError(f"{named[0].upper()}{named[1:]} {verb} not apply to searcher {cls.name!r}; "
+                          f"its parameters: {accepted}", param=extra[0])
     return cls.Config(**options)
 
 
 def check_prob(name: str, value: float) -> None:
     if not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise ConfigError(f"--{name.replace('_', '-')} must be a probability in [0, 1]; got {value!r}")
+        raise ConfigError(f"The {name!r} parameter must be a probability in [0, 1]; got {value!r}.", param=name)
 
 
 def check_min(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or value < low:
-        raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= {low}; got {value!r}")
+        raise ConfigError(f"The {name!r} parameter must be an integer >= {low}; got {value!r}.", param=name)

@@ -16,6 +16,7 @@ from search_spaces import Arch, InfeasibleConstraintError, Space
 
 from evonas.errors import ConfigError
 
+
 @dataclass(frozen=True, kw_only=True)
 class Constraints:
     """Upper limits on an architecture's costs; ``None`` means unconstrained."""
@@ -28,7 +29,7 @@ class Constraints:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number > 0; got {value!r}")
+                raise ConfigError(f"The '{f.name}' parameter must be a finite number > 0; got {value!r}.", param=f.name)
 
     @property
     def limits(self) -> dict[str, float]:

@@ -33,7 +33,7 @@ def make_problem(scorer: Scorer, constraints: Constraints, objectives: str | Non
     objs = parse_objectives(objectives, scorer.target)
     for o in objs[1:]:
         if not scorer.cost_model.has(o.metric):
-            raise ConfigError(f"--objectives {o.metric} needs a latency source (--latency-table and --latency-column)")
+            raise ConfigError(f"The 'objectives' parameter names {o.metric}, which needs a latency source: give the 'latency_table' parameter and the 'latency_column' parameter", param="objectives")
     return Problem(space=scorer.space, objectives=objs, constraints=constraints, costs=scorer.costs, known=scorer.knows)
 
 
@@ -93,7 +93,7 @@ def run_search(
     bounds consecutive asks that bring nothing new (duplicates or infeasible).
     """
     if not isinstance(budget, int) or budget < 1:
-        raise ConfigError(f"--budget must be an integer >= 1 (distinct architectures to score); got {budget!r}")
+        raise ConfigError(f"The 'budget' parameter must be an integer >= 1 (distinct architectures to score); got {budget!r}.", param="budget")
     problem = searcher.problem
     space = problem.space
     limits = problem.constraints.limits

@@ -12,7 +12,7 @@ limit, ``cost - limit`` (<= 0 is feasible), that TPE, NSGA-II and GP all honour.
 Infeasible proposals are told to Optuna (with the worst value seen so far) but are
 never scored.
 
-The study lives in ``sqlite:///RUN/optuna.db`` when the search has a run directory
+The study lives in the run's Optuna database (``RunLayout.optuna_url``) when the search has a run directory
 (``--storage URL`` overrides it; no run directory means memory). Its name is the
 search run's name. ``--resume`` replays the search, so the study is recreated and
 refilled from the store's cached scores.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from search_spaces import Arch
@@ -31,12 +30,14 @@ from search_spaces import Arch
 from evonas.errors import ConfigError
 from evonas.search.base import Evaluation, Searcher, check_min
 
-def storage_url(run_dir: str | None, storage: str | None) -> str | None:
-    """The study's storage: the explicit URL, else RUN/optuna.db, else None (memory)."""
+def storage_url(run_dir, storage: str | None) -> str | None:
+    """The study's storage: the explicit URL, else the run's Optuna database, else None (memory)."""
     if storage:
         return storage
     if run_dir:
-        return f"sqlite:///{Path(run_dir).resolve() / 'optuna.db'}"
+        from evonas.run.run import RunLayout
+
+        return RunLayout.of(run_dir).optuna_url
     return None
 
 
@@ -77,8 +78,8 @@ class OptunaSearcher(Searcher):
             self.study = optuna.create_study(storage=url, sampler=sampler, study_name=ctx.study_name, directions=directions)
         except optuna.exceptions.DuplicatedStudyError:
             raise ConfigError(
-                f"--storage {url} already holds a study named {ctx.study_name!r}; add --resume to replay it "
-                "or give a new --name"
+                f"The 'storage' parameter ({url}) already holds a study named {ctx.study_name!r}; replay it with "
+                "the 'resume' parameter or choose another 'study_name' parameter"
             ) from None
         self.study.set_user_attr("space", self.space.name)
         self.trial = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from evonas.errors import ConfigError
+
 
 def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
     """True when ``a`` is at least as good as ``b`` everywhere and better somewhere."""
@@ -26,7 +28,7 @@ def pareto_front(points: Sequence[Sequence[float]], maximize: Sequence[bool] = (
     """
     pts = [tuple(float(v) for v in p) for p in points]
     if pts and any(len(p) != len(maximize) for p in pts):
-        raise ValueError(f"every point needs {len(maximize)} objectives (one per entry of maximize); got {pts[0]}")
+        raise ConfigError(f"The 'points' parameter must hold {len(maximize)} objectives per point (one per entry of maximize); got {pts[0]}")
     # sort so that a point can only be dominated by points before it
     keys = [tuple(v if up else -v for v, up in zip(p, maximize)) for p in pts]
     order = sorted(range(len(pts)), key=lambda i: keys[i], reverse=True)

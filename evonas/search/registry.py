@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from search_spaces import UnknownNameError
 
+from evonas.errors import ConfigError
 from evonas.search.base import Problem, SearchContext, Searcher, build_config
 
 _SEARCHERS: dict[str, type[Searcher]] = {}
@@ -15,7 +16,7 @@ def register_searcher(cls: type[Searcher]) -> type[Searcher]:
     """Register a Searcher subclass under ``cls.name`` (usable as a class decorator)."""
     name = cls.name
     if name in _SEARCHERS and _SEARCHERS[name] is not cls:
-        raise ValueError(f"a searcher named {name!r} is already registered")
+        raise ConfigError(f"The 'name' of searcher class {cls.__qualname__} must be new; {name!r} is already registered")
     _SEARCHERS[name] = cls
     return cls
 

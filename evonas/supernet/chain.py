@@ -27,7 +27,7 @@ def make_op(space: ChainSpace, slot_index: int, code: int, norm_layer: NormLayer
 class ChainSupernet(nn.Module):
     """Every option of every layer, with shared stem and head; ``forward(x, arch)`` runs one path."""
 
-    def __init__(self, space: ChainSpace, norm_layer: NormLayer = nn.BatchNorm2d) -> None:
+    def __init__(self, space: ChainSpace, norm_layer: NormLayer = nn.BatchNorm2d, *, zero_init_residual: bool = False) -> None:
         super().__init__()
         self.space = space
         net = space.net
@@ -37,6 +37,10 @@ class ChainSupernet(nn.Module):
             for i, dim in enumerate(space.dims)
         )
         self.head = Head(net.stages[-1].width, net.head_channels, net.num_classes, norm_layer)
+        if zero_init_residual:  # after every random init, so the draws do not depend on it
+            for m in self.modules():
+                if isinstance(m, InvertedResidual) and m.use_residual:
+                    m.zero_init_last_bn()
 
     def _codes(self, arch: Arch | Sequence[int]) -> tuple[int, ...]:
         codes = arch.choices if isinstance(arch, Arch) else tuple(arch)

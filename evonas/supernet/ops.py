@@ -47,6 +47,10 @@ class InvertedResidual(nn.Module):
             ConvBNAct(mid, cout, 1, act=False, norm_layer=norm_layer),
         )
 
+    def zero_init_last_bn(self) -> None:
+        """Start the block as the identity (Goyal et al. 2017): the projection BN's gamma = 0."""
+        nn.init.zeros_(self.body[-1][1].weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, cin, H, W) -> (B, cout, H/s, W/s)
         out = self.body(x)
         return x + out if self.use_residual else out

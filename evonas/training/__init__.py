@@ -1,1 +1,6 @@
-"""Training: the supernet (one sampled path per step) and stand-alone networks."""
+"""Training: the supernet (with a registered strategy: uniform SPOS, fair, sandwich, few-shot) and stand-alone networks.
+
+``loop`` holds the optimizer, schedule and epoch loop; ``strategies`` the registry of
+supernet training strategies; ``supernet`` and ``standalone`` the two entry points
+(``train`` re-exports them for older imports).
+"""

@@ -1,0 +1,277 @@
+"""The gap head-to-head: which supernet training strategy ranks architectures best, alone and corrected.
+
+For each space, strategy and supernet seed, a supernet is trained under the same
+budget of images seen, and every architecture of the stand-alone truth
+(``benchmarks/gap_truth.py``) is scored with it (BN recalibrated). The analysis then
+measures, against the mean of the stand-alone seeds:
+
+- Kendall tau and Spearman rho of each supernet's scores (mean and spread over the
+  supernet seeds),
+- the true accuracy of the architecture each strategy would pick under a FLOPs limit
+  (the median FLOPs of the truth architectures),
+- the gap corrector that ``fit-predictor`` would choose, fitted on K = 8, 16, 32
+  random anchors and scored on the remaining architectures,
+- the noise ceiling: seed-to-seed tau of the truth and the tau a perfect estimator
+  could reach against the mean of the seeds.
+
+Phase ``supernets`` (hours of CPU, resumable, append-only): every supernet resumes
+from its checkpoint, and every score is one line of
+``benchmarks/results/gap_strategies_records.jsonl``. Phase ``analyse`` (a minute)
+writes ``gap_strategies.json``, ``gap_strategies.md`` and ``gap_strategies.png``.
+
+Usage (one thread, in the background; run ``gap_truth.py`` for the truth)::
+
+  .venv/bin/python benchmarks/gap_strategies.py supernets --space macro-fmnist --threads 1
+  .venv/bin/python benchmarks/gap_strategies.py analyse
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gap_truth import PROTOCOL, load_truth, truth_archs  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+RECORDS = RESULTS / "gap_strategies_records.jsonl"
+RUNS = ROOT / "runs" / "bench-strategies"
+
+# Every strategy sees about the same number of images (paths per step x steps; the
+# exact count is recorded): uniform and few-shot run one path per step; fair runs as
+# many as the widest layer has options (3 on macro, 7 on mobilenet); sandwich runs the
+# largest, the smallest and `sandwich_random` random paths.
+SCHEDULES = {
+    "macro-fmnist": {
+        "uniform-legacy": {"strategy": "uniform", "zero_init_residual": False, "epochs": 6},
+        "uniform": {"strategy": "uniform", "epochs": 6},
+        "fair": {"strategy": "fair", "epochs": 2},
+        "sandwich": {"strategy": "sandwich", "sandwich_random": 1, "epochs": 2},
+        "few-shot": {"strategy": "few-shot", "epochs": 6},
+    },
+    "mobilenet-fmnist": {
+        "uniform-legacy": {"strategy": "uniform", "zero_init_residual": False, "epochs": 8},
+        "uniform": {"strategy": "uniform", "epochs": 8},
+        "fair": {"strategy": "fair", "epochs": 1},
+        "sandwich": {"strategy": "sandwich", "sandwich_random": 2, "epochs": 2},
+        "few-shot": {"strategy": "few-shot", "epochs": 8},
+    },
+}
+SEEDS = (0, 1)
+ANCHORS = (8, 16, 32)
+
+
+def read_records() -> list[dict]:
+    if not RECORDS.is_file():
+        return []
+    out = []
+    for line in RECORDS.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return out
+
+
+def append(record: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RECORDS, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def supernets(args) -> None:
+    import torch
+
+    from evonas.evaluation.scoring import SupernetEvaluator
+    from evonas.run import Run
+    from evonas.run.config import TrainConfig
+    from evonas.training.train import train_supernet
+    from search_spaces import get_space
+
+    torch.set_num_threads(args.threads)
+    space = get_space(args.space)
+    archs = truth_archs(args.space, PROTOCOL[args.space]["archs"])
+    done = {(r["space"], r["strategy"], r["seed"], r["arch"]) for r in read_records()}
+    names = args.strategies.split(",") if args.strategies else list(SCHEDULES[args.space])
+    for seed in SEEDS:
+        for name in names:
+            todo = [a for a in archs if (args.space, name, seed, a) not in done]
+            if not todo:
+                continue
+            run_dir = RUNS / args.space / f"{name}-s{seed}"
+            cfg = TrainConfig(space=args.space, seed=seed, **SCHEDULES[args.space][name])
+            t0 = time.perf_counter()
+            if not (run_dir / "supernet.pt").is_file():
+                train_supernet(run_dir, cfg, resume=(run_dir / "checkpoints" / "last.pt").is_file(), progress=False)
+            train_s = time.perf_counter() - t0
+            log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
+            images = sum(int(e.get("images_seen", 0)) for e in log)
+            ev = SupernetEvaluator(Run.open(run_dir))
+            for text in todo:
+                m = ev.evaluate(space.parse(text))
+                append({"space": args.space, "strategy": name, "seed": seed, "arch": text, "accuracy": m["accuracy"],
+                        "loss": m["loss"], "images_seen": images, "epochs": cfg.epochs,
+                        "train_seconds": round(sum(e.get("seconds", 0) for e in log), 1)})
+            print(f"{args.space} {name} seed {seed}: trained ({train_s:.0f}s this call) and scored {len(todo)}", flush=True)
+
+
+def tau_ceiling(tau_ss: float, seeds: int) -> float:
+    """Kendall tau a perfect estimator reaches against the mean of ``seeds`` noisy seeds.
+
+    The seed-to-seed tau gives the reliability of one seed (Pearson r via
+    r = sin(pi tau / 2), Greiner's relation for normal scores); Spearman-Brown gives
+    the reliability R of the mean of ``seeds``; the best correlation with it is sqrt(R).
+    """
+    r1 = max(math.sin(math.pi * tau_ss / 2), 0.0)
+    rel = seeds * r1 / (1 + (seeds - 1) * r1) if r1 > 0 else 0.0
+    return 2 / math.pi * math.asin(math.sqrt(rel))
+
+
+def analyse(args) -> None:
+    import numpy as np
+    from scipy.stats import kendalltau, spearmanr
+
+    out: dict = {"spaces": {}}
+    records = read_records()
+    md = ["# The gap head-to-head: supernet training strategies, alone and corrected", "",
+          "Commands: `.venv/bin/python benchmarks/gap_truth.py --space SPACE --threads 1` (truth), "
+          "`.venv/bin/python benchmarks/gap_strategies.py supernets --space SPACE --threads 1`, then "
+          "`.venv/bin/python benchmarks/gap_strategies.py analyse`.", ""]
+    for space_name in SCHEDULES:
+        truth = {a: s for a, s in load_truth(space_name).items() if len(s) >= 2}
+        if len(truth) < 10:
+            md += [f"## {space_name}", "", f"Not enough stand-alone truth yet ({len(truth)} architectures with two seeds).", ""]
+            continue
+        archs = sorted(truth)
+        mean = np.array([np.mean(list(truth[a].values())) for a in archs])
+        s0 = np.array([truth[a][0] for a in archs])
+        s1 = np.array([truth[a][1] for a in archs])
+        tau_ss = float(kendalltau(s0, s1).statistic)
+        from search_spaces import get_space
+
+        space = get_space(space_name)
+        flops = np.array([space.cost(space.parse(a)).flops for a in archs], float)
+        limit = float(np.median(flops))
+        entry = {"ceiling": round(tau_ceiling(tau_ss, 2), 4), "seed_to_seed_tau": round(tau_ss, 4),
+                 "truth_archs": len(archs), "truth_seeds": 2, "flops_limit": limit,
+                 "best_true_under_limit": float(mean[flops <= limit].max()), "strategies": {}}
+        rows = []
+        for name in SCHEDULES[space_name]:
+            per_seed = {}
+            for seed in SEEDS:
+                got = {r["arch"]: r for r in records if r["space"] == space_name and r["strategy"] == name and r["seed"] == seed}
+                if all(a in got for a in archs):
+                    per_seed[seed] = got
+            if not per_seed:
+                continue
+            taus, rhos, picks, meds, corrected = [], [], [], [], {str(k): [] for k in ANCHORS}
+            for seed, got in per_seed.items():
+                score = np.array([got[a]["accuracy"] for a in archs])
+                taus.append(float(kendalltau(score, mean).statistic))
+                rhos.append(float(spearmanr(score, mean).statistic))
+                ok = np.flatnonzero(flops <= limit)
+                picks.append(float(mean[ok[np.argmax(score[ok])]]))
+                meds.append(float(np.median(score)))
+                for k in ANCHORS:
+                    if k <= len(archs) - 6:
+                        corrected[str(k)].append(corrected_tau(space, archs, score, mean, k, args.draws))
+            images = [next(iter(g.values()))["images_seen"] for g in per_seed.values()]
+            entry["strategies"][name] = {
+                "kendall_tau": round(float(np.mean(taus)), 4), "kendall_tau_per_seed": [round(t, 4) for t in taus],
+                "spearman_rho": round(float(np.mean(rhos)), 4), "images_seen": int(np.mean(images)),
+                "median_supernet_accuracy": round(float(np.mean(meds)), 2),
+                "picked_true_accuracy": round(float(np.mean(picks)), 3),
+                "supernet_seeds": len(per_seed),
+                "corrected": {k: round(float(np.mean(v)), 4) for k, v in corrected.items() if v},
+            }
+            rows.append(name)
+        out["spaces"][space_name] = entry
+        md += [f"## {space_name}", "",
+               f"Truth: {len(archs)} architectures, two stand-alone seeds each ({PROTOCOL[space_name]['epochs']} epochs, "
+               f"full training split); seed-to-seed tau {tau_ss:.3f}, so a perfect estimator reaches about "
+               f"{entry['ceiling']:.3f} against the two-seed mean. FLOPs limit for the pick: {limit:,.0f} "
+               f"(best true accuracy under it {entry['best_true_under_limit']:.2f}%).", "",
+               "| strategy | images seen | supernet seeds | tau (per seed) | rho | median supernet acc % | picked arch, true acc % | "
+               + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
+               "| --- | ---: | ---: | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
+        for name in rows:
+            s = entry["strategies"][name]
+            md.append(f"| {name} | {s['images_seen']:,} | {s['supernet_seeds']} | {s['kendall_tau']:.3f} "
+                      f"({', '.join(f'{t:.3f}' for t in s['kendall_tau_per_seed'])}) | {s['spearman_rho']:.3f} | "
+                      f"{s['median_supernet_accuracy']:.2f} | {s['picked_true_accuracy']:.2f} | "
+                      + " | ".join(f"{s['corrected'][str(k)]:.3f}" if str(k) in s["corrected"] else "-" for k in ANCHORS) + " |")
+        md.append("")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gap_strategies.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / "gap_strategies.md").write_text("\n".join(md) + "\n")
+    plot(out)
+    print("\n".join(md))
+
+
+def corrected_tau(space, archs, score, mean, k: int, draws: int) -> float:
+    """Mean held-out tau of the corrector fit-predictor chooses, over ``draws`` random sets of k anchors."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from evonas.gap.corrector import fit_gap_model
+
+    pool = {a: float(s) for a, s in zip(archs, score)}
+    taus = []
+    for d in range(draws):
+        idx = np.random.default_rng(1000 + d).permutation(len(archs))
+        train, test = idx[:k], idx[k:]
+        anchors = {archs[i]: float(mean[i]) for i in train}
+        gap, _ = fit_gap_model(space, anchors, pool, supernet_source="benchmark", seed=d)
+        pred = gap.predict([space.parse(archs[i]) for i in test], [pool[archs[i]] for i in test])["predicted"]
+        taus.append(float(kendalltau(pred, mean[test]).statistic))
+    return float(np.mean(taus))
+
+
+def plot(out: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spaces = [s for s in out["spaces"] if out["spaces"][s]["strategies"]]
+    if not spaces:
+        return
+    fig, axes = plt.subplots(1, len(spaces), figsize=(6 * len(spaces), 4.2), squeeze=False)
+    for ax, space in zip(axes[0], spaces):
+        entry = out["spaces"][space]
+        for name, s in entry["strategies"].items():
+            ax.scatter([s["images_seen"]] * len(s["kendall_tau_per_seed"]), s["kendall_tau_per_seed"], s=18, alpha=0.5)
+            ax.scatter([s["images_seen"]], [s["kendall_tau"]], s=60, marker="D", label=name)
+            if "16" in s["corrected"]:
+                ax.scatter([s["images_seen"]], [s["corrected"]["16"]], s=60, marker="*", color="k")
+        ax.axhline(entry["ceiling"], color="grey", ls="--", lw=0.8, label="noise ceiling")
+        ax.set_xlabel("images seen in supernet training")
+        ax.set_ylabel("Kendall tau vs stand-alone mean")
+        ax.set_title(f"{space} (diamond: mean over seeds, star: corrected at K=16)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "gap_strategies.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=["supernets", "analyse"])
+    ap.add_argument("--space", choices=sorted(SCHEDULES), default="macro-fmnist")
+    ap.add_argument("--strategies", default=None, help="comma list (default: all of the space's schedule)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--draws", type=int, default=20, help="random anchor sets per K in the analysis")
+    args = ap.parse_args()
+    supernets(args) if args.phase == "supernets" else analyse(args)
+
+
+if __name__ == "__main__":
+    main()

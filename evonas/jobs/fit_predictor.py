@@ -1,0 +1,204 @@
+"""The fit-predictor job: train stand-alone anchors and fit the gap-correcting predictor.
+
+Steps: a pool of supernet-scored candidates (cached in the store), a choice of
+anchors among them (spread over the supernet-score and FLOPs ranges, random,
+explicit, or uncertainty-driven), stand-alone training of the anchors (one store
+record each, resumable), then cross-validation of every predictor and the saved
+model and report. Every option is checked before anything is scored or trained.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from evonas.errors import ConfigError
+from evonas.jobs.archs import read_archs
+from evonas.jobs.threads import check_threads, use_threads
+from evonas.progress import progress_enabled
+from evonas.run.run import Run
+
+SELECTIONS = ("spread", "random", "uncertainty", "explicit")
+MIN_ANCHORS = 4  # cross-validation needs them
+
+
+def check_predictor_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``names`` as a tuple when every one is registered; else an error listing the valid names."""
+    if names is None:
+        return None
+    from predictors import list_predictors
+
+    names = tuple(names)
+    known = list_predictors()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"The 'predictors' parameter has unknown name(s) {unknown or list(names)}; "
+                          f"choose from: {', '.join(known)}", param="predictors")
+    return names
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitPredictorOptions:
+    """How many anchors, chosen how, trained how long; which predictors to compare."""
+
+    anchors: int = 16  # architectures to train stand-alone (ignored with explicit anchors)
+    anchor_epochs: int = 3  # epochs of each stand-alone training (short schedule)
+    anchor_seed: int = 0  # seed of the stand-alone trainings
+    selection: str = "spread"  # spread, random, uncertainty, explicit
+    explicit: tuple[str, ...] = ()  # anchor architectures (selection becomes explicit when given)
+    anchors_file: str | Path | None = None  # file with one anchor architecture per line
+    pool: int | None = None  # supernet-scored candidates to choose from; default max(4 x anchors, 48)
+    predictors: tuple[str, ...] | None = None  # registered estimators to compare; None: all that apply
+    coverage: float = 0.9  # target coverage of the conformal intervals
+    seed: int = 0  # seed of the pool sampling, anchor choice and estimators
+    quiet: bool = False  # no progress bars
+    threads: int | None = None  # CPU threads for torch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "explicit", tuple(self.explicit))
+        if self.explicit or self.anchors_file:
+            object.__setattr__(self, "selection", "explicit")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"The 'selection' parameter must be one of {', '.join(SELECTIONS)}; got {self.selection!r}",
+                              param="selection")
+        if self.selection == "explicit" and not (self.explicit or self.anchors_file):
+            raise ConfigError("--selection explicit needs --anchor ARCH (repeatable) or --anchors-file FILE")
+        if self.selection != "explicit":
+            self.check_counts(self.anchors)
+        if self.anchor_epochs < 1:
+            raise ConfigError(f"The 'anchor_epochs' parameter must be an integer >= 1; got {self.anchor_epochs!r}",
+                              param="anchor_epochs")
+        if not (0.0 < self.coverage < 1.0):
+            raise ConfigError(f"The 'coverage' parameter must be a float in (0, 1); got {self.coverage!r}", param="coverage")
+        object.__setattr__(self, "predictors", check_predictor_names(self.predictors))
+        check_threads(self.threads)
+
+    def check_counts(self, k: int) -> int:
+        """The pool size for ``k`` anchors; an error when ``k`` or the pool is too small."""
+        if k < MIN_ANCHORS:
+            raise ConfigError(f"The 'anchors' parameter must be at least {MIN_ANCHORS} (cross-validation needs them); got {k}",
+                              param="anchors")
+        pool = self.pool or max(4 * k, 48)
+        if pool < k:
+            raise ConfigError(f"The 'pool' parameter ({pool}) must be at least the number of anchors ({k})", param="pool")
+        return pool
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitPredictorResult:
+    """The fitted gap model, where it and its report were saved, and the anchors' stand-alone accuracy."""
+
+    gap: Any  # evonas.gap.corrector.GapModel
+    model_path: Path
+    report_path: Path
+    anchors: dict[str, float]  # canonical arch -> stand-alone accuracy
+    text: str  # the ranking report as text
+    coverage: float
+    min_anchors_for_bounded_interval: int  # below this, a conformal interval at ``coverage`` is unbounded
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.gap.report
+
+
+def bounded_interval_anchors(coverage: float) -> int:
+    """The fewest anchors for which a split-conformal interval at ``coverage`` is finite."""
+    return next(n for n in range(2, 10_000) if math.ceil(coverage * (n + 1)) <= n)
+
+
+def candidate_pool(run: Run, store, supernet, size: int, *, extra: Sequence = (), seed: int = 0,
+                   progress: bool = True) -> dict[str, float]:
+    """Canonical arch -> supernet accuracy: at least ``size`` sampled candidates plus every ``extra`` arch."""
+    from evonas.gap.anchors import supernet_pool
+    from evonas.scorers.cached import score_cached
+
+    space = run.space
+    scores = supernet_pool(store, supernet, size, seed=seed, progress=progress)
+    for arch in extra:  # explicit anchors need supernet scores too
+        key = str(space.canonical(arch))
+        if key not in scores:
+            scores[key] = score_cached(supernet, store, space.canonical(arch)).record.metric("accuracy")
+    return scores
+
+
+def choose_and_train(run: Run, store, standalone, scores: dict[str, float], options: FitPredictorOptions,
+                     explicit: Sequence, k: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Choose the anchors with ``options.selection`` and train them; canonical arch -> stand-alone accuracy."""
+    import numpy as np
+
+    import predictors as P
+    from evonas.gap.anchors import train_anchors
+
+    space = run.space
+    keys = sorted(scores)
+    proxy = np.array([scores[a] for a in keys])
+    flops = np.array([space.cost(space.parse(a)).flops for a in keys], dtype=float)
+
+    def train(chosen: Sequence[str]) -> dict[str, float]:
+        return train_anchors(store, standalone, [space.parse(a) for a in chosen], echo=log)
+
+    if options.selection == "explicit":
+        return train([str(space.canonical(a)) for a in explicit])
+    if options.selection in ("spread", "random"):
+        idx = P.select_anchors(options.selection, k, proxy=proxy, flops=flops, seed=options.seed, n_pool=len(keys))
+        return train([keys[i] for i in idx])
+    return uncertainty_anchors(run, keys, proxy, flops, k, seed=options.seed, train=train)
+
+
+def uncertainty_anchors(run: Run, keys: list[str], proxy, flops, k: int, *, seed: int,
+                        train: Callable[[Sequence[str]], dict[str, float]]) -> dict[str, float]:
+    """Half the anchors spread over the ranges, then one at a time where a GP is least sure."""
+    import predictors as P
+    from predictors import ArchEncoder
+
+    from evonas.gap.corrector import SCORE
+
+    space = run.space
+    idx = P.spread_anchors(max(k // 2, MIN_ANCHORS), proxy=proxy, flops=flops, seed=seed)
+    chosen = [keys[i] for i in idx]
+    enc = ArchEncoder(space, extra_names=(SCORE,))
+    X = enc.transform([space.parse(a) for a in keys], extra={SCORE: proxy})
+    truth = train(chosen)
+    while len(chosen) < k:
+        rows = [keys.index(a) for a in chosen]
+        model = P.get_predictor("gp", random_state=seed).fit(X[rows], [truth[a] for a in chosen])
+        nxt = keys[P.uncertainty_anchors(model, X, 1, exclude=rows, top_weight=0.5)[0]]
+        chosen.append(nxt)
+        truth.update(train([nxt]))
+    return truth
+
+
+def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: Callable[[str], None] = print) -> FitPredictorResult:
+    """Train (or read back) the anchors of ``run`` and fit, report and save its gap-correcting predictor."""
+    from predictors import PredictorError
+
+    from evonas.gap.corrector import fit_gap_model, write_report
+    from evonas.scorers.registry import make_scorer
+    from evonas.scorers.standalone import StandaloneScorer
+
+    run = Run.open(run)
+    explicit = read_archs(run.space, options.explicit, options.anchors_file)
+    k = len(explicit) if options.selection == "explicit" else options.anchors
+    pool_size = options.check_counts(k)
+    progress = progress_enabled(options.quiet)
+    _ = run.weights_path  # an unfinished supernet is an error before anything is scored
+    use_threads(options.threads)
+    try:
+        with run.store() as store:
+            supernet = make_scorer("supernet", run_dir=run)
+            scores = candidate_pool(run, store, supernet, pool_size, extra=explicit, seed=options.seed, progress=progress)
+            standalone = StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed, progress=progress)
+            t0 = time.perf_counter()
+            truth = choose_and_train(run, store, standalone, scores, options, explicit, k, log)
+            log(f"anchors ready in {time.perf_counter() - t0:.0f}s; cross-validating predictors ...")
+            gap, plot = fit_gap_model(run.space, truth, scores, supernet_source=supernet.source_key,
+                                      predictors=options.predictors, coverage=options.coverage, seed=options.seed)
+    except PredictorError as exc:
+        raise ConfigError(str(exc)) from None
+    model_path = gap.save(run)
+    report_path = write_report(run, gap, plot, plot["text"])
+    return FitPredictorResult(gap=gap, model_path=model_path, report_path=report_path, anchors=truth, text=plot["text"],
+                              coverage=options.coverage, min_anchors_for_bounded_interval=bounded_interval_anchors(options.coverage))

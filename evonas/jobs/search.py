@@ -1,0 +1,194 @@
+"""The search job: a constrained architecture search with a registered searcher and scorer.
+
+It resolves the space and the scorer from the options and the run directory, checks
+every option, runs the searcher through the store (every score is a record, so a
+killed search resumes without rescoring) and writes ``result.json`` (and
+``pareto.json``) in the run's search folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search_spaces import get_space, list_spaces
+
+from evonas.errors import ConfigError
+from evonas.jobs.threads import check_threads, use_threads
+from evonas.progress import progress_enabled
+from evonas.run.run import Run, RunLayout
+
+# searcher options: passed only when given; a searcher without that config field rejects it
+SEARCHER_OPTIONS = ("population", "parents", "mutation_prob", "crossover_fraction", "crossover_prob", "tournament",
+                    "startup_trials")
+
+
+def searcher_names() -> list[str]:
+    """The registered searchers (for the command line's choices)."""
+    from evonas.search import list_searchers
+
+    return list_searchers()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """One search: searcher, budget, scorer and its sources, limits, objectives, searcher settings."""
+
+    algo: str = "evolution"  # registered searcher
+    budget: int = 100  # distinct architectures to score
+    seed: int = 0  # seeds the searcher (same seed, same search)
+    space: str | None = None  # search space; default: the run's
+    scorer: str | None = None  # supernet (default with a run), table (default with a table), predictor
+    table: str | None = None  # CSV whose arch column holds the space's strings
+    target: str | None = None  # table column to maximise
+    report: str | None = None  # table column reported for the best architecture
+    latency_table: str | None = None  # CSV of latencies joined on arch
+    latency_column: str | None = None  # column giving latency in ms
+    max_flops: float | None = None  # FLOPs (multiply-accumulates) limit
+    max_params: float | None = None  # parameter limit
+    max_latency_ms: float | None = None  # latency limit in ms
+    objectives: str | None = None  # comma list, e.g. accuracy,flops
+    storage: str | None = None  # SQLAlchemy URL of the Optuna study; default: the run's Optuna database
+    name: str | None = None  # name of this search run in the store (default ALGO-sSEED)
+    resume: bool = False  # continue an interrupted search with the same options
+    searcher_options: dict[str, Any] = field(default_factory=dict)  # searcher config fields (population, ...)
+    quiet: bool = False  # no progress bar
+    threads: int | None = None  # CPU threads for supernet scoring
+
+    def __post_init__(self) -> None:
+        from evonas.scorers.registry import list_scorers
+        from evonas.search.base import build_config
+        from evonas.search.registry import get_searcher
+
+        opts = {k: v for k, v in dict(self.searcher_options).items() if v is not None}
+        unknown = sorted(set(opts) - set(SEARCHER_OPTIONS))
+        if unknown:
+            raise ConfigError(f"The 'searcher_options' parameter has unknown keys {unknown}; known: {list(SEARCHER_OPTIONS)}",
+                              param="searcher_options")
+        object.__setattr__(self, "searcher_options", opts)
+        if not isinstance(self.budget, int) or self.budget < 1:
+            raise ConfigError(f"The 'budget' parameter must be an integer >= 1 (distinct architectures to score); "
+                              f"got {self.budget!r}", param="budget")
+        if self.space is not None:
+            get_space(self.space)
+        build_config(get_searcher(self.algo), opts)  # unknown searcher, or an option it lacks or a bad value
+        if self.scorer is not None and self.scorer not in list_scorers():
+            raise ConfigError(f"The 'scorer' parameter must be one of {', '.join(list_scorers())}; got {self.scorer!r}",
+                              param="scorer")
+        scorer = self.scorer or ("table" if self.table else "supernet")
+        if scorer == "table" and not self.table:
+            raise ConfigError("--scorer table needs --table CSV (a file whose arch column holds the space's strings)")
+        if scorer == "table" and not self.target:
+            raise ConfigError("--table needs --target COLUMN, the column to maximise (e.g. cifar10_valid_acc)")
+        if self.report and scorer != "table":
+            raise ConfigError("--report names a table column; it needs --table")
+        check_threads(self.threads)
+        self.constraints()  # limits must be numbers > 0
+
+    def constraints(self):
+        from evonas.search.constraints import Constraints
+
+        return Constraints(max_flops=self.max_flops, max_params=self.max_params, max_latency_ms=self.max_latency_ms)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResult:
+    """A finished (or exhausted) search: its JSON object, and where it was written."""
+
+    summary: dict[str, Any]  # space, scorer, target, report, objectives, constraints, best, history, ...
+    result_file: Path | None  # RUN/searches/NAME/result.json; None without a run directory
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.summary)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+
+def resolve_space_and_scorer(layout: RunLayout | None, options: SearchOptions) -> tuple[str, str, Run | None]:
+    """(space name, scorer name, opened run or None) from the options and the run directory."""
+    scorer = options.scorer or ("table" if options.table else "supernet")
+    run = Run.open(layout) if layout is not None and layout.has_config() else None
+    if scorer in ("supernet", "predictor"):
+        if layout is None:
+            raise ConfigError(
+                f"the {scorer} scorer needs --run DIR with a trained supernet; to benchmark on a table give "
+                "--table CSV --target COLUMN --space NAME"
+            )
+        if run is None:
+            Run.open(layout)  # raises RunDirError with the fix
+    run_space = run.config.space if run else None
+    if options.space and run_space and options.space != run_space:
+        raise ConfigError(f"--space {options.space} differs from the space of run {layout.path} ({run_space}); drop --space")
+    space = options.space or run_space
+    if not space:
+        raise ConfigError(f"--space is required with --table and no trained run; choose one of: {', '.join(list_spaces())}")
+    return space, scorer, run
+
+
+def search(run: RunLayout | str | Path | None, options: SearchOptions) -> SearchResult:
+    """Run one search in ``run`` (a run directory, possibly without a supernet for table searches, or None)."""
+    from tqdm.auto import tqdm
+
+    from evonas.run.store import Store
+    from evonas.scorers.registry import make_scorer, select_options
+    from evonas.search import SearchContext, make_problem, make_searcher, run_search
+
+    layout = RunLayout.of(run) if run is not None else None
+    space, scorer_name, opened = resolve_space_and_scorer(layout, options)
+    constraints = options.constraints()
+    use_threads(options.threads)
+    sources = dict(space=space, table=options.table, target=options.target, report=options.report,
+                   latency_table=options.latency_table, latency_column=options.latency_column,
+                   run_dir=opened or (layout.path if layout else None))
+    scorer = make_scorer(scorer_name, **select_options(scorer_name, sources))
+    problem = make_problem(scorer, constraints, options.objectives)
+    budget = options.budget
+    store = layout.store() if layout else Store.memory()
+    try:
+        config = {
+            "space": space,
+            "scorer": scorer.describe(),
+            "constraints": constraints.to_dict(),
+            "objectives": [o.metric for o in problem.objectives],
+            "options": options.searcher_options,
+        }
+        search_run, resumed = store.begin_search(algo=options.algo, seed=options.seed, config=config, name=options.name,
+                                                 resume=options.resume)
+        storage = options.storage or (layout.optuna_url if layout else None)
+        context = SearchContext(run_dir=str(layout.path) if layout else None, storage=storage,
+                                study_name=search_run.name, resume=resumed)
+        searcher = make_searcher(options.algo, problem, seed=options.seed, options=options.searcher_options, context=context)
+        with tqdm(total=budget, desc=options.algo, unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet),
+                  leave=False) as bar:
+            def progress(done: int, best: float) -> None:
+                bar.update(done - bar.n)
+                bar.set_postfix_str(f"best {best:.4g}", refresh=False)
+
+            result = run_search(searcher, scorer, store, budget=budget, search_run=search_run, resumed=resumed,
+                                progress=progress)
+    finally:
+        store.close()
+    out = {
+        "space": space,
+        "scorer": scorer_name,
+        "target": scorer.target,
+        "report": scorer.report,
+        "objectives": config["objectives"],
+        "constraints": {k: v for k, v in constraints.to_dict().items() if v is not None},
+        **result.to_dict(),
+        "store": str(layout.store_file) if layout else None,
+    }
+    result_file = None
+    if layout:
+        layout.search_dir(search_run.name).mkdir(parents=True, exist_ok=True)
+        if result.pareto is not None:
+            pareto_file = layout.search_pareto_file(search_run.name)
+            pareto_file.write_text(json.dumps(result.pareto, indent=2) + "\n")
+            out["pareto_file"] = str(pareto_file)
+        result_file = layout.search_result_file(search_run.name)
+        result_file.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return SearchResult(summary=out, result_file=result_file)

@@ -1,0 +1,109 @@
+"""The training loop shared by supernets and stand-alone networks: optimizer, schedule, epochs.
+
+SGD with Nesterov momentum and a per-step cosine or one-cycle schedule. An epoch's
+data order is drawn from ``seed`` and the epoch number, so resuming needs no saved
+data state. A step is a function ``step_fn(x, y)`` that runs the forward passes,
+back-propagates (accumulating gradients as it likes) and returns a
+:class:`StepResult`; the loop zeroes the gradients before it and makes one
+optimizer and one scheduler step after it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from evonas.progress import progress_enabled
+from evonas.data import Normalizer, Splits, batches
+from evonas.run.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one training step reports to the loop.
+
+    ``loss`` is the mean label loss over the ``count`` predictions that were trained
+    on labels and ``correct`` how many of those were right; ``images`` is the cost of
+    the step in images seen (forward passes times batch size, distilled ones too);
+    ``logits`` are the label-trained logits of the step's first path (B, classes).
+    """
+
+    logits: torch.Tensor
+    loss: float
+    correct: int
+    count: int
+    images: int
+
+
+def supervised_step(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> StepResult:
+    """Cross-entropy of ``forward(x)`` on ``y``, back-propagated (gradients accumulate)."""
+    logits = forward(x)  # (B, classes)
+    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    loss.backward()
+    logits = logits.detach()
+    return StepResult(logits, loss.item(), int((logits.argmax(1) == y).sum().item()), len(y), len(y))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
+    )
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total_steps, 2))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+        )
+    return opt, sched
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The data-order generator of one epoch (derived, so resuming needs no saved state)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def steps_per_epoch(splits: Splits, cfg: TrainConfig) -> int:
+    return max(len(splits.train_x) // cfg.batch_size, 1)
+
+
+def train_epoch(
+    step_fn: Callable[[torch.Tensor, torch.Tensor], StepResult],
+    splits: Splits,
+    cfg: TrainConfig,
+    epoch: int,
+    norm: Normalizer,
+    opt: torch.optim.Optimizer,
+    sched,
+    desc: str,
+    progress: bool,
+) -> dict[str, float]:
+    """One pass over the train split; ``step_fn(x, y)`` back-propagates one step (see the module doc).
+
+    Returns the mean label loss and accuracy of the step results and the images seen.
+    """
+    steps = len(splits.train_x) // cfg.batch_size or 1
+    bar = tqdm(total=steps, desc=desc, disable=not progress_enabled(not progress), leave=False, unit="step", dynamic_ncols=True)
+    loss_sum = 0.0
+    correct = count = images = 0
+    for xb, yb in batches(
+        splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch), drop_last=len(splits.train_x) >= cfg.batch_size
+    ):
+        opt.zero_grad(set_to_none=True)
+        result = step_fn(norm(xb), yb)
+        opt.step()
+        sched.step()
+        loss_sum += result.loss * result.count
+        correct += result.correct
+        count += result.count
+        images += result.images
+        bar.update(1)
+        if bar.n % 20 == 0:
+            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / count:.1f}")
+    bar.close()
+    return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1), "images_seen": images}
