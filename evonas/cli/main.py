@@ -15,7 +15,7 @@ import click
 from predictors.errors import PredictorError
 from search_spaces import SpaceError
 
-from evonas.cli import bench, gap, search, train
+from evonas.cli import bench, gap, latency, search, train
 from evonas.errors import EvonasError, cli_message
 
 HELP = """evonas: weight-sharing neural architecture search.
@@ -48,7 +48,7 @@ def spaces_cmd() -> None:
         click.echo(get_space(name).describe())
 
 
-for _module in (train, search, gap, bench):
+for _module in (train, search, gap, latency, bench):
     for _cmd in _module.COMMANDS:
         cli.add_command(_cmd)
 

@@ -50,7 +50,13 @@ def _summary(out: dict[str, Any]) -> None:
 @click.option("--latency-column", default=None, help="Column giving latency in ms, e.g. pixel3_ms.")
 @click.option("--max-flops", default=None, type=SCI, help="FLOPs (multiply-accumulates) limit, e.g. 3e6.")
 @click.option("--max-params", default=None, type=SCI, help="Parameter limit, e.g. 100e3.")
-@click.option("--max-latency-ms", default=None, type=SCI, help="Latency limit in ms (needs a latency column).")
+@click.option("--max-latency-ms", default=None, type=SCI,
+              help="Latency limit in ms: from the run's table for this device (evonas latency build), or a --latency-column.")
+@click.option("--latency-backend", default="eager", show_default=True, type=click.Choice(["eager", "onnxruntime"]),
+              help="Which of the run's latency tables: backend ...")
+@click.option("--latency-batch-size", default=1, show_default=True, type=int, help="... batch size ...")
+@click.option("--latency-threads", default=1, show_default=True, type=int, help="... and threads it was measured with.")
+@click.option("--allow-foreign-latency", is_flag=True, help="Use the run's latency table even if it was measured on another device.")
 @click.option("--objectives", default=None, help="Comma list, e.g. accuracy,flops (nsga2, optuna-nsga2, tpe, random).")
 @click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study (default: the run's optuna.db).")
 @click.option("--name", default=None, help="Name of this search run in the store (default ALGO-sSEED).")
@@ -82,6 +88,8 @@ def search(as_json: bool, threads: int | None, **opts: Any) -> None:
       evonas search --run runs/demo --algo evolution --budget 500 --max-flops 3e6
       evonas search --run runs/demo --algo nsga2 --budget 1000 --objectives accuracy,flops
       evonas search --run runs/demo --algo tpe --budget 300 --max-params 100e3
+      evonas search --run runs/demo --algo evolution --max-latency-ms 1.5     # after evonas latency build
+      evonas search --run runs/demo --algo nsga2 --objectives accuracy,latency
       evonas search --run runs/demo --algo evolution --budget 500 --max-flops 3e6 --resume
       evonas search --space nb201 --table nb201.csv --target cifar10_valid_acc \\
           --report cifar10_test_acc --algo evolution --budget 100 --seed 3 --json

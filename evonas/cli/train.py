@@ -137,21 +137,27 @@ def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -
 @click.option("--scorer", default="supernet", show_default=True, type=click.Choice(RANKERS),
               help="With --top-k: rank by supernet accuracy or by the gap-corrected prediction.")
 @click.option("--out", default=None, help="Output folder (default RUN/exports/ARCH).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["torch", "onnx"]),
+              help="Also write model.onnx (dynamic batch axis, checked against PyTorch); repeatable. torch is always written.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None, quiet: bool) -> None:
+def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None, formats, quiet: bool) -> None:
     """Export sub-networks as standalone PyTorch modules with inherited weights.
 
     Each export folder holds model.pt2 (load with torch.export.load(path).module()),
-    state_dict.pt and metrics.json. BN statistics are recalibrated for the
-    architecture before the weights are copied.
+    state_dict.pt and metrics.json; --format onnx adds model.onnx. BN statistics are
+    recalibrated for the architecture before the weights are copied. When the run has
+    a latency table for this device (evonas latency build), metrics.json also holds
+    the predicted and the measured latency of the exported module.
 
     \b
     Examples:
       evonas export --run runs/demo --arch 12012200
-      evonas export --run runs/demo --top-k 5
+      evonas export --run runs/demo --arch 12012200 --format onnx
+      evonas export --run runs/demo --top-k 5 --format onnx
       evonas export --run runs/demo --top-k 5 --scorer predictor
     """
-    result = export(run_dir, ExportOptions(archs=arch_opts, top_k=top_k, scorer=scorer, out=out, quiet=quiet))
+    result = export(run_dir, ExportOptions(archs=arch_opts, top_k=top_k, scorer=scorer, out=out, quiet=quiet,
+                                           formats=formats))
     if result.report is not None:
         click.echo(f"exported the top {top_k}; report: {result.report}")
         return

@@ -116,3 +116,12 @@ class CostModel:
             f"is feasible (smallest: " + ", ".join(f"{m} = {fmt(self.smallest(m))}" for m in constraints.limits)
             + "). Loosen one of them."
         )
+
+
+def latency_provenance(table) -> dict:
+    """What identifies a device latency table in a score's source: its content and its device."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(table.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"latency_table_digest": digest, "latency_device": table.device.get("device_key")}

@@ -93,7 +93,7 @@ FORMAT = "evonas-latency-table"
 FORMAT_VERSION = 1
 # the fields of describe_device() that decide timings; their digest is the device_key
 KEY_FIELDS = ("cpu_model", "threads", "batch_size", "backend")
-REBUILD_HINT = "rebuild it with evonas.evaluation.latency.build_latency_table (then LatencyTable.save)"
+REBUILD_HINT = "rebuild it on this device with `evonas latency build --run RUN --rebuild`"
 
 
 # --- parameter checks --------------------------------------------------------------------------
@@ -424,7 +424,7 @@ class LatencyTable:
         where = f" in {self.source}" if self.source else ""
         raise ConfigError(
             f"The latency table{where} was built on device {_device_line(self.device)}, but this is device "
-            f"{_device_line(current_description)}; {REBUILD_HINT} on this device, or set the 'allow_foreign' "
+            f"{_device_line(current_description)}; {REBUILD_HINT}, or set the 'allow_foreign' "
             "parameter to use it anyway."
         )
 
@@ -802,9 +802,10 @@ def table_path(run: Any, space: Space | str, *, backend: str = "eager", batch_si
 
     ``run`` is an opened :class:`evonas.run.Run` or a run directory path.
     """
+    from evonas.run.run import RunLayout
+
     name = space if isinstance(space, str) else space.name
-    root = Path(getattr(run, "path", run)) / "latency"  # TODO(lead): move into Run as a path helper
-    return root / f"{name}-{backend}-b{batch_size}-t{threads}.json"
+    return RunLayout.of(getattr(run, "path", run)).latency_table_file(name, backend, batch_size, threads)
 
 
 def load_or_build_table(

@@ -8,7 +8,6 @@ of training images before measuring validation accuracy.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -65,14 +64,6 @@ def recalibration_images(splits: Splits, n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(splits.train_x), generator=g)[:n]
     return splits.train_x[idx]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class SupernetEvaluator:

@@ -4,7 +4,8 @@ Each export directory holds::
 
     model.pt2        torch.export program: torch.export.load(path).module()(x) runs it
     state_dict.pt    the weights, for evonas.supernet.chain.build_standalone(space, arch)
-    metrics.json     architecture, FLOPs, params, accuracies, provenance
+    model.onnx       with formats including "onnx": dynamic batch axis, checked against PyTorch
+    metrics.json     architecture, FLOPs, params, accuracies, provenance, latency (predicted and measured)
 
 The BN statistics are recalibrated for the architecture (as in scoring) before the
 weights are copied, so the module gives the accuracy the supernet reported.
@@ -21,7 +22,9 @@ from search_spaces import Arch
 
 from evonas.run.config import write_json_atomic
 
+FORMATS = ("torch", "onnx")
 PROGRAM = "model.pt2"
+ONNX = "model.onnx"
 WEIGHTS = "state_dict.pt"
 METRICS = "metrics.json"
 
@@ -37,11 +40,26 @@ def save_module(module: torch.nn.Module, example: torch.Tensor, out_dir: Path) -
     torch.save(module.state_dict(), out_dir / WEIGHTS)
 
 
-def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metrics: dict | None = None, *, evaluator=None) -> Path:
+def measure_latency(space, table, arch: Arch, module: torch.nn.Module, *, repeats: int = 30) -> dict:
+    """Predicted (the device table) and measured latency of one exported module, in the table's setting."""
+    from evonas.evaluation.latency import validate_latency
+
+    rep = validate_latency(space, table, [arch], module_factory=lambda _: module, warmup=5, repeats=repeats)
+    row = rep["archs"][0]
+    return {"predicted_ms": round(row["predicted_ms"], 5), "measured_ms": round(row["measured_ms"], 5),
+            "error_pct": round(row["error_pct"], 2), "backend": table.settings.get("backend"),
+            "batch_size": table.settings.get("batch_size"), "threads": table.settings.get("threads"),
+            "device": table.device.get("device_key")}
+
+
+def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metrics: dict | None = None, *, evaluator=None,
+                formats: tuple[str, ...] = ("torch",), latency=None) -> Path:
     """Export ``arch`` of the supernet in ``run_dir`` to ``out_dir``; returns ``out_dir``.
 
     ``evaluator`` (a :class:`~evonas.evaluation.scoring.SupernetEvaluator`) is reused when given,
-    so exporting many architectures loads the supernet and data once.
+    so exporting many architectures loads the supernet and data once. ``formats`` adds
+    ``model.onnx`` with "onnx"; ``latency`` (the run's device table) adds the predicted
+    and the measured latency of the exported module to metrics.json.
     """
     from evonas.evaluation.scoring import SupernetEvaluator
 
@@ -55,6 +73,14 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
     net = space.net
     example = torch.zeros(2, net.in_channels, net.image_size, net.image_size)
     save_module(module, example, out_dir)
+    extra: dict = {}
+    if "onnx" in formats:
+        from evonas.export.onnx import check_onnx, export_onnx
+
+        export_onnx(module, example, out_dir / ONNX)
+        extra["onnx"] = {"file": ONNX, "max_abs_diff_vs_torch": check_onnx(module, out_dir / ONNX)}
+    if latency is not None:
+        extra["latency"] = measure_latency(space, latency, arch, module)
     cost = space.cost(arch)
     record = {
         "arch": str(arch),
@@ -67,6 +93,7 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
         "std": list(ev.splits.std),
         "load": f"torch.export.load('{PROGRAM}').module()(x) with x normalised by mean/std (0..1 pixel scale)",
         "provenance": ev.provenance(),
+        **extra,
         **(metrics or {}),
     }
     write_json_atomic(out_dir / METRICS, record)

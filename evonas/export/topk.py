@@ -121,7 +121,7 @@ def plot_pareto(records: Sequence[Record], metric: str, path: Path, highlight: S
 
 
 def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
-                 constraints: Constraints | None = None) -> Path:
+                 constraints: Constraints | None = None, formats: tuple[str, ...] = ("torch",), latency=None) -> Path:
     """Export the ``k`` best stored architectures of ``run`` and write the report; returns report.md's path.
 
     Records are those of ``scorer`` from its newest source (the current supernet
@@ -165,7 +165,7 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
         supernet_acc = rec.metric("accuracy") if scorer == "supernet" else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]
         metrics["supernet_accuracy"] = supernet_acc
         metrics.update(gap_metrics(gap, evaluator.space, rec.arch, supernet_acc))
-        exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator))))
+        exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator, formats=formats, latency=latency))))
     by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]
     curve_png = plot_best_so_far(by_scorer, out / "best_so_far.png", metric)
     pareto_png, front = plot_pareto(records, metric, out / "pareto.png", highlight=top)

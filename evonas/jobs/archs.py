@@ -10,20 +10,46 @@ from search_spaces import Arch, Space
 from evonas.errors import ConfigError
 
 
-def read_archs(space: Space, archs: Sequence[str], archs_file: str | Path | None = None) -> list[Arch]:
-    """Parse ``archs`` and the lines of ``archs_file`` (``#`` starts a comment) in ``space``."""
+def read_archs(space: Space, archs: Sequence[str], archs_file: str | Path | None = None, *,
+               param: str = "archs_file") -> list[Arch]:
+    """Parse ``archs`` and the lines of ``archs_file`` (``#`` starts a comment) in ``space``.
+
+    ``param`` names the option the file came from (``archs_file``, ``anchors_file``) in errors.
+    """
     out = [space.parse(a) if isinstance(a, str) else space.coerce(a) for a in archs]
     if archs_file:
-        path = Path(archs_file)
-        if not path.is_file():
-            raise ConfigError(f"The 'archs_file' parameter names {str(archs_file)!r}, which does not exist",
-                              param="archs_file")
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(read_text_lines(archs_file, param), start=1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
             try:
                 out.append(space.parse(line))
             except ValueError as exc:
-                raise ConfigError(f"{archs_file}:{lineno}: {exc}") from None
+                raise ConfigError(f"{archs_file}:{lineno}: {exc}", param=param) from None
     return out
+
+
+def read_text_lines(file: str | Path, param: str) -> list[str]:
+    """The lines of a small text file; a ConfigError naming ``param`` when it is missing, unreadable or binary."""
+    path = Path(file)
+    if not path.exists():
+        raise ConfigError(f"The '{param}' parameter names {str(file)!r}, which does not exist", param=param)
+    if path.is_dir():
+        raise ConfigError(f"The '{param}' parameter names {str(file)!r}, a directory; give a text file with one "
+                          "architecture per line", param=param)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"The '{param}' parameter names {str(file)!r}, which cannot be read "
+                          f"({exc.strerror or exc})", param=param) from None
+    bad = data.find(b"\x00")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.start if bad < 0 else min(bad, exc.start)
+    if bad >= 0:
+        line = data.count(b"\n", 0, bad) + 1
+        col = bad - (data.rfind(b"\n", 0, bad) + 1) + 1
+        raise ConfigError(f"{file}:{line}:{col}: not a text file (byte 0x{data[bad]:02x}); give a text file with one "
+                          "architecture per line", param=param)
+    return text.splitlines()

@@ -27,15 +27,30 @@ class ExportOptions:
     scorer: str = "supernet"  # with top_k: rank by supernet accuracy or by the gap-corrected prediction
     out: str | Path | None = None  # output folder (default: the run's export folder of each architecture)
     quiet: bool = False  # no progress bar
+    formats: tuple[str, ...] = ("torch",)  # torch (model.pt2, always) and/or onnx (model.onnx)
+    latency: bool = True  # add predicted and measured latency when the run has a latency table for this device
 
     def __post_init__(self) -> None:
+        from evonas.export.module import FORMATS
+
         object.__setattr__(self, "archs", tuple(self.archs))
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(("torch", *self.formats))))
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise ConfigError(f"The 'formats' parameter must name formats among {', '.join(FORMATS)}; got {bad}",
+                              param="formats")
         if self.top_k is not None and self.top_k < 1:
             raise ConfigError(f"The 'top_k' parameter must be >= 1; got {self.top_k}", param="top_k")
         if self.top_k is None and not self.archs:
             raise ConfigError("give --arch STRING (repeatable) or --top-k K")
         if self.scorer not in RANKERS:
             raise ConfigError(f"The 'scorer' parameter must be one of {', '.join(RANKERS)}; got {self.scorer!r}", param="scorer")
+        if self.out is not None:  # the folder, or its nearest existing parent, must be a directory
+            here = Path(self.out)
+            existing = next((q for q in (here, *here.parents) if q.exists()), None)
+            if existing is not None and not existing.is_dir():
+                raise ConfigError(f"The 'out' parameter must be a folder; got {str(self.out)!r}, and {str(existing)!r} "
+                                  "is a file", param="out")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,9 +79,11 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     from evonas.export.topk import export_top_k, gap_metrics, load_run_gap_model
 
     run = Run.open(run)
+    latency = _device_latency(run) if options.latency else None
     if options.top_k is not None:
         metric = "accuracy" if options.scorer == "supernet" else "predicted"
-        report = export_top_k(run, options.top_k, scorer=options.scorer, metric=metric)
+        report = export_top_k(run, options.top_k, scorer=options.scorer, metric=metric, formats=options.formats,
+                              latency=latency)
         exported = []
         for folder in sorted(p for p in report.parent.iterdir() if (p / METRICS).is_file()):
             metrics = json.loads((folder / METRICS).read_text())
@@ -83,6 +100,19 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
         target = out / str(arch) if out and len(archs) > 1 else (out or run.export_dir(arch))
         extra = {"supernet_accuracy": round(metrics["accuracy"], 4),
                  **gap_metrics(gap, space, str(space.canonical(arch)), metrics["accuracy"])}
-        export_arch(run, arch, target, extra, evaluator=ev)
+        export_arch(run, arch, target, extra, evaluator=ev, formats=options.formats, latency=latency)
         done.append(Exported(arch=str(arch), supernet_accuracy=metrics["accuracy"], folder=target))
     return ExportResult(exported=done)
+
+
+def _device_latency(run: Run):
+    """The run's default latency table when it was measured on this device, else None (nothing to report)."""
+    from evonas.errors import EvonasError
+    from evonas.jobs.latency import device_table
+
+    if not run.latency_dir.is_dir():
+        return None
+    try:
+        return device_table(run)
+    except (EvonasError, ValueError):  # none for this setting, or measured on another device: report no latency
+        return None

@@ -68,6 +68,9 @@ class FitPredictorOptions:
             raise ConfigError("--selection explicit needs --anchor ARCH (repeatable) or --anchors-file FILE")
         if self.selection != "explicit":
             self.check_counts(self.anchors)
+        if self.pool is not None and (not isinstance(self.pool, int) or self.pool < 1):
+            raise ConfigError(f"The 'pool' parameter must be an integer >= 1 (or None for the default); got {self.pool!r}",
+                              param="pool")
         if self.anchor_epochs < 1:
             raise ConfigError(f"The 'anchor_epochs' parameter must be an integer >= 1; got {self.anchor_epochs!r}",
                               param="anchor_epochs")
@@ -180,7 +183,7 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
     from evonas.scorers.standalone import StandaloneScorer
 
     run = Run.open(run)
-    explicit = read_archs(run.space, options.explicit, options.anchors_file)
+    explicit = read_archs(run.space, options.explicit, options.anchors_file, param="anchors_file")
     k = len(explicit) if options.selection == "explicit" else options.anchors
     pool_size = options.check_counts(k)
     progress = progress_enabled(options.quiet)

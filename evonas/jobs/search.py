@@ -47,6 +47,10 @@ class SearchOptions:
     report: str | None = None  # table column reported for the best architecture
     latency_table: str | None = None  # CSV of latencies joined on arch
     latency_column: str | None = None  # column giving latency in ms
+    latency_backend: str = "eager"  # with a run and no latency table: the run's table measured with this backend
+    latency_batch_size: int = 1  # ... at this batch size
+    latency_threads: int = 1  # ... and thread count
+    allow_foreign_latency: bool = False  # use a run's latency table even when it was measured on another device
     max_flops: float | None = None  # FLOPs (multiply-accumulates) limit
     max_params: float | None = None  # parameter limit
     max_latency_ms: float | None = None  # latency limit in ms
@@ -87,6 +91,17 @@ class SearchOptions:
             raise ConfigError("--report names a table column; it needs --table")
         check_threads(self.threads)
         self.constraints()  # limits must be numbers > 0
+        self.latency_setting()
+
+    def latency_setting(self):
+        from evonas.jobs.latency import LatencySetting
+
+        return LatencySetting(backend=self.latency_backend, batch_size=self.latency_batch_size, threads=self.latency_threads)
+
+    def wants_latency(self) -> bool:
+        """A latency limit or objective: the scorer needs a latency source."""
+        objectives = [o.strip() for o in (self.objectives or "").split(",")]
+        return self.max_latency_ms is not None or "latency" in objectives or "latency_ms" in objectives
 
     def constraints(self):
         from evonas.search.constraints import Constraints
@@ -144,6 +159,12 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     sources = dict(space=space, table=options.table, target=options.target, report=options.report,
                    latency_table=options.latency_table, latency_column=options.latency_column,
                    run_dir=opened or (layout.path if layout else None))
+    if scorer_name in ("supernet", "predictor") and opened is not None and options.wants_latency() \
+            and not options.latency_table:  # the run's own table, measured on this device
+        from evonas.jobs.latency import device_table
+
+        sources["device_latency"] = device_table(opened, options.latency_setting(),
+                                                 allow_foreign=options.allow_foreign_latency)
     scorer = make_scorer(scorer_name, **select_options(scorer_name, sources))
     problem = make_problem(scorer, constraints, options.objectives)
     budget = options.budget

@@ -12,7 +12,7 @@ from evonas.errors import ConfigError
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.config import SCHEDULES, TrainConfig
-from evonas.run.run import Run, RunLayout
+from evonas.run.run import Run, RunLayout, load_run_splits
 
 __all__ = ["SCHEDULES", "TrainOptions", "TrainResult", "train"]
 
@@ -68,14 +68,35 @@ def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:
     from evonas.training.train import train_supernet
 
     layout = RunLayout.of(run)
+    if layout.path.exists() and not layout.path.is_dir():
+        from evonas.errors import RunDirError
+
+        raise RunDirError(f"The 'run_dir' parameter must be a directory; got {str(layout.path)!r}, a file")
     if options.resume and not (layout.checkpoint.is_file() or layout.weights.is_file()):
         from evonas.errors import RunDirError
 
         raise RunDirError(f"there is nothing to resume in {layout.path} (no {layout.checkpoint.name}); "
                           "drop --resume to start a new training there")
     cfg = resolve_config(layout, options)  # every option checked before the data is read
+    splits = load_run_splits(cfg)  # the dataset options too, before the run directory is created
     use_threads(options.threads)
     resumed = options.resume and layout.checkpoint.is_file()
-    weights = train_supernet(layout, cfg, resume=options.resume, progress=progress_enabled(options.quiet),
-                             stop_after=options.stop_after)
+    created = not layout.path.exists()
+    try:
+        weights = train_supernet(layout, cfg, resume=options.resume, progress=progress_enabled(options.quiet),
+                                 stop_after=options.stop_after, splits=splits)
+    except BaseException:
+        if created:
+            remove_if_empty(layout.path)  # failed before writing anything: leave no empty run directory
+        raise
     return TrainResult(run=Run.open(layout), weights=Path(weights), resumed=resumed, finished=layout.weights.is_file())
+
+
+def remove_if_empty(path: Path) -> None:
+    """Remove ``path`` when it holds no file at all (only empty folders), as a failed job that created it left it."""
+    path = Path(path)
+    if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+        return
+    for folder in sorted((p for p in path.rglob("*")), key=lambda p: len(p.parts), reverse=True):
+        folder.rmdir()
+    path.rmdir()

@@ -114,6 +114,11 @@ class RunLayout:
         return self.path / "optuna.db"
 
     @property
+    def optuna_lock(self) -> Path:
+        """Lock file held while a process creates the Optuna storage or a study (``fcntl.flock``)."""
+        return self.path / "optuna.db.lock"
+
+    @property
     def optuna_url(self) -> str:
         """SQLAlchemy URL of the run's Optuna studies."""
         return f"sqlite:///{self.optuna_file.resolve()}"
@@ -161,6 +166,17 @@ class RunLayout:
     def export_dir(self, arch: object) -> Path:
         """Default folder of one exported architecture."""
         return self.exports_dir / str(arch)
+
+    @property
+    def latency_dir(self) -> Path:
+        return self.path / "latency"
+
+    def latency_table_file(self, space: str, backend: str, batch_size: int, threads: int) -> Path:
+        """The latency table of one device setting: ``latency/SPACE-BACKEND-bB-tT.json``."""
+        return self.latency_dir / f"{space}-{backend}-b{batch_size}-t{threads}.json"
+
+    def latency_validation_file(self, space: str, backend: str, batch_size: int, threads: int) -> Path:
+        return self.latency_dir / f"{space}-{backend}-b{batch_size}-t{threads}.validation.json"
 
     def top_k_dir(self, k: int, scorer: str = "supernet") -> Path:
         """Folder of a top-k export: ``topK``, or ``topK-SCORER`` when ranked by another scorer."""
@@ -227,7 +243,7 @@ class Run(RunLayout):
     def weights_sha256(self) -> str:
         cached = self.__dict__.get("_sha")
         if cached is None:
-            from evonas.evaluation.scoring import file_sha256
+            from evonas.run.digest import file_sha256
 
             cached = self.__dict__["_sha"] = file_sha256(self.weights_path)
         return cached

@@ -8,15 +8,34 @@ searcher is reused by every other. Each write is its own short transaction and i
 committed before the call returns; the file is in WAL mode with a busy timeout, so
 two processes can search the same run directory at once. Only this module writes
 records; everything else reads them.
+
+Claims keep two processes from scoring the same architecture: before scoring, a
+process claims the record's key (``claim``: a row of the ``claims`` table with its
+owner, ``host:pid:random``, and the time); the other process sees the claim and waits
+for the record instead (``score_cached`` in ``evonas.scorers.cached``). A claim whose
+owner has died (same host, pid not alive) or that is older than a timeout is taken
+over. The ``claims`` table was added without changing the schema version (still 1):
+it is created with CREATE TABLE IF NOT EXISTS when a store is opened, records and
+search tables are unchanged, and an evonas that knows no claims still reads and
+writes the store correctly (it only scores without claiming).
+
+A file that is not a readable SQLite database (garbage, truncated, corrupt) is
+refused on open with :class:`RunDirError` (a schema read and ``PRAGMA quick_check``),
+and a corruption found later by any method raises the same error, never a
+``sqlite3.DatabaseError``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import secrets
+import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from evonas.errors import ConfigError, RunDirError
 from evonas.run.records import Record, SearchRun, Step, canonical_json
@@ -42,7 +61,99 @@ CREATE TABLE IF NOT EXISTS steps (
     arch TEXT NOT NULL, value REAL, feasible INTEGER NOT NULL, record_id INTEGER REFERENCES records(id),
     created REAL NOT NULL, PRIMARY KEY (run_id, idx)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    space TEXT NOT NULL, arch TEXT NOT NULL, scorer TEXT NOT NULL, source_key TEXT NOT NULL,
+    owner TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (space, arch, scorer, source_key)
+);
 """
+
+CLAIM_TIMEOUT_S = 3600.0  # a claim older than this is taken over even when its owner looks alive
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def unreadable_store_error(path: str, exc: BaseException) -> RunDirError:
+    """The error for a store file SQLite cannot read (garbage, truncated, corrupt)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return RunDirError(f"{path} is not a readable evonas store ({message}); move it aside to start a new store, "
+                       "or restore it from a copy")
+
+
+def _store_error(path: str, exc: sqlite3.DatabaseError) -> RunDirError:
+    if isinstance(exc, sqlite3.OperationalError):
+        # locked past the busy timeout, disk full, read-only, I/O error: the file may be fine, so no advice to move it
+        message = " ".join(str(exc).split())
+        if "no such table" in message or "no such column" in message:
+            return unreadable_store_error(path, exc)  # an SQLite file, but not an evonas store
+        return RunDirError(f"cannot use the evaluation store {path} ({message}); check the disk, the file's "
+                           "permissions and the processes using it, then retry")
+    return unreadable_store_error(path, exc)
+
+
+def _translated(method: _F) -> _F:
+    """Turn a ``sqlite3.DatabaseError`` raised by a Store method into a one-line RunDirError.
+
+    Misuse errors (``ProgrammingError``: a closed store; ``IntegrityError``) are bugs and stay as they are.
+    """
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.ProgrammingError, sqlite3.IntegrityError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def new_owner() -> str:
+    """A claim owner id: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _process_start(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch), from /proc; None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":
+            return float("inf")  # a zombie: finished, not yet reaped
+        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def owner_alive(owner: str, since: float) -> bool:
+    """Whether the process of claim ``owner``, claiming at ``since``, may still be running.
+
+    Only a process on this host can be checked: its pid must exist and must not have
+    started after the claim (a reused pid). Owners on other hosts count as alive (the
+    claim timeout covers them).
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    except OSError:
+        return True
+    started = _process_start(pid)
+    return started is None or started <= since + 1.0  # 1 s: /proc's start time is rounded to clock ticks
 
 
 class Store:
@@ -50,16 +161,24 @@ class Store:
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
         self.path = str(path)
+        self.owner = new_owner()  # this connection's id in the claims table
         try:
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, one short transaction per write
             self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.OperationalError as exc:
             raise RunDirError(f"cannot open the evaluation store {self.path}: {exc}") from None
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across a process kill
-        self._init_schema()
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._check_readable()  # before anything may write to the file
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across a process kill
+            self._init_schema()
+        except (sqlite3.DatabaseError, RunDirError) as exc:
+            self._db.close()
+            if isinstance(exc, RunDirError):
+                raise
+            raise _store_error(self.path, exc) from None
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -75,6 +194,14 @@ class Store:
     def memory(cls) -> "Store":
         """A store that lives as long as this object (no run directory)."""
         return cls(":memory:")
+
+    def _check_readable(self) -> None:
+        """Refuse a file SQLite cannot read: a read of the schema, then ``PRAGMA quick_check``."""
+        self._db.execute("SELECT name, sql FROM sqlite_master").fetchall()
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            problem = "; ".join(str(r[0]) for r in rows[:3]) + ("; ..." if len(rows) > 3 else "")
+            raise unreadable_store_error(self.path, sqlite3.DatabaseError(problem))
 
     def _init_schema(self) -> None:
         with self._write() as db:
@@ -96,7 +223,13 @@ class Store:
             return self.db
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc_type is None:
+                self.db.execute("COMMIT")
+                return
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already (corruption, disk full): keep the first error
 
     def _write(self) -> "Store._Tx":
         return Store._Tx(self._db)
@@ -119,6 +252,7 @@ class Store:
 
     _RECORD_COLS = "id, space, arch, scorer, source_key, metrics, source, created"
 
+    @_translated
     def get(self, space: str, arch: str, scorer: str, source_key: str) -> Record | None:
         """The stored record for this key, or None."""
         row = self._db.execute(
@@ -127,6 +261,7 @@ class Store:
         ).fetchone()
         return None if row is None else self._record(row)
 
+    @_translated
     def put(self, *, space: str, arch: str, scorer: str, source_key: str, metrics: Mapping[str, float],
             source: Mapping[str, Any]) -> Record:
         """Store a score and commit; returns the stored record.
@@ -145,6 +280,7 @@ class Store:
         assert record is not None
         return record
 
+    @_translated
     def records(self, *, space: str | None = None, scorer: str | None = None,
                 source_key: str | None = None) -> list[Record]:
         """Records matching the given fields, oldest first."""
@@ -156,6 +292,7 @@ class Store:
         sql = f"SELECT {self._RECORD_COLS} FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         return [self._record(r) for r in self._db.execute(sql, args)]
 
+    @_translated
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
@@ -168,13 +305,16 @@ class Store:
 
     _RUN_COLS = "id, name, algo, seed, config, created, finished, summary"
 
+    @_translated
     def search_runs(self) -> list[SearchRun]:
         return [self._search_run(r) for r in self._db.execute(f"SELECT {self._RUN_COLS} FROM search_runs ORDER BY id")]
 
+    @_translated
     def search_run(self, name: str) -> SearchRun | None:
         row = self._db.execute(f"SELECT {self._RUN_COLS} FROM search_runs WHERE name = ?", (name,)).fetchone()
         return None if row is None else self._search_run(row)
 
+    @_translated
     def begin_search(self, *, algo: str, seed: int, config: Mapping[str, Any], name: str | None = None,
                      resume: bool = False) -> tuple[SearchRun, bool]:
         """Register a search run; returns (run, resumed).
@@ -220,6 +360,7 @@ class Store:
         assert run is not None and run.id == run_id
         return run, False
 
+    @_translated
     def add_step(self, step: Step) -> None:
         """Record (or, on a replay, rewrite) one step of a search run; committed at once."""
         with self._write() as db:
@@ -228,12 +369,14 @@ class Store:
                 (step.run_id, step.index, step.arch, step.value, int(step.feasible), step.record_id, step.created),
             )
 
+    @_translated
     def steps(self, run_id: int) -> list[Step]:
         rows = self._db.execute(
             "SELECT run_id, idx, arch, value, feasible, record_id, created FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
         )
         return [Step(run_id=r[0], index=r[1], arch=r[2], value=r[3], feasible=bool(r[4]), record_id=r[5], created=r[6]) for r in rows]
 
+    @_translated
     def finish_search(self, run_id: int, summary: Mapping[str, Any], *, keep_steps: int | None = None) -> None:
         """Mark a search run finished with its result; drop steps past ``keep_steps`` (left from a longer run)."""
         with self._write() as db:
@@ -246,5 +389,56 @@ class Store:
         for run in self.search_runs():
             yield run, self.steps(run.id)
 
+    @_translated
     def integrity_ok(self) -> bool:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # --- claims -------------------------------------------------------------------------------
+    @_translated
+    def claim_holder(self, space: str, arch: str, scorer: str, source_key: str) -> tuple[str, float] | None:
+        """The (owner, time) of the claim on this key, or None."""
+        row = self._db.execute(
+            "SELECT owner, created FROM claims WHERE space=? AND arch=? AND scorer=? AND source_key=?",
+            (space, arch, scorer, source_key),
+        ).fetchone()
+        return None if row is None else (row[0], float(row[1]))
+
+    def _claim_is_live(self, holder: tuple[str, float] | None, timeout_s: float) -> bool:
+        if holder is None or holder[0] == self.owner:
+            return False
+        owner, since = holder
+        return time.time() - since < timeout_s and owner_alive(owner, since)
+
+    @_translated
+    def claim(self, space: str, arch: str, scorer: str, source_key: str, *,
+              timeout_s: float = CLAIM_TIMEOUT_S) -> bool:
+        """Claim this key for scoring; False while another live owner holds a claim younger than ``timeout_s``.
+
+        A claim of a dead owner (same host, pid gone or reused) or an older one is taken
+        over. The caller scores, ``put``s the record and then ``release``s the claim.
+        """
+        if self._claim_is_live(self.claim_holder(space, arch, scorer, source_key), timeout_s):
+            return False  # checked without the write lock first: waiting processes poll here
+        with self._write() as db:
+            row = db.execute(
+                "SELECT owner, created FROM claims WHERE space=? AND arch=? AND scorer=? AND source_key=?",
+                (space, arch, scorer, source_key),
+            ).fetchone()
+            if self._claim_is_live(None if row is None else (row[0], float(row[1])), timeout_s):
+                return False
+            db.execute("INSERT OR REPLACE INTO claims (space, arch, scorer, source_key, owner, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (space, arch, scorer, source_key, self.owner, time.time()))
+        return True
+
+    @_translated
+    def release(self, space: str, arch: str, scorer: str, source_key: str) -> None:
+        """Drop this connection's claim on the key (a claim taken over by another owner stays)."""
+        with self._write() as db:
+            db.execute("DELETE FROM claims WHERE space=? AND arch=? AND scorer=? AND source_key=? AND owner=?",
+                       (space, arch, scorer, source_key, self.owner))
+
+    @_translated
+    def claims(self) -> list[tuple[str, str, str, str, str, float]]:
+        """Every open claim: (space, arch, scorer, source_key, owner, created)."""
+        return [tuple(r) for r in self._db.execute(
+            "SELECT space, arch, scorer, source_key, owner, created FROM claims ORDER BY created")]

@@ -22,7 +22,8 @@ class SupernetScorer(Scorer):
 
     name = "supernet"
 
-    def __init__(self, evaluator, *, latency_table: str | Path | None = None, latency_column: str | None = None) -> None:
+    def __init__(self, evaluator, *, latency_table: str | Path | None = None, latency_column: str | None = None,
+                 device_latency=None) -> None:
         self.evaluator = evaluator
         self.space = evaluator.space
         self.target = "accuracy"
@@ -39,23 +40,31 @@ class SupernetScorer(Scorer):
             from evonas.scorers.tables import load_table
             from evonas.scorers.table import file_digest
 
-            lat = load_table(latency_table, self.space)
+            lat = load_table(latency_table, self.space, param="latency_table")
             columns["latency_ms"] = lat.column(latency_column)
             index = lat.index
             self._latency = {"latency_table": str(Path(latency_table).resolve()), "latency_column": latency_column,
                              "latency_sha256": file_digest(latency_table)}
-        self.cost_model = CostModel(self.space, columns=columns, index=index, origin=str(latency_table or ""))
+        if device_latency is not None:  # a table measured on this device (evonas latency build)
+            if columns:
+                raise ConfigError("The 'device_latency' option of scorer 'supernet' cannot be combined with "
+                                  "'latency_table'; give one latency source", param="device_latency")
+            from evonas.evaluation.costs import latency_provenance
+
+            self._latency = latency_provenance(device_latency)
+        self.cost_model = CostModel(self.space, columns=columns, index=index, origin=str(latency_table or ""),
+                                    latency=device_latency)
 
     @classmethod
     def from_options(cls, *, run_dir: str | Path, latency_table: str | Path | None = None,
                      latency_column: str | None = None, recalibrate: bool = True, recalib_images: int = 2000,
-                     batch_size: int = 128, seed: int = 0) -> "SupernetScorer":
+                     batch_size: int = 128, seed: int = 0, device_latency=None) -> "SupernetScorer":
         """Load the run's supernet and score with BN recalibration on ``recalib_images`` images."""
         from evonas.evaluation.scoring import SupernetEvaluator
 
         ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,
                                         batch_size=batch_size, seed=seed)
-        return cls(ev, latency_table=latency_table, latency_column=latency_column)
+        return cls(ev, latency_table=latency_table, latency_column=latency_column, device_latency=device_latency)
 
     def score(self, arch: Arch) -> dict[str, float]:
         metrics = {k: float(v) for k, v in self.evaluator.evaluate(arch).items()}

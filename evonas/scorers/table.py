@@ -8,7 +8,6 @@ named by ``latency_column`` (for example ``pixel3_ms`` of a joined latency table
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,8 @@ from search_spaces import Arch, Space, get_space
 from evonas.evaluation.costs import CostModel
 from evonas.errors import ConfigError
 from evonas.scorers.tables import Table, load_table
+from evonas.run.digest import file_sha256 as file_digest  # a table edited in place is a new source
 from evonas.scorers.base import Scorer
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file: a table edited in place is a new source."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class TableScorer(Scorer):

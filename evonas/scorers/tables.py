@@ -9,13 +9,14 @@ Extra tables (for example device latencies) join on the ``arch`` column.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from search_spaces import Arch, Space
+from search_spaces import Arch, Space, SpaceError
 
 from evonas.errors import ConfigError
 
@@ -31,13 +32,13 @@ class Table:
     archs: list[Arch]
     columns: dict[str, np.ndarray]  # column name -> float64 values aligned with archs
     index: dict[str, int] = field(default_factory=dict)  # canonical string -> row
+    text_columns: dict[str, str] = field(default_factory=dict)  # non-numeric column -> where (for messages)
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.columns:
-            raise ConfigError(
-                f"column {name!r} is not in table {self.path}; its numeric columns are: "
-                f"{', '.join(self.columns)}"
-            )
+            why = (f"is a text column of table {self.path} ({self.text_columns[name]}), not a numeric one"
+                   if name in self.text_columns else f"is not in table {self.path}")
+            raise ConfigError(f"column {name!r} {why}; its numeric columns are: {', '.join(self.columns)}")
         return self.columns[name]
 
     def row_of(self, arch: Arch) -> int:
@@ -50,9 +51,9 @@ class Table:
     def value(self, arch: Arch, column: str) -> float:
         return float(self.column(column)[self.row_of(arch)])
 
-    def join(self, other_path: str | Path) -> "Table":
+    def join(self, other_path: str | Path, *, param: str = "latency_table") -> "Table":
         """Add the numeric columns of another table of the same space, by ``arch``."""
-        other = load_table(other_path, self.space)
+        other = load_table(other_path, self.space, param=param)
         for name, values in other.columns.items():
             if name in self.columns:
                 continue
@@ -65,34 +66,151 @@ class Table:
         return self
 
 
-def load_table(path: str | Path, space: Space) -> Table:
-    """Read a CSV with an ``arch`` column; every other numeric column is kept."""
+def load_table(path: str | Path, space: Space, *, param: str = "table") -> Table:
+    """Read a CSV with an ``arch`` column; every other numeric column is kept.
+
+    The file is checked as it is read, and every defect is one :class:`ConfigError`
+    (``param`` names the option the path came from, ``table`` or ``latency_table``)
+    that points at ``path:line:column`` (the column is the 1-based field number):
+    an unreadable, binary or empty file, a header without ``arch``, a row with too
+    few or too many fields, an architecture the space cannot parse, a non-numeric
+    cell in a numeric column (an empty cell is NaN), and two rows of one network
+    (canonical form) with different values. A column is numeric when most of its
+    non-empty cells are numbers; other columns are text and are not kept.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"The 'table' parameter names a file that does not exist; got {str(path)!r} (the NAS-Bench-201 "
-            f"tables live in {SHARED_NB201})", param="table"
-        )
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "arch" not in reader.fieldnames:
-            raise ConfigError(f"table {path} has no 'arch' column (header: {reader.fieldnames})")
-        rows = list(reader)
-    archs = []
-    for lineno, row in enumerate(rows, start=2):
+    text = _read_text(path, param)
+    try:
+        rows = [(reader_line, row) for reader_line, row in _csv_rows(text)]
+    except csv.Error as exc:
+        line, message = exc.args if len(exc.args) == 2 else (None, str(exc))
+        raise ConfigError(f"{path}:{line}: not a valid CSV row ({message}); {_FIX}", param=param) from None
+    rows = [(line, row) for line, row in rows if row and row != [""] and not (len(row) == 1 and not row[0].strip())]
+    # (blank lines are skipped)
+    if not rows:
+        raise ConfigError(f"{path}: the table is empty (no header line); {_FIX}", param=param)
+    header_line, header = rows[0]
+    header = [name.strip() for name in header]
+    if "arch" not in header:
+        raise ConfigError(f"{path}:{header_line}: the header has no 'arch' column (header: {','.join(header)[:200]!r}); "
+                          f"{_FIX}", param=param)
+    seen_names: dict[str, int] = {}
+    for col, name in enumerate(header, start=1):
+        if name in seen_names:
+            raise ConfigError(f"{path}:{header_line}:{col}: column {name!r} repeats column {seen_names[name]}; "
+                              "give every column its own name", param=param)
+        seen_names[name] = col
+    body = rows[1:]
+    if not body:
+        raise ConfigError(f"{path}: the table has a header but no rows; {_FIX}", param=param)
+    width = len(header)
+    arch_col = header.index("arch")
+    archs: list[Arch] = []
+    for line, row in body:
+        if len(row) != width:
+            col = min(len(row), width) + 1
+            what = (f"field {col} ({header[col - 1]!r}) is missing" if len(row) < width
+                    else f"field {col} is beyond the header's last column ({header[-1]!r})")
+            raise ConfigError(f"{path}:{line}:{col}: the row has {len(row)} field(s), the header {width}: {what} "
+                              f"(row: {','.join(row)[:80]!r}); every row needs one value per column", param=param)
+        cell = row[arch_col].strip()
         try:
-            archs.append(space.parse(row["arch"]))
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{lineno}: {exc}") from None
+            archs.append(space.parse(cell))
+        except (ValueError, SpaceError) as exc:
+            raise ConfigError(f"{path}:{line}:{arch_col + 1}: the 'arch' cell {cell[:80]!r} is not an architecture of "
+                              f"space {space.name!r}: {' '.join(str(exc).split())}", param=param) from None
     columns: dict[str, np.ndarray] = {}
-    for name in reader.fieldnames:
-        if name == "arch":
+    text_columns: dict[str, str] = {}
+    for col, name in enumerate(header):
+        if col == arch_col:
             continue
-        try:
-            columns[name] = np.array([float(r[name]) if r[name] != "" else math.nan for r in rows])
-        except ValueError:
-            continue  # a text column
+        values, bad = [], []
+        for line, row in body:
+            cell = row[col].strip()
+            if cell == "":
+                values.append(math.nan)
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                values.append(math.nan)
+                bad.append((line, cell))
+        filled = sum(1 for _, row in body if row[col].strip() != "")
+        if bad and 2 * len(bad) >= filled:  # mostly text: a text column, not kept
+            text_columns[name] = f"line {bad[0][0]} holds {bad[0][1][:40]!r}"
+            continue
+        if bad:
+            line, cell = bad[0]
+            raise ConfigError(f"{path}:{line}:{col + 1}: column {name!r} is numeric but this cell is {cell[:40]!r}; "
+                              "write a number, or leave the cell empty for a missing value", param=param)
+        columns[name] = np.array(values, dtype=float)
     index: dict[str, int] = {}
+    compared = [name for name in columns if name != "index"]  # a row number differs between copies anyway
     for i, arch in enumerate(archs):
-        index.setdefault(str(space.canonical(arch)), i)
-    return Table(space=space, path=path, archs=archs, columns=columns, index=index)
+        key = str(space.canonical(arch))
+        j = index.setdefault(key, i)
+        if j == i:
+            continue
+        for name in compared:
+            a, b = columns[name][j], columns[name][i]
+            if a != b and not (math.isnan(a) and math.isnan(b)):
+                raise ConfigError(
+                    f"{path}:{body[i][0]}:{header.index(name) + 1}: architecture {body[i][1][arch_col].strip()!r} is "
+                    f"the network of line {body[j][0]} (canonical {key!r}) but its {name} differs ({b:g} here, "
+                    f"{a:g} there); keep one row per network", param=param)
+    return Table(space=space, path=path, archs=archs, columns=columns, index=index, text_columns=text_columns)
+
+
+_FIX = "a table is a plain-text CSV: a header line with an 'arch' column, then one row per architecture"
+
+# Leading bytes of compressed or binary files a table is sometimes confused with.
+_MAGIC = {b"\x1f\x8b": "gzip-compressed (gunzip it first)", b"PK\x03\x04": "a zip archive (unzip it first)",
+          b"BZh": "bzip2-compressed (bunzip2 it first)", b"\xfd7zXZ\x00": "xz-compressed (unxz it first)",
+          b"(\xb5/\xfd": "zstd-compressed (unzstd it first)", b"SQLite format 3\x00": "an SQLite database",
+          b"\x80": "a Python pickle or PyTorch file", b"\x93NUMPY": "a NumPy array file",
+          b"PAR1": "a Parquet file (export it to CSV first)"}
+
+
+def _read_text(path: Path, param: str) -> str:
+    """The file's text; a ConfigError when it is missing, unreadable, binary or not UTF-8."""
+    if not path.exists():
+        raise ConfigError(f"The '{param}' parameter names a file that does not exist; got {str(path)!r} (the "
+                          f"NAS-Bench-201 tables live in {SHARED_NB201})", param=param)
+    if path.is_dir():
+        raise ConfigError(f"The '{param}' parameter names a directory, not a CSV file; got {str(path)!r}", param=param)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: the table cannot be read ({exc.strerror or exc}); check its permissions",
+                          param=param) from None
+    if not data.strip():
+        raise ConfigError(f"{path}: the table is empty (0 rows, no header); {_FIX}", param=param)
+    for magic, kind in _MAGIC.items():
+        if data.startswith(magic):
+            raise ConfigError(f"{path}:1:1: the table is a binary file, {kind}; {_FIX}", param=param)
+    nul = data.find(b"\x00")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        nul = exc.start if nul < 0 else min(nul, exc.start)
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        col = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+        raise ConfigError(f"{path}:{line}:{col}: the table is a binary file or not UTF-8 text (byte "
+                          f"0x{data[nul]:02x}); {_FIX}", param=param)
+    return text
+
+
+def _csv_rows(text: str):
+    """(line number, fields) of every CSV record; the line is where the record starts."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise csv.Error(reader.line_num, str(exc)) from None
+        yield line, row
+        line = reader.line_num + 1

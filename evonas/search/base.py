@@ -45,6 +45,7 @@ def parse_objectives(text: str | None, target: str) -> tuple[Objective, ...]:
     names = [n.strip() for n in (text or "accuracy").split(",") if n.strip()]
     out = []
     for name in names:
+        name = {"latency": "latency_ms"}.get(name, name)  # the name users write for the measured latency
         if name in ("accuracy", target):
             out.append(Objective(target, True))
         elif name in METRICS:

@@ -16,19 +16,33 @@ The study lives in the run's Optuna database (``RunLayout.optuna_url``) when the
 (``--storage URL`` overrides it; no run directory means memory). Its name is the
 search run's name. ``--resume`` replays the search, so the study is recreated and
 refilled from the store's cached scores.
+
+Optuna creates its tables on first use, and two processes doing that at once on one
+SQLite file fail (``table alembic_version already exists``), so the storage and the
+study are created under an exclusive ``fcntl.flock`` on a lock file beside the
+database (``RunLayout.optuna_lock``, ``RUN/optuna.db.lock``). SQLite storages also
+wait up to ``SQLITE_TIMEOUT_S`` for a lock held by a concurrent search instead of
+Optuna's default 5 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from search_spaces import Arch
 
-from evonas.errors import ConfigError
+from evonas.errors import ConfigError, RunDirError
 from evonas.search.base import Evaluation, Searcher, check_min
+
+SQLITE_TIMEOUT_S = 60.0  # how long an SQLite Optuna storage waits for another process's write lock
+LOCK_WAIT_S = 300.0  # how long a search waits for another one to finish creating the Optuna storage
+
 
 def storage_url(run_dir, storage: str | None) -> str | None:
     """The study's storage: the explicit URL, else the run's Optuna database, else None (memory)."""
@@ -39,6 +53,64 @@ def storage_url(run_dir, storage: str | None) -> str | None:
 
         return RunLayout.of(run_dir).optuna_url
     return None
+
+
+def storage_lock_file(run_dir, url: str | None) -> Path | None:
+    """The lock file that serialises creating the storage at ``url``: the run's for its own
+    database (or any non-file URL of a search with a run directory), else one beside an
+    SQLite file; None for memory."""
+    if not url:
+        return None
+    if run_dir:
+        from evonas.run.run import RunLayout
+
+        layout = RunLayout.of(run_dir)
+        if url == layout.optuna_url or not url.startswith("sqlite:"):
+            return layout.optuna_lock
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+        return Path(url[len(prefix):] + ".lock")
+    return None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path | None, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing); nothing for None.
+
+    The lock goes with the process, so a killed search never leaves it held.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RunDirError(
+                        f"{path} has been locked by another process for {wait_s:.0f} s while it creates the Optuna "
+                        "storage; wait for that search to start, or stop it and retry"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def open_storage(optuna, url: str):
+    """Optuna's storage for ``url``; SQLite files wait ``SQLITE_TIMEOUT_S`` for a concurrent writer."""
+    if url.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
+    return url
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,21 +138,24 @@ class OptunaSearcher(Searcher):
         ctx = self.context
         url = storage_url(ctx.run_dir, ctx.storage)
         directions = ["maximize" if o.maximize else "minimize" for o in problem.objectives]
-        if url and ctx.resume:
-            try:
-                optuna.delete_study(study_name=ctx.study_name, storage=url)  # the replay refills it
-            except KeyError:
-                pass
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = self.sampler()
-        try:
-            self.study = optuna.create_study(storage=url, sampler=sampler, study_name=ctx.study_name, directions=directions)
-        except optuna.exceptions.DuplicatedStudyError:
-            raise ConfigError(
-                f"The 'storage' parameter ({url}) already holds a study named {ctx.study_name!r}; replay it with "
-                "the 'resume' parameter or choose another 'study_name' parameter"
-            ) from None
+        with exclusive_lock(storage_lock_file(ctx.run_dir, url)):  # Optuna's schema creation is not concurrent-safe
+            storage = open_storage(optuna, url) if url else None
+            if storage is not None and ctx.resume:
+                try:
+                    optuna.delete_study(study_name=ctx.study_name, storage=storage)  # the replay refills it
+                except KeyError:
+                    pass
+            try:
+                self.study = optuna.create_study(storage=storage, sampler=sampler, study_name=ctx.study_name,
+                                                 directions=directions)
+            except optuna.exceptions.DuplicatedStudyError:
+                raise ConfigError(
+                    f"The 'storage' parameter ({url}) already holds a study named {ctx.study_name!r}; replay it with "
+                    "the 'resume' parameter or choose another 'study_name' parameter"
+                ) from None
         self.study.set_user_attr("space", self.space.name)
         self.trial = None
         self.worst: float | None = None
@@ -173,4 +248,5 @@ def optuna_searchers() -> list[type[Searcher]]:
     return [TPESearch, OptunaNSGA2, OptunaRandom]
 
 
-__all__: list[Any] = ["OptunaSearcher", "TPESearch", "OptunaNSGA2", "OptunaRandom", "storage_url"]
+__all__: list[Any] = ["OptunaSearcher", "TPESearch", "OptunaNSGA2", "OptunaRandom", "exclusive_lock", "open_storage",
+                      "storage_lock_file", "storage_url"]

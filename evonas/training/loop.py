@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from evonas.progress import progress_enabled
 from evonas.data import Normalizer, Splits, batches
-from evonas.run.config import TrainConfig
+
+if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
+    from evonas.run.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -34,9 +34,11 @@ from torch.nn import functional as F
 from search_spaces import Arch, ChainSpace
 
 from evonas.errors import ConfigError
-from evonas.run.config import TrainConfig
 from evonas.supernet import FewShotSupernet, build_one_shot, split_layer
 from evonas.training.loop import StepResult, make_optimizer, supervised_step
+
+if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
+    from evonas.run.config import TrainConfig
 
 ONE_SHOT = "one-shot"
 FEW_SHOT = "few-shot"

@@ -1,0 +1,121 @@
+"""`evonas latency build` and `evonas latency validate`: parse, call one job, print."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from evonas.cli.common import echo_table, json_safe
+from evonas.jobs.latency import (BACKENDS, CLOCKS, LatencyBuildOptions, LatencySetting, LatencyValidateOptions, build,
+                                 validate)
+
+
+def _setting(backend: str, batch_size: int, threads: int) -> LatencySetting:
+    return LatencySetting(backend=backend, batch_size=batch_size, threads=threads)
+
+
+def setting_options(fn):
+    """--backend, --batch-size, --threads: the conditions a table is measured under."""
+    fn = click.option("--threads", default=1, show_default=True, type=int, help="Intra-op threads, pinned while timing.")(fn)
+    fn = click.option("--batch-size", default=1, show_default=True, type=int, help="Images per forward pass.")(fn)
+    fn = click.option("--backend", default="eager", show_default=True, type=click.Choice(BACKENDS),
+                      help="eager PyTorch, or ONNX Runtime.")(fn)
+    return fn
+
+
+@click.group("latency")
+def latency() -> None:
+    """Measure latency on this device: a per-layer table, checked end to end.
+
+    \b
+    A typical session:
+      evonas latency build --run runs/demo --batch-size 1 --threads 1
+      evonas latency validate --run runs/demo --samples 30
+      evonas search --run runs/demo --algo evolution --max-latency-ms 1.5
+    """
+
+
+@latency.command("build")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Run directory.")
+@setting_options
+@click.option("--warmup", default=10, show_default=True, type=int, help="Untimed calls before timing each module.")
+@click.option("--repeats", default=50, show_default=True, type=int, help="Timed calls per module (the median is kept).")
+@click.option("--clock", default="wall", show_default=True, type=click.Choice(CLOCKS),
+              help="wall time, or this process's CPU time (1 thread; steadier on a busy machine).")
+@click.option("--rebuild", is_flag=True, help="Measure anew even when a table for this setting exists.")
+@click.option("--allow-foreign", is_flag=True, help="Accept a stored table measured on another device.")
+@click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
+def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, rebuild, allow_foreign, quiet) -> None:
+    """Time every (layer, option) of the run's space on this device and store the table.
+
+    Each searchable layer's module is timed alone at its input shape (warm-up, then
+    repeats; the median and the spread are kept), plus the fixed part of a network
+    (stem, head, call overhead). A network's predicted latency is the sum. The table
+    records the device (CPU model, threads, batch size, backend, versions) and is
+    refused on another device. Entries whose spread is too large are counted, and the
+    command says when the machine is too busy to measure.
+
+    \b
+    Examples:
+      evonas latency build --run runs/demo
+      evonas latency build --run runs/demo --backend onnxruntime --batch-size 32
+    """
+    result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads), warmup=warmup,
+                                                repeats=repeats, clock=clock, rebuild=rebuild,
+                                                allow_foreign=allow_foreign, quiet=quiet))
+    how = f"built in {result.build_seconds:.0f}s" if result.built else "already built on this device (--rebuild to measure anew)"
+    click.echo(f"latency table: {result.table_file} ({result.entries} entries, {how})")
+    click.echo(f"fastest network: {result.min_latency_ms:.4g} ms; noisy entries: {result.noisy_entries}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}")
+    click.echo(f"next: evonas latency validate --run {run_dir} --backend {backend} --batch-size {batch_size} --threads {threads}")
+
+
+@latency.command("validate")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Run directory.")
+@setting_options
+@click.option("--samples", default=30, show_default=True, type=int, help="Sampled architectures timed end to end.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Which architectures are sampled.")
+@click.option("--calibrate", default=5, show_default=True, type=int,
+              help="Fit a linear correction on the first N measurements; kept only when it predicts the rest better.")
+@click.option("--warmup", default=10, show_default=True, type=int)
+@click.option("--repeats", default=50, show_default=True, type=int)
+@click.option("--clock", default="wall", show_default=True, type=click.Choice(CLOCKS))
+@click.option("--allow-foreign", is_flag=True, help="Use a table measured on another device anyway.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (mape, within_10pct, kendall_tau, samples, ...).")
+@click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
+def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate, warmup, repeats, clock, allow_foreign,
+                 as_json, quiet) -> None:
+    """Time sampled sub-networks end to end and compare with the table's prediction.
+
+    Prints the mean absolute percentage error, the share of networks within 10% and
+    the Kendall tau of predicted against measured latency. The sub-networks are the
+    supernet's own paths with inherited weights, exported as standalone modules.
+
+    \b
+    Examples:
+      evonas latency validate --run runs/demo --samples 30
+      evonas latency validate --run runs/demo --backend onnxruntime --json
+    """
+    result = validate(run_dir, LatencyValidateOptions(setting=_setting(backend, batch_size, threads), samples=samples,
+                                                      seed=seed, calibrate=calibrate, warmup=warmup, repeats=repeats,
+                                                      clock=clock, allow_foreign=allow_foreign, quiet=quiet))
+    rep = result.report
+    if as_json:
+        click.echo(json.dumps(json_safe({k: v for k, v in rep.items() if k != "archs"} | {"archs": rep.get("archs"),
+                                                                                           "report": str(result.report_file)})))
+        return
+    echo_table(rep["archs"], [("arch", "arch", "s"), ("predicted_ms", "predicted ms", ".4g"),
+                              ("measured_ms", "measured ms", ".4g"), ("error_pct", "error %", ".1f")])
+    click.echo(f"MAPE {rep['mape']:.1f}%, within ±10%: {100 * rep['within_10pct']:.0f}%, Kendall tau "
+               f"{rep['kendall_tau']:.3f} over {rep['samples']} networks")
+    corr = rep.get("correction")
+    if corr:
+        verdict = "kept: constraints now use it" if result.correction_kept else "not kept: it does not predict better"
+        click.echo(f"linear correction fitted on {corr['calibration_samples']}: MAPE {corr['mape']:.1f}%, "
+                   f"within ±10% {100 * corr['within_10pct']:.0f}% ({verdict})")
+    click.echo(f"report: {result.report_file}")
+
+
+COMMANDS = [latency]

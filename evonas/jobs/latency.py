@@ -1,0 +1,188 @@
+"""The latency jobs: time every (layer, option) on this device, then check the table end to end.
+
+``build`` measures the run's space layer by layer and stores the table in the run
+directory (one file per backend, batch size and thread count). ``validate`` times
+sampled sub-networks exported from the supernet end to end and compares them with
+the table's prediction; when a linear correction fitted on the first few
+measurements predicts the rest measurably better, the table keeps that correction,
+so every later constraint uses it. ``device_table`` is what searches and exports
+read: the table for this device, refused when it was measured elsewhere.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from evonas.errors import ConfigError, RunDirError
+from evonas.jobs.threads import check_threads
+from evonas.progress import progress_enabled
+from evonas.run.run import Run, RunLayout
+
+BACKENDS = ("eager", "onnxruntime")
+CLOCKS = ("wall", "cpu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencySetting:
+    """Which table: the backend and the conditions it was timed under."""
+
+    backend: str = "eager"  # eager PyTorch, or ONNX Runtime for users who deploy that way
+    batch_size: int = 1  # images per forward pass
+    threads: int = 1  # intra-op threads, pinned while timing
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}; got {self.backend!r}",
+                              param="backend")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"The 'batch_size' parameter must be an integer >= 1; got {self.batch_size!r}",
+                              param="batch_size")
+        check_threads(self.threads)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyBuildOptions:
+    """How to build a latency table."""
+
+    setting: LatencySetting = LatencySetting()
+    warmup: int = 10  # untimed calls before timing each module
+    repeats: int = 50  # timed calls per module (the median is kept)
+    clock: str = "wall"  # wall time, or this process's CPU time (1 thread; robust on a busy machine)
+    rebuild: bool = False  # build anew even when a table for this setting exists
+    allow_foreign: bool = False  # accept a stored table measured on another device
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("warmup", "repeats"):
+            value, low = getattr(self, name), 0 if name == "warmup" else 3
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"The {name!r} parameter must be an integer >= {low}; got {value!r}", param=name)
+        if self.clock not in CLOCKS:
+            raise ConfigError(f"The 'clock' parameter must be one of {', '.join(CLOCKS)}; got {self.clock!r}", param="clock")
+        if self.clock == "cpu" and self.setting.threads != 1:
+            raise ConfigError(f"The 'clock' parameter 'cpu' needs 1 thread; got threads={self.setting.threads}",
+                              param="clock")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyBuildResult:
+    table_file: Path
+    built: bool  # False when an existing table was reused
+    entries: int
+    min_latency_ms: float
+    build_seconds: float
+    noisy_entries: int
+    warnings: tuple[str, ...]
+    device: dict
+
+
+def _space(run: Run):
+    from search_spaces import ChainSpace
+
+    if not isinstance(run.space, ChainSpace):
+        raise ConfigError(f"latency tables exist for chain spaces; the run's space {run.space.name!r} is scored from tables")
+    return run.space
+
+
+def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> LatencyBuildResult:
+    """Build (or reuse) the run's latency table for ``options.setting`` on this device."""
+    from evonas.evaluation.latency import load_or_build_table
+
+    run = Run.open(run)
+    space = _space(run)
+    s = options.setting
+    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads)
+    existed = path.is_file() and not options.rebuild
+    table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
+                                rebuild=options.rebuild, allow_foreign=options.allow_foreign, warmup=options.warmup,
+                                repeats=options.repeats, clock=options.clock, progress=progress_enabled(options.quiet))
+    return LatencyBuildResult(table_file=path, built=not existed, entries=len(table.entries),
+                              min_latency_ms=table.min_latency(), build_seconds=table.build_seconds,
+                              noisy_entries=len(table.noisy_entries), warnings=tuple(table.warnings), device=table.device)
+
+
+def device_table(run: Run, setting: LatencySetting = LatencySetting(), *, allow_foreign: bool = False):
+    """The run's table for ``setting``, checked against this device; a clear error when there is none."""
+    from evonas.evaluation.latency import LatencyTable, describe_device
+
+    space = _space(run)
+    path = run.latency_table_file(space.name, setting.backend, setting.batch_size, setting.threads)
+    if not path.is_file():
+        have = sorted(p.name for p in run.latency_dir.glob("*.json") if not p.name.endswith(".validation.json")) \
+            if run.latency_dir.is_dir() else []
+        raise RunDirError(
+            f"{run.path} has no latency table for backend {setting.backend}, batch {setting.batch_size}, "
+            f"{setting.threads} thread(s); build it with `evonas latency build --run {run.path} --backend "
+            f"{setting.backend} --batch-size {setting.batch_size} --threads {setting.threads}`"
+            + (f" (tables there: {', '.join(have)})" if have else "")
+        )
+    table = LatencyTable.load(path)
+    table.check_device(describe_device(setting.threads, setting.batch_size, setting.backend), allow_foreign=allow_foreign)
+    return table
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyValidateOptions:
+    """How to check a table against end-to-end measurements."""
+
+    setting: LatencySetting = LatencySetting()
+    samples: int = 30  # sampled architectures timed end to end
+    seed: int = 0  # which architectures
+    calibrate: int = 5  # the first N measurements fit a linear correction, judged on the rest (0: none)
+    warmup: int = 10
+    repeats: int = 50
+    clock: str = "wall"
+    allow_foreign: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, int) or self.samples < 3:
+            raise ConfigError(f"The 'samples' parameter must be an integer >= 3; got {self.samples!r}", param="samples")
+        if not isinstance(self.calibrate, int) or not 0 <= self.calibrate <= self.samples - 3:
+            raise ConfigError(f"The 'calibrate' parameter must be an integer in [0, samples - 3] = [0, {self.samples - 3}]; "
+                              f"got {self.calibrate!r}", param="calibrate")
+        LatencyBuildOptions(setting=self.setting, warmup=self.warmup, repeats=self.repeats, clock=self.clock)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyValidateResult:
+    report: dict[str, Any]  # mape (percent), within_10pct, kendall_tau, samples, per-arch rows, correction
+    report_file: Path
+    correction_kept: bool  # the table now predicts with the fitted correction
+
+
+def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions) -> LatencyValidateResult:
+    """Time sampled sub-networks (inherited weights, exported from the supernet) against the table."""
+    import json
+
+    from evonas.evaluation.latency import validate_latency
+
+    run = Run.open(run)
+    s = options.setting
+    table = device_table(run, s, allow_foreign=options.allow_foreign)
+    space = run.space
+    base = replace(table, correction=None)  # judge the raw table, then decide on a correction afresh
+    rng = random.Random(options.seed)
+    archs = [space.canonical(space.sample(rng)) for _ in range(options.samples)]
+    supernet = run.load_supernet().eval()
+    report = validate_latency(space, base, archs, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
+                              warmup=options.warmup, repeats=options.repeats, calibrate=options.calibrate,
+                              module_factory=lambda arch: supernet.extract(arch).eval(), clock=options.clock,
+                              allow_foreign=options.allow_foreign, progress=progress_enabled(options.quiet),
+                              seed=options.seed)
+    correction = report.get("correction") or {}
+    keep = bool(correction.get("improves")) and correction["a"] > 0
+    if keep:  # a correction that predicts a non-positive latency for the fastest network is an artefact of noise
+        keep = base.with_correction(correction["a"], correction["b"]).min_latency() > 0
+    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads)
+    if keep:
+        base.with_correction(correction["a"], correction["b"]).save(path)
+    elif table.correction is not None:
+        base.save(path)  # the old correction no longer earns its keep
+    report["correction_kept"] = keep
+    out = run.latency_validation_file(space.name, s.backend, s.batch_size, s.threads)
+    out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    return LatencyValidateResult(report=report, report_file=out, correction_kept=keep)
