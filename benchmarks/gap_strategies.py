@@ -91,6 +91,7 @@ def supernets(args) -> None:
 
     from evonas.evaluation.scoring import SupernetEvaluator
     from evonas.run import Run
+    from evonas.run.run import RunLayout
     from evonas.run.config import TrainConfig
     from evonas.training.train import train_supernet
     from search_spaces import get_space
@@ -105,15 +106,15 @@ def supernets(args) -> None:
             todo = [a for a in archs if (args.space, name, seed, a) not in done]
             if not todo:
                 continue
-            run_dir = RUNS / args.space / f"{name}-s{seed}"
+            layout = RunLayout(RUNS / args.space / f"{name}-s{seed}")
             cfg = TrainConfig(space=args.space, seed=seed, **SCHEDULES[args.space][name])
             t0 = time.perf_counter()
-            if not (run_dir / "supernet.pt").is_file():
-                train_supernet(run_dir, cfg, resume=(run_dir / "checkpoints" / "last.pt").is_file(), progress=False)
+            if not layout.weights.is_file():
+                train_supernet(layout, cfg, resume=layout.checkpoint.is_file(), progress=False)
             train_s = time.perf_counter() - t0
-            log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
+            log = [json.loads(x) for x in layout.train_log.read_text().splitlines() if x.strip()]
             images = sum(int(e.get("images_seen", 0)) for e in log)
-            ev = SupernetEvaluator(Run.open(run_dir))
+            ev = SupernetEvaluator(Run.open(layout))
             for text in todo:
                 m = ev.evaluate(space.parse(text))
                 append({"space": args.space, "strategy": name, "seed": seed, "arch": text, "accuracy": m["accuracy"],

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from evonas.evaluation.scoring import SupernetEvaluator  # noqa: E402
 from evonas.run.config import TrainConfig  # noqa: E402
-from evonas.run.run import Run  # noqa: E402
+from evonas.run.run import Run, RunLayout  # noqa: E402
 from evonas.training.train import train_supernet  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
@@ -41,7 +41,7 @@ def measure(cfg: TrainConfig, archs: list, val_images: int) -> dict:
         t0 = time.perf_counter()
         train_supernet(Path(tmp), cfg, progress=False)
         train_s = time.perf_counter() - t0
-        log = [json.loads(line) for line in (Path(tmp) / "train_log.jsonl").read_text().splitlines()]
+        log = [json.loads(line) for line in RunLayout(tmp).train_log.read_text().splitlines()]
         ev = SupernetEvaluator(Run.open(tmp), val_images=val_images, seed=cfg.seed)
         acc = [ev.evaluate(a)["accuracy"] for a in archs]
     return {

@@ -22,7 +22,7 @@ def _search(runs: list[str], table: str, barrier) -> None:
     sampler = optuna_search.TPESearch.sampler
 
     def sampler_after_barrier(self):
-        barrier.wait(timeout=120)  # both processes go on to create the Optuna storage now
+        barrier.wait(timeout=60)  # both processes go on to create the Optuna storage now
         return sampler(self)
 
     optuna_search.TPESearch.sampler = sampler_after_barrier

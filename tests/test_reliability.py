@@ -46,3 +46,52 @@ def test_resume_with_nothing_to_resume_says_so_and_creates_nothing(tmp_path):
         train(target, TrainOptions(settings={"dataset": "synthetic", "train_limit": 64, "val_size": 50, "epochs": 1},
                                    resume=True, quiet=True))
     assert not target.exists()
+
+
+def test_top_k_ranks_every_record_of_the_current_weights_whatever_its_source_key(tiny_run, tmp_path):
+    import shutil
+
+    from evonas.export.topk import current_records
+    from evonas.run.digest import file_sha256
+    from evonas.run.run import RunLayout
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    layout = RunLayout(run)
+    sha = file_sha256(layout.weights)
+    with layout.store() as store:
+        # the best score was stored under an older key (the run path typed another way)
+        best = store.put(space="macro-fmnist", arch="22222222", scorer="supernet", source_key="typed-path-a",
+                         metrics={"accuracy": 90.0, "flops": 1.0}, source={"sha256": sha, "checkpoint": "runs/a"})
+        newer = store.put(space="macro-fmnist", arch="11111111", scorer="supernet", source_key="typed-path-b",
+                          metrics={"accuracy": 50.0, "flops": 1.0}, source={"sha256": sha, "checkpoint": "/abs/runs/a"})
+        store.put(space="macro-fmnist", arch="00000000", scorer="supernet", source_key="other-weights",
+                  metrics={"accuracy": 99.0, "flops": 1.0}, source={"sha256": "0" * 64})
+        records = store.records(scorer="supernet")
+    kept = {r.arch for r in current_records(layout, "supernet", records)}
+    assert kept == {best.arch, newer.arch}
+
+
+def test_a_table_row_without_a_target_value_is_never_scored(tmp_path):
+    import csv
+
+    from evonas.jobs.search import SearchOptions, search
+
+    from synthetic_tables import write_table
+
+    full = write_table(tmp_path / "full.csv", latency=False)
+    rows = list(csv.reader(full.open()))
+    for row in rows[1:200]:
+        row[1] = ""  # no val_acc for these architectures
+    holes = tmp_path / "holes.csv"
+    with holes.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    run = tmp_path / "run"
+    out = search(run, SearchOptions(space="macro-fmnist", table=str(holes), target="val_acc", algo="random", budget=300,
+                                    quiet=True)).to_dict()
+    from evonas.run.run import RunLayout
+
+    with RunLayout(run).store() as store:
+        scored = {r.arch for r in store.records(scorer="table")}
+    empty = {r[0] for r in rows[1:200]}
+    assert out["evaluations"] == 300 and len(scored) == 300 and not empty & scored

@@ -60,11 +60,21 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help, as click shows it
         exc.show()
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # a usage error: one line, and where the help is
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"error: {message}{hint}", err=True)
+        sys.exit(2)
     except (EvonasError, SpaceError, PredictorError) as exc:
         click.echo(f"error: {cli_message(exc)}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a file the user named cannot be read or written (permissions, disk full, ...)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {' '.join((exc.strerror or str(exc)).split())}{where}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted; rerun with --resume to continue where it stopped", err=True)

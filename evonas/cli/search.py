@@ -28,7 +28,8 @@ def _summary(out: dict[str, Any]) -> None:
         line += f"  latency {best['latency_ms']:.3g} ms"
     click.echo(line)
     if out.get("exhausted"):
-        click.echo("note: stopped before the budget: the searcher proposed nothing new and feasible")
+        reason = out.get("exhausted_reason") or "the searcher proposed nothing new and feasible"
+        click.echo(f"note: stopped before the budget: {reason}")
     if out.get("pareto") is not None:
         click.echo(f"Pareto front: {len(out['pareto'])} architectures" + (f" -> {out['pareto_file']}" if out.get("pareto_file") else ""))
     if out.get("store"):

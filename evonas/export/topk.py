@@ -120,6 +120,31 @@ def plot_pareto(records: Sequence[Record], metric: str, path: Path, highlight: S
     return path, front
 
 
+def current_records(layout: RunLayout, scorer: str, records: Sequence[Record]) -> list[Record]:
+    """The records that belong to the run's current weights, one per architecture (the newest).
+
+    A supernet score belongs to the weights whose content digest it carries, whatever
+    path or settings it was scored under; a predictor score to the fitted model file's
+    digest. Without a current digest to compare (a table scorer), every record counts.
+    """
+    from evonas.run.digest import file_sha256
+
+    if scorer == "supernet" and layout.weights.is_file():
+        key, digest = "sha256", file_sha256(layout.weights)
+    elif scorer == "predictor" and layout.predictor_model.is_file():
+        key, digest = "predictor_sha256", file_sha256(layout.predictor_model)
+    else:
+        key, digest = None, None
+    newest: dict[str, Record] = {}
+    for rec in records:
+        if key is not None and rec.source.get(key) != digest:
+            continue
+        old = newest.get(rec.arch)
+        if old is None or (rec.created, rec.id or 0) > (old.created, old.id or 0):
+            newest[rec.arch] = rec
+    return list(newest.values())
+
+
 def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
                  constraints: Constraints | None = None, formats: tuple[str, ...] = ("torch",), latency=None) -> Path:
     """Export the ``k`` best stored architectures of ``run`` and write the report; returns report.md's path.
@@ -141,8 +166,10 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
         records = store.records(scorer=scorer)
         if not records:
             raise RunDirError(f"the store of {run_dir} has no {scorer!r} scores; run `evonas search --run {run_dir}` first")
-        latest = max(records, key=lambda r: (r.created, r.id or 0)).source_key
-        records = [r for r in records if r.source_key == latest]
+        records = current_records(layout, scorer, records)
+        if not records:
+            raise RunDirError(f"the store of {run_dir} has {scorer!r} scores only from other weights (an older "
+                              f"supernet or predictor); score with the current ones: `evonas search --run {run_dir}`")
         ranked = rank_records(records, metric, constraints=constraints)
         runs = list(store.iter_steps())
     if not ranked:

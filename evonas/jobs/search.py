@@ -9,7 +9,9 @@ killed search resumes without rescoring) and writes ``result.json`` (and
 from __future__ import annotations
 
 import json
+import math
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from search_spaces import get_space, list_spaces
 
 from evonas.errors import ConfigError
 from evonas.jobs.threads import check_threads, use_threads
+from evonas.jobs.train import remove_if_empty
 from evonas.progress import progress_enabled
 from evonas.run.run import Run, RunLayout
 
@@ -91,6 +94,8 @@ class SearchOptions:
             raise ConfigError("--report names a table column; it needs --table")
         check_threads(self.threads)
         self.constraints()  # limits must be numbers > 0
+        if self.storage is not None:
+            storage_backend(self.storage)
         self.latency_setting()
 
     def latency_setting(self):
@@ -168,7 +173,15 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     scorer = make_scorer(scorer_name, **select_options(scorer_name, sources))
     problem = make_problem(scorer, constraints, options.objectives)
     budget = options.budget
-    store = layout.store() if layout else Store.memory()
+    if options.storage:
+        check_storage(options.storage)  # reachable, before the store records a search run
+    created = layout is not None and not layout.path.exists()
+    try:
+        store = layout.store() if layout else Store.memory()
+    except BaseException:
+        if created:
+            remove_if_empty(layout.path)
+        raise
     try:
         config = {
             "space": space,
@@ -203,6 +216,8 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         **result.to_dict(),
         "store": str(layout.store_file) if layout else None,
     }
+    if result.exhausted:
+        out["exhausted_reason"], out["feasible_rows"] = exhaustion_reason(scorer, problem, result.evaluations, budget)
     result_file = None
     if layout:
         layout.search_dir(search_run.name).mkdir(parents=True, exist_ok=True)
@@ -213,3 +228,75 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         result_file = layout.search_result_file(search_run.name)
         result_file.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return SearchResult(summary=out, result_file=result_file)
+
+
+def exhaustion_reason(scorer, problem, evaluations: int, budget: int) -> tuple[str, int | None]:
+    """Why a search stopped before its budget, and (for a table) how many of its rows meet the limits."""
+    table = getattr(scorer, "table", None)
+    if table is None or scorer.target not in table.columns:
+        return (f"stopped after {evaluations} of the budget of {budget}: the searcher proposed nothing new that meets "
+                "the limits"), None
+    target = table.columns[scorer.target]
+    space = table.space
+    rows = sum(1 for i in table.index.values()
+               if not math.isnan(target[i]) and problem.feasible(space.canonical(table.archs[i])))
+    if evaluations >= rows:
+        return (f"the table ran out: all {rows} of its rows that meet the limits were scored, fewer than the budget "
+                f"of {budget}; the best is the best of the table"), rows
+    return (f"stopped after {evaluations} of the table's {rows} rows that meet the limits (budget {budget}): the "
+            "searcher kept proposing architectures already scored or not in the table, so rows are left unscored "
+            "and the table may hold a better one"), rows
+
+
+STORAGE_TIMEOUT_S = 10.0  # how long --storage may take to answer before the search gives up
+
+
+def storage_backend(url: str):
+    """The parsed SQLAlchemy URL of ``--storage``; a ConfigError when it is not one or its driver is missing."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"The 'storage' parameter must be an SQLAlchemy URL such as sqlite:///optuna.db or "
+                          f"postgresql://user@host/db; got {url!r}", param="storage") from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigError(f"The 'storage' parameter names database {parsed.get_backend_name()!r}, which SQLAlchemy does "
+                          f"not know; got {url!r}", param="storage") from None
+    except ImportError as exc:
+        raise ConfigError(f"The 'storage' parameter ({url}) needs the Python driver of {parsed.get_backend_name()}, "
+                          f"which is not installed ({exc}); install it, or use sqlite:///FILE", param="storage") from None
+    return parsed
+
+
+def check_storage(url: str, timeout: float = STORAGE_TIMEOUT_S) -> None:
+    """Connect to ``--storage`` and read its schema, in at most ``timeout`` seconds; a ConfigError otherwise."""
+    from sqlalchemy import create_engine, inspect
+
+    storage_backend(url)
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            engine = create_engine(url)
+            try:
+                with engine.connect() as conn:
+                    inspect(conn).get_table_names()
+            finally:
+                engine.dispose()
+            outcome.append(None)
+        except Exception as exc:  # reported below, as one line
+            outcome.append(exc)
+
+    worker = threading.Thread(target=probe, name="evonas-storage-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise ConfigError(f"The 'storage' parameter ({url}) did not answer within {timeout:g} s; check the host and "
+                          "port, or use sqlite:///FILE", param="storage")
+    if outcome[0] is not None:
+        reason = " ".join(str(getattr(outcome[0], "orig", None) or outcome[0]).split())[:300]
+        raise ConfigError(f"The 'storage' parameter ({url}) cannot be used: {reason}", param="storage")

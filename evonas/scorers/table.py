@@ -67,7 +67,9 @@ class TableScorer(Scorer):
                    latency_table=latency_table, latency_column=latency_column)
 
     def knows(self, arch: Arch) -> bool:
-        return str(self.space.canonical(arch)) in self.table.index
+        """A row for ``arch`` with a value in the target column (an empty cell is no score)."""
+        row = self.table.index.get(str(self.space.canonical(arch)))
+        return row is not None and not math.isnan(float(self.table.columns[self.target][row]))
 
     def score(self, arch: Arch) -> dict[str, float]:
         row = self.table.row_of(arch)

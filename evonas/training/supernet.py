@@ -26,7 +26,6 @@ from evonas.run.run import RunLayout, load_run_splits
 from evonas.training.loop import make_optimizer, steps_per_epoch, train_epoch
 from evonas.training.strategies import make_strategy
 
-LOG = "train_log.jsonl"  # the name RunLayout.train_log gives (kept for older imports)
 
 
 def _append_log(path: Path, record: dict) -> None:

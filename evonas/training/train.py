@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from evonas.training.loop import epoch_generator, make_optimizer, train_epoch
 from evonas.training.standalone import train_standalone
-from evonas.training.supernet import LOG, train_supernet
+from evonas.training.supernet import train_supernet
 
-__all__ = ["LOG", "epoch_generator", "make_optimizer", "train_epoch", "train_standalone", "train_supernet"]
+__all__ = ["epoch_generator", "make_optimizer", "train_epoch", "train_standalone", "train_supernet"]
