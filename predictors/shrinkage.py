@@ -61,14 +61,24 @@ def _weighted_scale(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return mean, np.where(std > 1e-12, std, 1.0)
 
 
-def calibration(score: np.ndarray, y: np.ndarray, w: np.ndarray, min_slope: float = 1e-6) -> tuple[float, float]:
-    """Weighted least squares ``y ~ a + b * score`` with ``b >= min_slope``, as ``(a, b)``."""
+def calibration(score: np.ndarray, y: np.ndarray, w: np.ndarray, min_slope: float = 0.05) -> tuple[float, float]:
+    """Weighted least squares ``y ~ a + b * score`` as ``(a, b)``, with a slope that keeps the ranking.
+
+    When the anchors disagree with the supernet (a least-squares slope below
+    ``min_slope``), a flat line would predict one value for every architecture and a
+    search could no longer tell them apart. The slope then matches the spreads
+    instead, ``b = std(y) / std(score)`` (the supernet's ordering, on the scale of the
+    anchors), which is what the calibrated-supernet fallback promises.
+    """
     sw = w.sum()
     ms, my = (w * score).sum() / sw, (w * y).sum() / sw
     var = (w * (score - ms) ** 2).sum() / sw
     slope = (w * (score - ms) * (y - my)).sum() / sw / var if var > 0 else 0.0
-    slope = max(float(slope), min_slope)
-    return float(my - slope * ms), slope
+    if slope < min_slope:
+        var_y = (w * (y - my) ** 2).sum() / sw
+        slope = float(np.sqrt(var_y / var)) if var > 0 and var_y > 0 else 1.0
+        slope = max(slope, min_slope)
+    return float(my - slope * ms), float(slope)
 
 
 @register_predictor("supernet")

@@ -200,3 +200,30 @@ def test_extra_features_enter_the_corrector_by_name():
     with pytest.raises(Exception, match="snip"):
         fit_gap_model(space, anchors, dict(zip(names, supernet.tolist())), supernet_source="test",
                       predictors=["supernet_residual"], extra_features={"snip": {}})
+
+
+def test_anchors_that_disagree_with_the_supernet_still_leave_a_ranking_to_search_with():
+    """Anchors anti-correlated with the supernet: the fallback keeps the supernet's order and spread."""
+    import random
+
+    import numpy as np
+
+    from evonas.gap.corrector import fit_gap_model
+    from predictors import kendall_tau
+    from search_spaces import get_space
+
+    space = get_space("macro-fmnist")
+    rng = random.Random(3)
+    pool = {}
+    while len(pool) < 60:
+        arch = space.canonical(space.sample(rng))
+        pool[str(arch)] = 70.0 + 2.0 * sum(arch.choices) + rng.random()  # the supernet likes big networks
+    names = sorted(pool)
+    anchors = {a: 95.0 - 0.2 * pool[a] for a in names[:8]}  # the anchors say the opposite
+    gap, _ = fit_gap_model(space, anchors, pool, supernet_source="test", seed=0)
+    assert gap.best == "supernet"
+    archs = [space.parse(a) for a in names]
+    sup = np.array([pool[a] for a in names])
+    pred = gap.predict(archs, sup)["predicted"]
+    assert kendall_tau(pred, sup) == pytest.approx(1.0) and np.ptp(pred) > 1.0
+    assert kendall_tau(gap.predict_arch_only(archs), sup) > 0.5
