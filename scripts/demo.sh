@@ -31,8 +31,8 @@ $EVONAS search --run "$RUN" --algo evolution --budget 60 --max-flops 3e6 --seed 
 step "5/8 export the top 3 as standalone PyTorch modules, with a report"
 $EVONAS export --run "$RUN" --top-k 3
 
-step "6/8 measure the optimization gap: 8 stand-alone anchors, cross-validated predictors"
-$EVONAS fit-predictor --run "$RUN" --anchors 8 --anchor-epochs 1
+step "6/8 measure the optimization gap: 16 stand-alone anchors, estimators compared with the supernet on held-out splits"
+$EVONAS fit-predictor --run "$RUN" --anchors 16 --anchor-epochs 1
 
 step "7/8 search again with the gap-corrected predictor (no forward passes)"
 $EVONAS search --run "$RUN" --scorer predictor --algo evolution --budget 2000 --max-flops 3e6 --seed 0 --resume
