@@ -180,7 +180,7 @@ def test_latency_build_killed_midway_leaves_no_temporary_file(tmp_path, tiny_run
     whole = time.perf_counter() - t0  # mostly start-up: the kill lands anywhere in imports, timing or saving
     cmd = _cli(*args[:2], "--run", str(killed), *args[2:])
     proc = _start(cmd)
-    time.sleep(rng.uniform(0.3, 0.9) * whole)
+    time.sleep(rng.uniform(0.2, 0.7) * whole)
     _kill(proc)
 
     done = _run(cmd)
