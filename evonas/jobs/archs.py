@@ -8,6 +8,7 @@ from typing import Sequence
 from search_spaces import Arch, Space
 
 from evonas.errors import ConfigError
+from evonas.textfile import decode_text
 
 
 def read_archs(space: Space, archs: Sequence[str], archs_file: str | Path | None = None, *,
@@ -42,14 +43,9 @@ def read_text_lines(file: str | Path, param: str) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"The '{param}' parameter names {str(file)!r}, which cannot be read "
                           f"({exc.strerror or exc})", param=param) from None
-    bad = data.find(b"\x00")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        bad = exc.start if bad < 0 else min(bad, exc.start)
-    if bad >= 0:
-        line = data.count(b"\n", 0, bad) + 1
-        col = bad - (data.rfind(b"\n", 0, bad) + 1) + 1
-        raise ConfigError(f"{file}:{line}:{col}: not a text file (byte 0x{data[bad]:02x}); give a text file with one "
+    text, bad = decode_text(data)
+    if bad is not None:
+        line, col, byte = bad
+        raise ConfigError(f"{file}:{line}:{col}: not a text file (byte 0x{byte:02x}); give a text file with one "
                           "architecture per line", param=param)
     return text.splitlines()

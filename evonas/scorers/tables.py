@@ -19,6 +19,7 @@ import numpy as np
 from search_spaces import Arch, Space, SpaceError
 
 from evonas.errors import ConfigError
+from evonas.textfile import decode_text
 
 SHARED_NB201 = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "nas-bench-201"
 
@@ -188,16 +189,11 @@ def _read_text(path: Path, param: str) -> str:
     for magic, kind in _MAGIC.items():
         if data.startswith(magic):
             raise ConfigError(f"{path}:1:1: the table is a binary file, {kind}; {_FIX}", param=param)
-    nul = data.find(b"\x00")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        nul = exc.start if nul < 0 else min(nul, exc.start)
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        col = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+    text, bad = decode_text(data)
+    if bad is not None:
+        line, col, byte = bad
         raise ConfigError(f"{path}:{line}:{col}: the table is a binary file or not UTF-8 text (byte "
-                          f"0x{data[nul]:02x}); {_FIX}", param=param)
+                          f"0x{byte:02x}); {_FIX}", param=param)
     return text
 
 
