@@ -7,15 +7,15 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 RUN    ?= runs/demo
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dataset demo test bench clean-demo help
+.PHONY: setup dataset postgres demo test bench clean-demo help
 
 help:
 	@echo "make demo   set up, then run the whole job on Fashion-MNIST into $(RUN)"
 	@echo "make test   set up, then run the test suite"
-	@echo "make setup  create $(VENV) and install evonas (editable) and the dataset"
+	@echo "make setup  create $(VENV) and install evonas (editable), the dataset and PostgreSQL (for the tests)"
 	@echo "make bench  run the benchmark scripts in benchmarks/"
 
-setup: $(STAMP) dataset
+setup: $(STAMP) dataset postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ dataset:
 	@if [ ! -f $(FMNIST) ]; then \
 	  echo "Installing Fashion-MNIST from Debian (dataset-fashion-mnist)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+# the PostgreSQL server that tests/pg.py starts on loopback for the shared-search tests
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "Installing PostgreSQL from Debian (postgresql)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; \
 	fi
 
 demo: setup

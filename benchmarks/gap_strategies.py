@@ -55,6 +55,8 @@ SCHEDULES = {
         "fair": {"strategy": "fair", "epochs": 2},
         "sandwich": {"strategy": "sandwich", "sandwich_random": 1, "epochs": 2},
         "few-shot": {"strategy": "few-shot", "epochs": 6},
+        # three times the budget: does a longer schedule lift the ranking? (a point further right on the plot)
+        "uniform-3x": {"strategy": "uniform", "epochs": 18},
     },
     "mobilenet-fmnist": {
         "uniform-legacy": {"strategy": "uniform", "zero_init_residual": False, "epochs": 8},

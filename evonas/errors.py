@@ -53,7 +53,6 @@ FLAG_NAMES: dict[str, str] = {
     "as_json": "--json",
     "predictor_list": "--predictors",
     "table_path": "--table",
-    "study_name": "--name",
     "k": "--top-k",  # export_top_k
 }
 

@@ -12,6 +12,17 @@ from evonas.scorers.tables import SHARED_NB201
 
 torch.set_num_threads(2)
 
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A job called with ``threads=`` sets torch's thread count for the process; no test leaks it to the next.
+
+    Float sums depend on the thread count, so a leaked count breaks the bit-identity checks of later tests.
+    """
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 NB201_CSV = SHARED_NB201 / "nb201.csv"
 needs_nb201 = pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"NAS-Bench-201 table not at {NB201_CSV}")
 
@@ -31,3 +42,30 @@ def tiny_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("tiny_run")
     train_supernet(run, tiny_config(), progress=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server on a free loopback port (tests/pg.py), stopped at the end of the session.
+
+    Skips, saying why, only where no server can be started here (PostgreSQL or its driver is not installed).
+    """
+    import pg
+
+    reason = pg.why_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = pg.start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """The SQLAlchemy URL of a fresh, empty database on the throwaway PostgreSQL server."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + f"_{id(request) % 100000}"
+    return pg_server.create_database(name)

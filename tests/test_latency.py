@@ -68,11 +68,13 @@ def test_one_entry_per_layer_and_option(macro, table):
         if macro.ops[e.code].is_identity and not slot.changes_shape:
             assert not e.measured and e.median_ms == 0.0  # dropped from exported networks
         else:
-            assert e.measured and e.median_ms > 0 and e.p10_ms <= e.raw_ms <= e.p90_ms
+            assert e.measured and e.isolated_ms > 0 and e.median_ms >= 0 and e.p10_ms <= e.raw_ms <= e.p90_ms
     assert table.device == describe_device(1, 1, "eager")
     assert table.settings["backend"] == "eager" and table.settings["repeats"] == 3
     assert table.build_seconds > 0
-    assert table.overhead["method"] == "residual" and table.overhead_ms == table.overhead["residual_ms"]
+    # the isolated fixed part is the residual one; a fitted table's own comes from its fit
+    assert table.overhead["method"] == "residual" and table.isolated().overhead_ms == table.overhead["residual_ms"]
+    assert table.overhead_ms == (table.fit["intercept_ms"] if table.method == "fitted" else table.overhead["residual_ms"])
     assert table.overhead["components_ms"] > 0 and table.overhead["reference_arch"]
 
 

@@ -15,7 +15,10 @@ from evonas.jobs.predict import PredictOptions, predict
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Run directory with a trained supernet.")
 @click.option("--anchors", "n_anchors", default=16, show_default=True, type=int, help="How many architectures to train stand-alone.")
 @click.option("--anchor-epochs", default=3, show_default=True, type=int, help="Epochs of each stand-alone training (short schedule).")
-@click.option("--anchor-seed", default=0, show_default=True, type=int, help="Seed of the stand-alone trainings.")
+@click.option("--anchor-seed", default=0, show_default=True, type=int, help="Seed of the stand-alone trainings (the first, with --anchor-seeds).")
+@click.option("--anchor-seeds", default=1, show_default=True, type=int,
+              help="Train each anchor this many times (seeds --anchor-seed, +1, ...) and learn from the mean: less label noise, "
+                   "and the report shows the seed-to-seed tau that caps any estimate.")
 @click.option("--selection", default="spread", show_default=True, type=click.Choice(SELECTIONS),
               help="spread: cover the supernet-score and FLOPs ranges; random; uncertainty: half spread, then where the predictor is least sure; explicit: --anchor/--anchors-file.")
 @click.option("--anchor", "anchor_opts", multiple=True, help="An anchor architecture (repeatable; with --selection explicit).")
@@ -27,7 +30,7 @@ from evonas.jobs.predict import PredictOptions, predict
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking report as one JSON object.")
 @click.option("--threads", default=None, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars (also off when stderr is not a terminal).")
-def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anchor_opts, anchors_file, pool, names, coverage, seed,
+def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, selection, anchor_opts, anchors_file, pool, names, coverage, seed,
                   as_json, threads, quiet) -> None:
     """Train stand-alone anchors and fit a predictor that corrects the supernet.
 
@@ -44,7 +47,8 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, selection, anc
       evonas fit-predictor --run runs/demo --selection explicit --anchor 12012200 --anchor 00000000 ...
       evonas fit-predictor --run runs/demo --anchors 24 --selection uncertainty --json
     """
-    options = FitPredictorOptions(anchors=n_anchors, anchor_epochs=anchor_epochs, anchor_seed=anchor_seed, selection=selection,
+    options = FitPredictorOptions(anchors=n_anchors, anchor_epochs=anchor_epochs, anchor_seed=anchor_seed,
+                                  anchor_seeds=anchor_seeds, selection=selection,
                                   explicit=anchor_opts, anchors_file=anchors_file, pool=pool, predictors=name_list(names),
                                   coverage=coverage, seed=seed, quiet=quiet, threads=threads)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo

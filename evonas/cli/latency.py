@@ -7,8 +7,8 @@ import json
 import click
 
 from evonas.cli.common import echo_table, json_safe
-from evonas.jobs.latency import (BACKENDS, CLOCKS, LatencyBuildOptions, LatencySetting, LatencyValidateOptions, build,
-                                 validate)
+from evonas.jobs.latency import (BACKENDS, CLOCKS, METHODS, LatencyBuildOptions, LatencySetting, LatencyValidateOptions,
+                                 build, validate)
 
 
 def _setting(backend: str, batch_size: int, threads: int) -> LatencySetting:
@@ -43,15 +43,26 @@ def latency() -> None:
 @click.option("--repeats", default=50, show_default=True, type=int, help="Timed calls per module (the median is kept).")
 @click.option("--clock", default="wall", show_default=True, type=click.Choice(CLOCKS),
               help="wall time, or this process's CPU time (1 thread; steadier on a busy machine).")
+@click.option("--method", default="fitted", show_default=True, type=click.Choice(METHODS),
+              help="fitted: fit the entries to random whole networks timed end to end (kept only when that predicts "
+                   "better); isolated: each layer timed alone.")
+@click.option("--fit-samples", default=None, type=int,
+              help="Networks timed end to end for the fit  [default: 3 per entry, 60 to 300].")
+@click.option("--fit-rounds", default=7, show_default=True, type=int, help="Interleaved timing rounds per fitting network.")
 @click.option("--rebuild", is_flag=True, help="Measure anew even when a table for this setting exists.")
 @click.option("--allow-foreign", is_flag=True, help="Accept a stored table measured on another device.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, rebuild, allow_foreign, quiet) -> None:
+def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, method, fit_samples, fit_rounds, rebuild,
+              allow_foreign, quiet) -> None:
     """Time every (layer, option) of the run's space on this device and store the table.
 
     Each searchable layer's module is timed alone at its input shape (warm-up, then
     repeats; the median and the spread are kept), plus the fixed part of a network
-    (stem, head, call overhead). A network's predicted latency is the sum. The table
+    (stem, head, call overhead). Then (--method fitted, the default) a few hundred random
+    whole networks are timed end to end in interleaved rounds and the entries are fitted
+    to them, shrunk toward the isolated timings; the fit is kept only when its
+    cross-validated error beats the isolated table's on the same networks. A network's
+    predicted latency is the sum of its entries and the fixed part. The table
     records the device (CPU model, threads, batch size, backend, versions) and is
     refused on another device. Entries whose spread is too large are counted, and the
     command says when the machine is too busy to measure.
@@ -62,11 +73,14 @@ def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, reb
       evonas latency build --run runs/demo --backend onnxruntime --batch-size 32
     """
     result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads), warmup=warmup,
-                                                repeats=repeats, clock=clock, rebuild=rebuild,
+                                                repeats=repeats, clock=clock, method=method,
+                                                fit_samples=fit_samples, fit_rounds=fit_rounds, rebuild=rebuild,
                                                 allow_foreign=allow_foreign, quiet=quiet))
     how = f"built in {result.build_seconds:.0f}s" if result.built else "already built on this device (--rebuild to measure anew)"
     click.echo(f"latency table: {result.table_file} ({result.entries} entries, {how})")
     click.echo(f"fastest network: {result.min_latency_ms:.4g} ms; noisy entries: {result.noisy_entries}")
+    if result.fit_verdict:
+        click.echo(f"entries: {result.fit_verdict}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}")
     click.echo(f"next: evonas latency validate --run {run_dir} --backend {backend} --batch-size {batch_size} --threads {threads}")
@@ -91,7 +105,8 @@ def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate
 
     Prints the mean absolute percentage error, the share of networks within 10% and
     the Kendall tau of predicted against measured latency. The sub-networks are the
-    supernet's own paths with inherited weights, exported as standalone modules.
+    supernet's own paths with inherited weights, exported as standalone modules, and
+    none of them is one the table was fitted to.
 
     \b
     Examples:

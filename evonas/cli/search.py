@@ -34,6 +34,13 @@ def _summary(out: dict[str, Any]) -> None:
         click.echo(f"Pareto front: {len(out['pareto'])} architectures" + (f" -> {out['pareto_file']}" if out.get("pareto_file") else ""))
     if out.get("store"):
         click.echo(f"store: {out['store']} (search run {out['search_run']})")
+    if out.get("study"):
+        study = out["study"]
+        click.echo(f"study {study['name']} in {study['storage']}: {study['scored']} of {study['budget']} architectures "
+                   f"scored by {study['workers']} worker{'s' if study['workers'] != 1 else ''} (this one is worker "
+                   f"{study['worker']})")
+        if study.get("best"):
+            click.echo(f"study best {study['best']['arch']}  {out['target']} {study['best']['value']:.4f}")
 
 
 @click.command("search")
@@ -60,6 +67,8 @@ def _summary(out: dict[str, Any]) -> None:
 @click.option("--allow-foreign-latency", is_flag=True, help="Use the run's latency table even if it was measured on another device.")
 @click.option("--objectives", default=None, help="Comma list, e.g. accuracy,flops (nsga2, optuna-nsga2, tpe, random).")
 @click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study (default: the run's optuna.db).")
+@click.option("--study-name", default=None,
+              help="Join this Optuna study shared by several workers: --budget is the study's total, no arch scored twice.")
 @click.option("--name", default=None, help="Name of this search run in the store (default ALGO-sSEED).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search (same options): scored architectures come from the store.")
 @click.option("--population", default=None, type=int, help="evolution, nsga2, rea, optuna-nsga2: population size.")
@@ -69,7 +78,11 @@ def _summary(out: dict[str, Any]) -> None:
 @click.option("--crossover-prob", default=None, type=float, help="nsga2: crossover probability per child.")
 @click.option("--tournament", default=None, type=int, help="rea: tournament size.")
 @click.option("--startup-trials", default=None, type=int, help="tpe: random trials before the model is used.")
-@click.option("--threads", default=None, type=int, help="CPU threads for supernet scoring.")
+@click.option("--threads", default=None, type=int, help="CPU threads of this process (it scores when --workers is 1).")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Scoring processes on this machine; each builds the scorer once. At most the CPU cores.")
+@click.option("--threads-per-worker", default=None, type=int,
+              help="Torch threads of each scoring worker (default: the cores divided among the workers, at least 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress stays on stderr).")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
 def search(as_json: bool, threads: int | None, **opts: Any) -> None:
@@ -92,6 +105,9 @@ def search(as_json: bool, threads: int | None, **opts: Any) -> None:
       evonas search --run runs/demo --algo evolution --max-latency-ms 1.5     # after evonas latency build
       evonas search --run runs/demo --algo nsga2 --objectives accuracy,latency
       evonas search --run runs/demo --algo evolution --budget 500 --max-flops 3e6 --resume
+      evonas search --run runs/demo --algo evolution --budget 500 --workers 2   # 2 scoring processes
+      evonas search --run runs/demo --algo tpe --budget 300 --study-name s1 \\
+          --storage postgresql://evonas@dbhost/evonas       # on each machine: 300 in all
       evonas search --space nb201 --table nb201.csv --target cifar10_valid_acc \\
           --report cifar10_test_acc --algo evolution --budget 100 --seed 3 --json
       evonas search --space nb201 --table nb201.csv --target cifar10_valid_acc \\

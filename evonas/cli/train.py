@@ -22,7 +22,8 @@ RESULT_COLUMNS = [
 
 
 @click.command("train-supernet")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory to create (or resume).")
+@click.option("--run", "--run-dir", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory to create (or resume); under torchrun write --run-dir (torchrun takes --run for its --run-path).")
 @click.option("--space", default=DEFAULT_SPACE, show_default=True, type=click.Choice(list_spaces()), help="Search space.")
 @click.option("--epochs", default=10, show_default=True, type=int, help="Passes over the train split.")
 @click.option("--batch-size", default=128, show_default=True, type=int)
@@ -45,11 +46,18 @@ RESULT_COLUMNS = [
 @click.option("--distill-temperature", default=1.0, show_default=True, type=float, help="sandwich: distillation temperature.")
 @click.option("--few-shot-fraction", default=0.5, show_default=True, type=float, help="few-shot: share of epochs before the split.")
 @click.option("--few-shot-layer", default=None, type=int, help="few-shot: layer to split on (default: the first layer without a weight-free option).")
-@click.option("--threads", default=None, type=int, help="CPU threads for torch (default: all cores).")
+@click.option("--threads", default=None, type=int,
+              help="CPU threads for torch per training process (default: all cores, shared out over --nproc-per-node).")
+@click.option("--nproc-per-node", default=1, show_default=True, type=int,
+              help="Training processes on this machine (torch.distributed: gloo on CPU, nccl on GPUs); "
+                   "each step's batch is split over them.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
+              help="Where to train: cuda fails when there is no GPU; auto takes one when there is.")
 @click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint with the run's saved config.")
 @click.option("--quiet", is_flag=True, help="No progress bars (also off when stderr is not a terminal).")
 @click.pass_context
-def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, threads: int | None, **opts) -> None:
+def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, threads: int | None, nproc_per_node: int,
+                   device: str, **opts) -> None:
     """Train a one-shot supernet (uniform single-path sampling by default).
 
     Each step trains the paths the --strategy picks (uniform: one path drawn
@@ -58,15 +66,24 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
     if the process dies, rerun the same command with --resume and it continues to the
     same final weights as an uninterrupted run.
 
+    --nproc-per-node N trains with N processes that split every step's batch (same
+    paths on all, gradients averaged), so steps, schedule and images seen are those
+    of one process and a run resumes on any number of processes. For several
+    machines, start it with torchrun (see the README) and write --run-dir for --run.
+
     \b
     Examples:
       evonas train-supernet --run runs/demo --epochs 10
       evonas train-supernet --run runs/fair --strategy fair --epochs 4
       evonas train-supernet --run runs/demo --resume
+      evonas train-supernet --run runs/ddp --nproc-per-node 2 --epochs 10
       evonas train-supernet --space macro-cifar10 --data-root ~/data/cifar10 --run runs/c10
     """
     given = {k: v for k, v in opts.items() if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
-    result = train(run_dir, TrainOptions(settings=given, resume=resume, quiet=quiet, threads=threads))
+    result = train(run_dir, TrainOptions(settings=given, resume=resume, quiet=quiet, threads=threads,
+                                         nproc_per_node=nproc_per_node, device=device))
+    if not result.main_process:
+        return
     click.echo(f"supernet weights: {result.weights}")
     click.echo(f"next: evonas eval --run {run_dir} --sample 5")
 

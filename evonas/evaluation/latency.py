@@ -32,6 +32,24 @@ over 8-20 random networks, residual versus components): macro-fmnist eager batch
 mobilenet-fmnist eager batch 1 34.1% vs 37.4%. The components sum misses what the
 modules cost each other in a chain. ``benchmarks/latency.py`` measures both at scale.
 
+Fitted entries (``method="fitted"``, the default of a full build). Timed alone, the
+layers of the small fmnist spaces mislead: at batch 1 an eager layer costs 0.10-0.15
+ms whichever option it is (mb3_k3 vs mb6_k5 at one position differ by ~15%), i.e. it is
+mostly per-operator dispatch, and the same layers in onnxruntime cost a tenth of that;
+summed, the isolated times were 20-36% off end to end (eager over-, onnxruntime
+under-estimating) on this project's busy 2-core machine, while two timings of the same
+networks agreed within 4-6%. So the build also times a few hundred random whole
+networks (:func:`fit_sample_size`; about a millisecond each at batch 1) in interleaved
+rounds (:func:`time_interleaved`) and fits the entries and the fixed part to them by
+ridge regression shrunk toward the isolated table (:mod:`evonas.evaluation.latency_fit`).
+The fit is kept only when its cross-validated MAPE beats the isolated table's on the
+same networks by ``min_gain`` points; ``table.fit`` records the networks, both errors,
+the noise and the verdict, ``table.isolated()`` gives the isolated table back, and
+``validate_latency`` flags any network the table was fitted to (``fit_overlap``). With
+onnxruntime the fitting networks chain the layers' exported ONNX models
+(:func:`_compose_onnx`) instead of exporting each network (seconds each with the
+dynamo exporter); validation still times real exports.
+
 A deep chain runs slower than its layers timed alone (each layer alone keeps its
 weights and activations in cache): on mobilenet-fmnist the table underestimated by a
 third, with the ranking intact (Kendall tau 0.96). ``validate_latency(...,
@@ -82,12 +100,14 @@ from search_spaces import Arch, ChainSpace, Space, get_space
 from evonas.errors import ConfigError
 
 __all__ = [
-    "BACKENDS", "CLOCKS", "OVERHEAD_METHODS", "LatencyEntry", "LatencyTable", "build_latency_table", "describe_device",
-    "device_key", "load_or_build_table", "table_path", "time_callable", "validate_latency",
+    "BACKENDS", "CLOCKS", "METHODS", "OVERHEAD_METHODS", "LatencyEntry", "LatencyTable", "build_latency_table", "describe_device",
+    "device_key", "fit_sample_size", "load_or_build_table", "rank_metrics", "sample_archs", "table_path", "time_callable",
+    "time_interleaved", "validate_latency",
 ]
 
 BACKENDS = ("eager", "onnxruntime")
 OVERHEAD_METHODS = ("residual", "components")
+METHODS = ("fitted", "isolated")
 CLOCKS = ("wall", "cpu")
 FORMAT = "evonas-latency-table"
 FORMAT_VERSION = 1
@@ -259,6 +279,61 @@ def time_callable(
     }
 
 
+def time_interleaved(
+    fns: Sequence[Callable[[], Any]],
+    *,
+    warmup: int = 2,
+    rounds: int = 5,
+    min_repeat_ms: float = 0.2,
+    clock: str = "wall",
+    seed: int = 0,
+) -> list[dict]:
+    """Time several callables in rounds, each round calling every one once in a fresh order.
+
+    Returns per callable what :func:`time_callable` returns, over ``rounds`` repeats.
+    Timing network after network in turn would give each the load of its own few
+    seconds; in rounds a burst of load from another process lands on every network
+    alike, and the median over rounds drops it. Each repeat calls a callable enough
+    times for ``min_repeat_ms`` (measured once, after its ``warmup`` calls).
+    """
+    clock = _choice_param("clock", clock, CLOCKS)
+    now = time.perf_counter_ns if clock == "wall" else time.process_time_ns
+    warmup = _int_param("warmup", warmup, 0)
+    rounds = _int_param("rounds", rounds, 1)
+    numbers = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        start = time.perf_counter()
+        fn()
+        one = time.perf_counter() - start
+        numbers.append(max(1, min(1000, math.ceil(min_repeat_ms / 1000 / max(one, 1e-9)))))
+    times = np.empty((len(fns), rounds))
+    rng = np.random.default_rng(seed)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for k in rng.permutation(len(fns)):
+                fn, number = fns[k], numbers[k]
+                start = now()
+                for _ in range(number):
+                    fn()
+                times[k, r] = (now() - start) / number / 1e6
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    out = []
+    for k in range(len(fns)):
+        p10, median, p90 = (float(v) for v in np.percentile(times[k], [10, 50, 90]))
+        out.append({
+            "median_ms": median, "p10_ms": p10, "p90_ms": p90, "min_ms": float(times[k].min()),
+            "mean_ms": float(times[k].mean()), "spread": (p90 - p10) / median if median > 0 else 0.0,
+            "repeats": rounds, "number": numbers[k], "warmup": warmup, "clock": clock,
+        })
+    return out
+
+
 @contextlib.contextmanager
 def _torch_threads(threads: int) -> Iterator[None]:
     before = torch.get_num_threads()
@@ -271,35 +346,121 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 class _Runner:
-    """Turns a module and an input batch into a timed callable for one backend."""
+    """Turns a module and an input batch into a timed callable for one backend.
 
-    def __init__(self, backend: str, threads: int, workdir: Path, clock: str = "wall") -> None:
+    With onnxruntime every module is exported once per ``key`` into ``export_dir``
+    (the models have a dynamic batch axis, so one file serves every batch size), and
+    :meth:`composed` chains exported pieces into one network without exporting it.
+    """
+
+    def __init__(self, backend: str, threads: int, workdir: Path, clock: str = "wall",
+                 export_dir: Path | None = None) -> None:
         self.backend = backend
         self.clock = clock
         self.threads = threads
         self.workdir = workdir
+        self.export_dir = Path(export_dir) if export_dir is not None else workdir
         self._n = 0
 
-    def callable(self, module: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    def onnx_file(self, module: nn.Module, x: torch.Tensor, key: str | None = None) -> Path:
+        """The ONNX file of ``module`` (exported now unless ``key``'s file exists)."""
+        from evonas.export.onnx import export_onnx
+
+        if key is None:
+            self._n += 1
+            path = self.workdir / f"m{self._n}.onnx"
+        else:
+            path = self.export_dir / f"{key}.onnx"
+            if path.is_file():
+                return path
+        if isinstance(module, nn.Identity):
+            _identity_onnx(tuple(x.shape[1:]), path)  # the empty model, without the exporter's seconds
+        else:
+            export_onnx(module.eval(), x, path)
+        return path
+
+    def session_callable(self, path: Path, x: torch.Tensor) -> Callable[[], Any]:
+        from evonas.export.onnx import INPUT_NAME, onnx_session
+
+        session = onnx_session(path, self.threads)
+        feed = {INPUT_NAME: np.ascontiguousarray(x.numpy())}
+        return lambda: session.run(None, feed)
+
+    def callable(self, module: nn.Module, x: torch.Tensor, key: str | None = None) -> Callable[[], Any]:
         module = module.eval()
         if self.backend == "eager":
             module = module.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
             return lambda: module(x)
-        from evonas.export.onnx import INPUT_NAME, export_onnx, onnx_session
+        return self.session_callable(self.onnx_file(module, x, key), x)
 
+    def composed(self, pieces: Sequence[Path], x: torch.Tensor) -> Callable[[], Any]:
+        """onnxruntime: a callable of the network that chains the ONNX ``pieces`` in order."""
         self._n += 1
-        path = self.workdir / f"m{self._n}.onnx"
-        if isinstance(module, nn.Identity):
-            _identity_onnx(tuple(x.shape[1:]), path)  # the empty model, without the exporter's seconds
-        else:
-            export_onnx(module, x, path)
-        session = onnx_session(path, self.threads)
-        feed = {INPUT_NAME: np.ascontiguousarray(x.numpy())}
-        return lambda: session.run(None, feed)
+        path = self.workdir / f"c{self._n}.onnx"
+        _compose_onnx(pieces, path)
+        return self.session_callable(path, x)
 
-    def time(self, module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> dict:
-        return time_callable(self.callable(module, x), warmup=warmup, repeats=repeats, clock=self.clock)
+    def time(self, module: nn.Module, x: torch.Tensor, warmup: int, repeats: int, key: str | None = None) -> dict:
+        return time_callable(self.callable(module, x, key), warmup=warmup, repeats=repeats, clock=self.clock)
+
+
+def _compose_onnx(pieces: Sequence[Path], path: Path) -> None:
+    """Chain ONNX models with one input ``input`` and one output ``logits`` into one model at ``path``.
+
+    Piece k's names get the prefix ``pK/``; its input is the previous piece's output. The
+    chained graph holds the same operators as the network exported whole, so onnxruntime
+    optimises it alike (checked end to end by ``validate_latency`` on real exports).
+    """
+    import onnx
+    from onnx import helper
+
+    from evonas.export.onnx import INPUT_NAME, OUTPUT_NAME
+
+    models = [onnx.load(str(p)) for p in pieces]
+    nodes, inits, infos, functions = [], [], [], {}
+    previous = INPUT_NAME
+    for k, m in enumerate(models):
+        last = k == len(models) - 1
+        out = OUTPUT_NAME if last else f"p{k}/{OUTPUT_NAME}"
+
+        def rename(name: str, k: int = k, prev: str = previous, out: str = out) -> str:
+            if not name:
+                return name  # an omitted optional input
+            if name == INPUT_NAME:
+                return prev
+            if name == OUTPUT_NAME:
+                return out
+            return f"p{k}/{name}"
+
+        g = m.graph
+        for node in g.node:
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            node.input[:] = [rename(n) for n in node.input]
+            node.output[:] = [rename(n) for n in node.output]
+            node.name = f"p{k}/{node.name}"
+            nodes.append(node)
+        for init in g.initializer:
+            init = onnx.TensorProto.FromString(init.SerializeToString())
+            init.name = rename(init.name)
+            inits.append(init)
+        for vi in g.value_info:
+            vi = onnx.ValueInfoProto.FromString(vi.SerializeToString())
+            vi.name = rename(vi.name)
+            infos.append(vi)
+        for f in m.functions:
+            functions.setdefault((f.domain, f.name), f)
+        previous = out
+    graph = helper.make_graph(nodes, "composed", [models[0].graph.input[0]], [models[-1].graph.output[0]],
+                              initializer=inits, value_info=infos)
+    opsets: dict[str, int] = {}
+    for m in models:
+        for o in m.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                              functions=list(functions.values()))
+    model.ir_version = max(m.ir_version for m in models)
+    onnx.save(model, str(path))
 
 
 def _identity_onnx(shape: tuple[int, ...], path: Path) -> None:
@@ -333,6 +494,7 @@ class LatencyEntry:
     spread: float  # (p90 - p10) / median of the raw timing
     raw_ms: float  # median as timed alone, per-call cost included
     measured: bool = True  # False: an identity that vanishes from the network, charged 0
+    isolated_ms: float | None = None  # the isolated time net of per-call cost (None: tables from before fitting)
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "input_shape": list(self.input_shape)}
@@ -355,6 +517,7 @@ class LatencyTable:
     build_seconds: float  # wall time of the build
     warnings: tuple[str, ...] = ()  # e.g. "the machine is too busy to measure: ..."
     correction: tuple[float, float] | None = None  # (a, b): predict = a * (sum + overhead) + b when set
+    fit: dict | None = None  # how the entries were fitted to whole networks (method, samples, errors); None: isolated
     source: str | None = field(default=None, compare=False)  # the file it was loaded from
 
     @cached_property
@@ -396,6 +559,20 @@ class LatencyTable:
             raw = a * raw + b  # a > 0: validate_latency fits the correction on measured times
         return float(raw)
 
+    @property
+    def method(self) -> str:
+        """How the entries were made: "fitted" (to whole networks) or "isolated" (each layer timed alone)."""
+        return "fitted" if self.fit is not None and self.fit.get("used") else "isolated"
+
+    def isolated(self) -> "LatencyTable":
+        """This table with the isolated timings as entries and their fixed part (itself when not fitted)."""
+        if self.method != "fitted":
+            return self
+        entries = tuple(replace(e, median_ms=e.isolated_ms if e.isolated_ms is not None else e.median_ms)
+                        for e in self.entries)
+        return LatencyTable(**{**self._fields(), "entries": entries, "overhead_ms": float(self.fit["isolated_overhead_ms"]),
+                               "fit": {**self.fit, "used": False}, "correction": None})
+
     def with_correction(self, a: float, b: float) -> "LatencyTable":
         """A copy whose predictions are ``a * (sum + overhead) + b`` (see ``validate_latency``)."""
         return LatencyTable(**{**self._fields(), "correction": (float(a), float(b))})
@@ -433,7 +610,7 @@ class LatencyTable:
         return {
             "space": self.space, "entries": self.entries, "overhead_ms": self.overhead_ms, "overhead": self.overhead,
             "device": self.device, "settings": self.settings, "build_seconds": self.build_seconds,
-            "warnings": self.warnings, "correction": self.correction, "source": self.source,
+            "warnings": self.warnings, "correction": self.correction, "fit": self.fit, "source": self.source,
         }
 
     def to_dict(self) -> dict:
@@ -448,6 +625,7 @@ class LatencyTable:
             "build_seconds": self.build_seconds,
             "warnings": list(self.warnings),
             "correction": list(self.correction) if self.correction is not None else None,
+            "fit": self.fit,
             "entries": [e.to_dict() for e in self.entries],
         }
 
@@ -464,24 +642,15 @@ class LatencyTable:
             build_seconds=float(data["build_seconds"]),
             warnings=tuple(data.get("warnings", ())),
             correction=tuple(correction) if correction is not None else None,
+            fit=data.get("fit"),
             source=source,
         )
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON, atomically (a temporary file in the same folder, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1, sort_keys=True)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return path
+        from evonas.run.atomic import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
@@ -516,6 +685,32 @@ def _stem_and_head(space: ChainSpace) -> tuple[nn.Module, nn.Module]:
     return stem, head
 
 
+def fit_sample_size(space: ChainSpace | str) -> int:
+    """The default number of networks a fitted table is fitted to: 3 per fitted entry, 60 to 300."""
+    space = _chain_space(space)
+    columns = sum(1 for i, dim in enumerate(space.dims) for c in dim.options
+                  if not (space.ops[c].is_identity and not space.slots[i].changes_shape))
+    return int(min(300, max(60, 3 * columns)))
+
+
+def sample_archs(space: ChainSpace, n: int, rng: Any, exclude: Iterable[str] = ()) -> list[Arch]:
+    """Up to ``n`` distinct canonical architectures drawn with ``rng`` (a ``random.Random``), none in ``exclude``."""
+    seen: dict[str, Arch] = {}
+    skip = set(exclude)
+    for _ in range(100 * n):
+        arch = space.canonical(space.sample(rng))
+        key = space.format(arch)
+        if key not in skip:
+            seen.setdefault(key, arch)
+        if len(seen) == n:
+            break
+    return list(seen.values())
+
+
+def _piece_key(space: ChainSpace, part: str) -> str:
+    return f"{space.name}-{part}"
+
+
 def build_latency_table(
     space: ChainSpace | str,
     *,
@@ -527,19 +722,37 @@ def build_latency_table(
     progress: bool = True,
     layers: Iterable[int] | None = None,
     overhead: str = "residual",
+    method: str = "fitted",
+    fit_samples: int | None = None,
+    fit_rounds: int = 7,
+    min_gain: float = 1.0,
     noise_threshold: float = 0.25,
     max_noisy_share: float = 0.2,
     clock: str = "wall",
     seed: int = 0,
+    export_dir: str | Path | None = None,
 ) -> LatencyTable:
-    """Time every (layer, option) of a chain space once, and the fixed part; returns the table.
+    """Time every (layer, option) of a chain space, and the fixed part; with ``method="fitted"`` fit them to networks.
 
     ``layers`` restricts the table to some layer positions, for quick checks of the
     entries: such a table has no fixed part (``overhead["method"] == "none"``) and
     ``predict`` refuses architectures, since it lacks the other layers. The
     result's ``warnings`` say "the machine is too busy to measure" when more than
-    ``max_noisy_share`` of the measured entries have a spread above ``noise_threshold``.
+    ``max_noisy_share`` of the measured entries (or fitting networks) have a spread
+    above ``noise_threshold``.
+
+    ``method="fitted"`` (the default) then times ``fit_samples`` random whole networks
+    (None: :func:`fit_sample_size`) in ``fit_rounds`` interleaved rounds and fits the
+    entries and the fixed part to them (:class:`AdditiveLatencyFit`, shrunk toward the
+    isolated timings). The fit replaces the isolated entries only when its
+    cross-validated MAPE beats the isolated table's MAPE on the same networks by
+    ``min_gain`` points; ``table.fit`` records both, the networks used and the verdict,
+    and ``table.isolated()`` gives the isolated table back. With onnxruntime the
+    fitting networks chain the layers' exported ONNX models (no export per network).
+    ``export_dir`` keeps the exported ONNX models for reuse (one file serves every
+    batch size).
     """
+    from evonas.evaluation.latency_fit import AdditiveLatencyFit
     from evonas.supernet.chain import build_standalone, make_op
 
     started = time.perf_counter()
@@ -550,6 +763,11 @@ def build_latency_table(
     warmup = _int_param("warmup", warmup, 0)
     repeats = _int_param("repeats", repeats, 3)
     overhead = _choice_param("overhead", overhead, OVERHEAD_METHODS)
+    method = _choice_param("method", method, METHODS)
+    if fit_samples is not None:
+        fit_samples = _int_param("fit_samples", fit_samples, 10)
+    fit_rounds = _int_param("fit_rounds", fit_rounds, 1)
+    min_gain = _float_param("min_gain", min_gain, -math.inf)  # < 0: keep a fit even when slightly worse
     noise_threshold = _float_param("noise_threshold", noise_threshold, 0.0, open_low=True)
     max_noisy_share = _float_param("max_noisy_share", max_noisy_share, 0.0, 1.0)
     clock = _check_clock(clock, threads)
@@ -569,6 +787,8 @@ def build_latency_table(
 
         _import_ort()  # fail before timing anything when onnxruntime is missing
     full = positions == list(all_layers)
+    fitting = full and method == "fitted"
+    n_fit = (fit_samples or fit_sample_size(space)) if fitting else 0
     device = describe_device(threads, batch_size, backend)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # initial weights (latency does not depend on them, but reproducible)
@@ -580,10 +800,13 @@ def build_latency_table(
     jobs = [(i, code) for i in positions for code in space.dims[i].options]
     raw: dict[tuple[int, int], tuple[tuple[int, ...], dict | None]] = {}
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
-        runner = _Runner(backend, threads, Path(tmp), clock)
+        if export_dir is not None:
+            Path(export_dir).mkdir(parents=True, exist_ok=True)
+        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir)
         # the cost of one call of an empty module: charged once per network
         call = runner.time(nn.Identity(), batch(net.in_channels, net.image_size), warmup, repeats)
-        bar = tqdm(total=len(jobs) + (3 if full else 0), desc=f"latency {space.name} {backend} b{batch_size}", disable=not progress)
+        total = len(jobs) + (3 if full else 0) + (1 if fitting else 0)
+        bar = tqdm(total=total, desc=f"latency {space.name} {backend} b{batch_size}", disable=not progress)
         for i, code in jobs:
             slot = space.slots[i]
             module = make_op(space, i, code, nn.BatchNorm2d)
@@ -591,7 +814,8 @@ def build_latency_table(
             if _identity_vanishes(module):
                 raw[(i, code)] = (shape, None)
             else:
-                raw[(i, code)] = (shape, runner.time(module, batch(slot.cin, slot.size_in), warmup, repeats))
+                key = _piece_key(space, f"L{i}-c{code}")
+                raw[(i, code)] = (shape, runner.time(module, batch(slot.cin, slot.size_in), warmup, repeats, key))
             bar.update(1)
 
         # onnxruntime: each isolated layer pays the session's per-call cost that a network pays once
@@ -599,21 +823,23 @@ def build_latency_table(
         entries = []
         for (i, code), (shape, t) in raw.items():
             if t is None:
-                entries.append(LatencyEntry(i, code, shape, 0.0, 0.0, 0.0, 0.0, 0.0, measured=False))
+                entries.append(LatencyEntry(i, code, shape, 0.0, 0.0, 0.0, 0.0, 0.0, measured=False, isolated_ms=0.0))
             else:
+                net_ms = max(t["median_ms"] - per_call, 0.0)
                 entries.append(
                     LatencyEntry(
-                        i, code, shape, max(t["median_ms"] - per_call, 0.0), t["p10_ms"], t["p90_ms"], t["spread"],
-                        t["median_ms"],
+                        i, code, shape, net_ms, t["p10_ms"], t["p90_ms"], t["spread"], t["median_ms"], isolated_ms=net_ms,
                     )
                 )
         info: dict[str, Any] = {"method": overhead if full else "none", "call_ms": call["median_ms"]}
+        fit_info: dict[str, Any] | None = None
         if full:
             # the components estimate: stem and head alone, plus one empty call
             stem, head = _stem_and_head(space)
-            stem_t = runner.time(stem, batch(net.in_channels, net.image_size), warmup, repeats)
+            stem_t = runner.time(stem, batch(net.in_channels, net.image_size), warmup, repeats, _piece_key(space, "stem"))
             bar.update(1)
-            head_t = runner.time(head, batch(net.stages[-1].width, space.final_size), warmup, repeats)
+            head_t = runner.time(head, batch(net.stages[-1].width, space.final_size), warmup, repeats,
+                                 _piece_key(space, "head"))
             bar.update(1)
             stem_ms = max(stem_t["median_ms"] - per_call, 0.0)
             head_ms = max(head_t["median_ms"] - per_call, 0.0)
@@ -634,11 +860,23 @@ def build_latency_table(
                 reference_spread=e2e["spread"],
             )
             bar.update(1)
+            isolated_overhead = info["residual_ms"] if overhead == "residual" else info["components_ms"]
+            if fitting:
+                fit_info, entries = _fit_to_networks(
+                    space, entries, isolated_overhead, runner, batch(net.in_channels, net.image_size), n_fit,
+                    fit_rounds=fit_rounds, warmup=min(warmup, 2), min_gain=min_gain, seed=seed,
+                    noise_threshold=noise_threshold, model=AdditiveLatencyFit,
+                )
+                bar.update(1)
         bar.close()
 
     warnings: list[str] = []
     if full:
-        overhead_ms = info["residual_ms"] if overhead == "residual" else info["components_ms"]
+        overhead_ms = isolated_overhead
+        if fit_info is not None:
+            fit_info["isolated_overhead_ms"] = float(isolated_overhead)
+            if fit_info["used"]:
+                overhead_ms = fit_info["intercept_ms"]
     else:
         overhead_ms = 0.0
         warnings.append(
@@ -651,12 +889,18 @@ def build_latency_table(
             f"the machine is too busy to measure: {len(noisy)} of {len(measured)} entries have a relative "
             f"spread (p90 - p10) / median above {noise_threshold:g}; rebuild the table on an idle machine"
         )
+    if fit_info is not None and fit_info["noisy_share"] > max_noisy_share and not any("too busy" in w for w in warnings):
+        warnings.append(
+            f"the machine is too busy to measure: {fit_info['noisy_networks']} of {fit_info['samples']} fitting networks "
+            f"have a relative spread above {noise_threshold:g}; rebuild the table on an idle machine"
+        )
     if overhead_ms < 0:
         warnings.append(f"the fixed part is negative ({overhead_ms:.4f} ms): the layers timed alone are slower than in a network")
     settings = {
         "backend": backend, "batch_size": batch_size, "threads": threads, "warmup": warmup, "repeats": repeats,
         "overhead": info["method"], "noise_threshold": noise_threshold, "max_noisy_share": max_noisy_share,
-        "layers": positions, "clock": clock, "seed": seed,
+        "layers": positions, "clock": clock, "seed": seed, "method": "fitted" if fitting else "isolated",
+        "fit_samples": n_fit, "fit_rounds": fit_rounds if fitting else 0, "min_gain": min_gain,
     }
     return LatencyTable(
         space=space.name,
@@ -667,11 +911,91 @@ def build_latency_table(
         settings=settings,
         build_seconds=time.perf_counter() - started,
         warnings=tuple(warnings),
+        fit=fit_info,
     )
 
 
+def _fit_to_networks(
+    space: ChainSpace,
+    entries: list[LatencyEntry],
+    isolated_overhead: float,
+    runner: _Runner,
+    x: torch.Tensor,
+    n: int,
+    *,
+    fit_rounds: int,
+    warmup: int,
+    min_gain: float,
+    seed: int,
+    noise_threshold: float,
+    model: Any,
+) -> tuple[dict, list[LatencyEntry]]:
+    """Time ``n`` random networks, fit the entries to them, and say whether the fit beats the isolated table."""
+    import random
+
+    from evonas.supernet.chain import build_standalone
+
+    started = time.perf_counter()
+    archs = sample_archs(space, n, random.Random(f"latency-fit-{seed}"))
+    fns = []
+    timed = {(e.layer, e.code) for e in entries if e.measured}
+    for arch in archs:
+        if runner.backend == "eager":
+            fns.append(runner.callable(build_standalone(space, arch), x))
+        else:  # chain the layers' ONNX models: exporting every network would take seconds each
+            pieces = [runner.export_dir / f"{_piece_key(space, 'stem')}.onnx"]
+            pieces += [runner.export_dir / f"{_piece_key(space, f'L{i}-c{c}')}.onnx"
+                       for i, c in enumerate(arch.choices) if (i, c) in timed]
+            pieces.append(runner.export_dir / f"{_piece_key(space, 'head')}.onnx")
+            fns.append(runner.composed(pieces, x))
+    stats = time_interleaved(fns, warmup=warmup, rounds=fit_rounds, clock=runner.clock, seed=seed)
+    y = np.array([t["median_ms"] for t in stats])
+    columns = [e for e in entries if e.measured]
+    index = {(e.layer, e.code): j for j, e in enumerate(columns)}
+    X = np.zeros((len(archs), len(columns)))
+    for r, arch in enumerate(archs):
+        for i, c in enumerate(arch.choices):
+            if (i, c) in index:
+                X[r, index[(i, c)]] = 1.0
+    prior = np.array([e.median_ms for e in columns])
+    isolated_pred = X @ prior + isolated_overhead
+    isolated_err = np.abs(isolated_pred - y) / y
+    fitted = model(prior, isolated_overhead, seed=seed).fit(X, y)
+    isolated_mape = float(100 * isolated_err.mean())
+    used = bool(fitted.cv_mape_ <= isolated_mape - min_gain)
+    spreads = np.array([t["spread"] for t in stats])
+    info = {
+        "method": "ridge toward the isolated table",
+        "used": used,
+        "samples": len(archs),
+        "rounds": fit_rounds,
+        "lambda": fitted.lambda_,
+        "cv_mape": fitted.cv_mape_,
+        "cv_mape_by_lambda": {str(k): v for k, v in fitted.cv_mape_by_lambda_.items()},
+        "train_mape": fitted.train_mape_,
+        "isolated_mape": isolated_mape,
+        "isolated_within_10pct": float((isolated_err <= 0.10).mean()),
+        "intercept_ms": float(fitted.intercept_),
+        "median_spread": float(np.median(spreads)),
+        "noisy_networks": int((spreads > noise_threshold).sum()),
+        "noisy_share": float((spreads > noise_threshold).mean()),
+        "seconds": time.perf_counter() - started,
+        "archs": [space.format(a) for a in archs],
+        "verdict": (f"fitted: held-out MAPE {fitted.cv_mape_:.1f}% vs isolated {isolated_mape:.1f}% on the same networks"
+                    if used else
+                    f"isolated kept: the fit's held-out MAPE {fitted.cv_mape_:.1f}% does not beat the isolated table's "
+                    f"{isolated_mape:.1f}% by {min_gain:g} points"),
+    }
+    if used:
+        coef = dict(zip(index, fitted.coef_))
+        entries = [replace(e, median_ms=float(coef[(e.layer, e.code)])) if e.measured else e for e in entries]
+    return info, entries
+
+
 # --- validation ----------------------------------------------------------------------------------
-def _rank_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
+def rank_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict:
+    """MAPE (percent), share within +-10% and Kendall tau of ``predicted`` against ``measured``, and ``samples``."""
+    predicted, measured = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     if len(measured) == 0:
         return {"mape": math.nan, "within_10pct": math.nan, "kendall_tau": math.nan, "samples": 0}
     error = np.abs(predicted - measured) / measured
@@ -705,15 +1029,22 @@ def validate_latency(
     clock: str | None = None,
     progress: bool = False,
     seed: int = 0,
+    export_dir: str | Path | None = None,
 ) -> dict:
     """Time ``archs`` end to end and compare with ``table.predict``; returns the metrics.
 
     Each network comes from ``module_factory(arch)`` (default ``build_standalone(space,
     arch)``; ``supernet.extract`` works too) and runs as ``backend`` (default: the
     table's) at the table's batch size and threads. The result has ``archs`` (per
-    architecture ``predicted_ms``, ``measured_ms``, ``error_pct``, ``spread``, ``role``),
-    ``mape`` (percent), ``within_10pct`` (fraction), ``kendall_tau`` and ``samples``,
-    computed on the held-out architectures.
+    architecture ``predicted_ms``, ``measured_ms``, ``error_pct``, ``spread``, ``role``,
+    ``in_fit_set``), ``mape`` (percent), ``within_10pct`` (fraction), ``kendall_tau`` and
+    ``samples``, computed on the held-out architectures; ``fit_overlap`` counts those a
+    fitted table was fitted to (an honest check samples others, see :func:`sample_archs`).
+
+    The networks are timed in ``repeats`` interleaved rounds (:func:`time_interleaved`)
+    after ``warmup`` calls each. With onnxruntime each network is exported; with
+    ``export_dir`` the files are kept there by architecture and reused (the module
+    factory must then give the same structure for the same architecture).
 
     With ``calibrate=k`` the first ``k`` architectures fit ``measured = a * predicted +
     b`` (least squares) and are left out of the metrics; ``correction`` reports the fit
@@ -752,11 +1083,16 @@ def validate_latency(
     net = space.net
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, net.in_channels, net.image_size, net.image_size, generator=generator)  # (B, C, H, W)
-    timings = []
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
-        runner = _Runner(backend, threads, Path(tmp), clock)
+        if export_dir is not None:
+            Path(export_dir).mkdir(parents=True, exist_ok=True)
+        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir)
+        fns = []
         for arch in tqdm(archs, desc=f"validate {space.name} {backend} b{batch_size}", disable=not progress):
-            timings.append(runner.time(module_factory(arch), x, warmup, repeats))
+            key = _piece_key(space, f"net-{space.format(arch)}") if export_dir is not None else None
+            fns.append(runner.callable(module_factory(arch), x, key))
+        timings = time_interleaved(fns, warmup=warmup, rounds=repeats, clock=clock, seed=seed)
+    fitted_on = set((table.fit or {}).get("archs", ()))
     rows = []
     for k, (arch, pred, t) in enumerate(zip(archs, predicted, timings)):
         rows.append({
@@ -766,6 +1102,7 @@ def validate_latency(
             "error_pct": 100 * (pred - t["median_ms"]) / t["median_ms"],
             "spread": t["spread"],
             "role": "calibration" if k < calibrate else "test",
+            "in_fit_set": space.format(arch) in fitted_on,
         })
     pred = np.array(predicted)
     meas = np.array([t["median_ms"] for t in timings])
@@ -775,8 +1112,11 @@ def validate_latency(
         "batch_size": batch_size,
         "threads": threads,
         "clock": clock,
-        **_rank_metrics(pred[calibrate:], meas[calibrate:]),
+        **rank_metrics(pred[calibrate:], meas[calibrate:]),
         "noisy": int(sum(t["spread"] > settings.get("noise_threshold", math.inf) for t in timings)),
+        "median_spread": float(np.median([t["spread"] for t in timings])),
+        "method": table.method,
+        "fit_overlap": int(sum(r["in_fit_set"] for r in rows[calibrate:])),
         "archs": rows,
         "correction": None,
     }
@@ -785,7 +1125,7 @@ def validate_latency(
             a, b = (float(v) for v in np.polyfit(pred[:calibrate], meas[:calibrate], 1))
         else:  # one point (or no spread): a scale only
             a, b = float(meas[:calibrate].sum() / pred[:calibrate].sum()), 0.0
-        corrected = _rank_metrics(a * pred[calibrate:] + b, meas[calibrate:])
+        corrected = rank_metrics(a * pred[calibrate:] + b, meas[calibrate:])
         result["correction"] = {
             "a": a,
             "b": b,

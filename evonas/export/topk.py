@@ -172,6 +172,7 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
                               f"supernet or predictor); score with the current ones: `evonas search --run {run_dir}`")
         ranked = rank_records(records, metric, constraints=constraints)
         runs = list(store.iter_steps())
+        states = {r.name: store.search_state(r) for r, _ in runs}
     if not ranked:
         raise RunDirError(f"no stored {scorer!r} score of {run_dir} has {metric!r} within the limits {constraints}")
     top = ranked[:k]
@@ -198,13 +199,26 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
     pareto_png, front = plot_pareto(records, metric, out / "pareto.png", highlight=top)
     report = out / "report.md"
     report.write_text(_markdown(run_dir, k, scorer, metric, exported, by_scorer, front, len(records), constraints,
-                                curve_png, pareto_png))
+                                curve_png, pareto_png, states))
     return report
+
+
+def search_state_text(run: SearchRun, state: str | None, run_dir: Path) -> str:
+    """How a search run ended, with the command that continues an interrupted one."""
+    state = state or ("finished" if run.finished else "interrupted")
+    if state == "finished":
+        return "yes"
+    if state == "running":
+        return "no (running now)"
+    if state == "abandoned":
+        return f"no (abandoned: {run.summary.get('superseded_by', 'a later search')} reran it)"
+    return f"no (interrupted; `evonas search --run {run_dir} --resume --name {run.name}` with its options continues it)"
 
 
 def _markdown(run_dir: Path, k: int, scorer: str, metric: str, exported: list[tuple[Record, Path]],
               runs: list[tuple[SearchRun, list[Step]]], front: list[Record], n_records: int,
-              constraints: Constraints | None, curve_png: Path, pareto_png: Path) -> str:
+              constraints: Constraints | None, curve_png: Path, pareto_png: Path,
+              states: dict[str, str] | None = None) -> str:
     lines = [f"# Top {k} architectures of `{run_dir}`", ""]
     lines.append(f"Ranked by {scorer} {metric} over {n_records} stored scores"
                  + (f" within {constraints.limits}" if constraints else "") + ".")
@@ -217,7 +231,7 @@ def _markdown(run_dir: Path, k: int, scorer: str, metric: str, exported: list[tu
     for run, steps in runs:
         curve = best_so_far(steps)
         lines.append(f"| {run.name} | {run.algo} | {run.seed} | {len(curve)} | "
-                     f"{curve[-1] if curve else float('nan'):.4f} | {'yes' if run.finished else 'no (interrupted)'} |")
+                     f"{curve[-1] if curve else float('nan'):.4f} | {search_state_text(run, (states or {}).get(run.name), run_dir)} |")
     lines += ["", f"![best so far]({curve_png.name})", "", "## Accuracy against FLOPs", "",
               f"![Pareto front]({pareto_png.name})", "", f"Pareto front ({len(front)} architectures):", "",
               f"| arch | {metric} | FLOPs |", "| --- | ---: | ---: |"]

@@ -48,16 +48,37 @@ def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, pro
 
 
 def train_anchors(
-    store: Store, scorer: StandaloneScorer, archs: Sequence[Arch], *, echo=print
+    store: Store, scorer: StandaloneScorer | Sequence[StandaloneScorer], archs: Sequence[Arch], *, echo=print
 ) -> dict[str, float]:
-    """Train (or read back) every anchor; canonical arch -> stand-alone accuracy."""
+    """Train (or read back) every anchor; canonical arch -> stand-alone accuracy.
+
+    With several scorers (one per training seed), every anchor is trained once per
+    seed and its label is the mean over the seeds: the noise of one short training
+    is what limits how well any estimator can be checked, and averaging lowers it.
+    """
+    scorers = [scorer] if isinstance(scorer, StandaloneScorer) else list(scorer)
     out = {}
     for i, arch in enumerate(archs, start=1):
-        result = score_cached(scorer, store, arch)
-        rec = result.record
-        how = "cached" if result.cached else f"trained in {rec.metric('seconds'):.0f}s"
-        echo(f"anchor {i}/{len(archs)} {rec.arch}: {rec.metric('accuracy'):.2f}% ({how})")
-        out[rec.arch] = rec.metric("accuracy")
+        accs, hows = [], []
+        for sc in scorers:
+            result = score_cached(sc, store, arch)
+            rec = result.record
+            accs.append(rec.metric("accuracy"))
+            hows.append("cached" if result.cached else f"trained in {rec.metric('seconds'):.0f}s")
+        seeds = "" if len(scorers) == 1 else f" (mean of seeds {', '.join(str(sc.seed) for sc in scorers)}: " \
+            f"{', '.join(f'{a:.2f}' for a in accs)})"
+        echo(f"anchor {i}/{len(archs)} {rec.arch}: {sum(accs) / len(accs):.2f}%{seeds} ({'; '.join(dict.fromkeys(hows))})")
+        out[rec.arch] = sum(accs) / len(accs)
+    return out
+
+
+def per_seed_anchors(store: Store, scorers: Sequence[StandaloneScorer], archs: Sequence[str]) -> list[dict[str, float]]:
+    """For each scorer (seed), canonical arch -> stand-alone accuracy of the stored anchors among ``archs``."""
+    out = []
+    for sc in scorers:
+        got = {r.arch: r.metric("accuracy")
+               for r in store.records(space=sc.space.name, scorer=sc.name, source_key=sc.source_key)}
+        out.append({a: got[a] for a in archs if a in got})
     return out
 
 

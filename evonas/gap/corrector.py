@@ -285,7 +285,8 @@ def write_report(run: RunLayout | str | Path, gap: GapModel, plot: dict[str, np.
     md = [
         "# Ranking report",
         "",
-        f"{len(y)} stand-alone anchors; every estimator and the supernet baseline scored against their stand-alone "
+        f"{gap.report['basis']['text'] if 'basis' in gap.report else f'{len(y)} stand-alone anchors'}; every "
+        "estimator and the supernet baseline scored against their stand-alone "
         "accuracy on the same random held-out splits (mean Kendall tau, its standard error, and the paired gain over "
         "the supernet); leave-one-out tau is shown for reference only.",
         "",

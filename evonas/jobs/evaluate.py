@@ -27,6 +27,7 @@ class EvalOptions:
     seed: int = 0  # seed of the sample and of the recalibration subset
     recalibrate: bool = True  # reset and recalibrate BN statistics per architecture
     recalib_images: int = 2000  # training images used to recalibrate BN
+    val_images: int | None = None  # the first this many images of the split are scored; None: all of them
     split: str = "val"  # evaluation split: val, or test when asked for
     quiet: bool = False  # no progress bar
     threads: int | None = None  # CPU threads for torch
@@ -37,6 +38,9 @@ class EvalOptions:
             raise ConfigError(f"The 'sample' parameter must be an integer >= 0; got {self.sample!r}", param="sample")
         if self.recalib_images < 1:
             raise ConfigError(f"The 'recalib_images' parameter must be >= 1; got {self.recalib_images!r}", param="recalib_images")
+        if self.val_images is not None and (not isinstance(self.val_images, int) or self.val_images < 1):
+            raise ConfigError(f"The 'val_images' parameter must be an integer >= 1 or None (the whole split); got "
+                              f"{self.val_images!r}", param="val_images")
         if self.split not in SPLITS:
             raise ConfigError(f"The 'split' parameter must be one of {', '.join(SPLITS)}; got {self.split!r}", param="split")
         check_threads(self.threads)
@@ -64,7 +68,7 @@ def evaluate(run: Run | str | Path, options: EvalOptions, *, on_row: Callable[[d
         raise ConfigError("nothing to score: give --arch STRING, --archs FILE or --sample N")
     use_threads(options.threads)
     ev = SupernetEvaluator(run, recalibrate=options.recalibrate, recalib_images=options.recalib_images,
-                           seed=options.seed, split=options.split)
+                           val_images=options.val_images, seed=options.seed, split=options.split)
     rows = []
     show = progress_enabled(options.quiet) and len(archs) >= 3
     for arch in tqdm(archs, desc="scoring", unit="arch", disable=not show, file=sys.stderr):

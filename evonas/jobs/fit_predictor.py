@@ -23,6 +23,7 @@ from evonas.run.run import Run
 
 SELECTIONS = ("spread", "random", "uncertainty", "explicit")
 MIN_ANCHORS = 4  # cross-validation needs them
+MAX_ANCHOR_SEEDS = 10
 
 
 def check_predictor_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -46,7 +47,8 @@ class FitPredictorOptions:
 
     anchors: int = 16  # architectures to train stand-alone (ignored with explicit anchors)
     anchor_epochs: int = 3  # epochs of each stand-alone training (short schedule)
-    anchor_seed: int = 0  # seed of the stand-alone trainings
+    anchor_seed: int = 0  # seed of the stand-alone trainings (the first one, with several)
+    anchor_seeds: int = 1  # trainings per anchor (seeds anchor_seed, anchor_seed + 1, ...); the label is their mean
     selection: str = "spread"  # spread, random, uncertainty, explicit
     explicit: tuple[str, ...] = ()  # anchor architectures (selection becomes explicit when given)
     anchors_file: str | Path | None = None  # file with one anchor architecture per line
@@ -74,6 +76,9 @@ class FitPredictorOptions:
         if self.anchor_epochs < 1:
             raise ConfigError(f"The 'anchor_epochs' parameter must be an integer >= 1; got {self.anchor_epochs!r}",
                               param="anchor_epochs")
+        if not isinstance(self.anchor_seeds, int) or not 1 <= self.anchor_seeds <= MAX_ANCHOR_SEEDS:
+            raise ConfigError(f"The 'anchor_seeds' parameter must be an integer from 1 to {MAX_ANCHOR_SEEDS}; "
+                              f"got {self.anchor_seeds!r}", param="anchor_seeds")
         if not (0.0 < self.coverage < 1.0):
             raise ConfigError(f"The 'coverage' parameter must be a float in (0, 1); got {self.coverage!r}", param="coverage")
         object.__setattr__(self, "predictors", check_predictor_names(self.predictors))
@@ -97,7 +102,8 @@ class FitPredictorResult:
     gap: Any  # evonas.gap.corrector.GapModel
     model_path: Path
     report_path: Path
-    anchors: dict[str, float]  # canonical arch -> stand-alone accuracy
+    anchors: dict[str, float]  # canonical arch -> stand-alone accuracy (mean over the seeds)
+    basis: dict[str, Any]  # what the report rests on: anchors, seeds each, epochs, seed-to-seed tau
     text: str  # the ranking report as text
     coverage: float
     min_anchors_for_bounded_interval: int  # below this, a conformal interval at ``coverage`` is unbounded
@@ -127,7 +133,7 @@ def candidate_pool(run: Run, store, supernet, size: int, *, extra: Sequence = ()
     return scores
 
 
-def choose_and_train(run: Run, store, standalone, scores: dict[str, float], options: FitPredictorOptions,
+def choose_and_train(run: Run, store, standalone: Sequence, scores: dict[str, float], options: FitPredictorOptions,
                      explicit: Sequence, k: int, log: Callable[[str], None]) -> dict[str, float]:
     """Choose the anchors with ``options.selection`` and train them; canonical arch -> stand-alone accuracy."""
     import numpy as np
@@ -174,6 +180,32 @@ def uncertainty_anchors(run: Run, keys: list[str], proxy, flops, k: int, *, seed
     return truth
 
 
+def anchor_basis(store, standalone: Sequence, truth: dict[str, float], options: FitPredictorOptions) -> dict[str, Any]:
+    """What the ranking report rests on: anchors, seeds each, epochs, and (with 2+ seeds) the seed-to-seed tau.
+
+    The seed-to-seed Kendall tau of the anchors measures the noise of the labels
+    themselves: no estimator can be shown to rank much better than it.
+    """
+    from predictors import kendall_tau
+
+    from evonas.gap.anchors import per_seed_anchors
+
+    seeds = [sc.seed for sc in standalone]
+    basis: dict[str, Any] = {"anchors": len(truth), "seeds_per_anchor": len(seeds), "seeds": seeds,
+                             "anchor_epochs": options.anchor_epochs, "seed_to_seed_tau": None}
+    if len(seeds) >= 2:
+        first, second = per_seed_anchors(store, standalone[:2], sorted(truth))
+        common = sorted(set(first) & set(second))
+        if len(common) >= 3:
+            basis["seed_to_seed_tau"] = round(float(kendall_tau([first[a] for a in common], [second[a] for a in common])), 4)
+    text = (f"{len(truth)} anchors, each {'the mean of ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'one seed'} "
+            f"of {options.anchor_epochs}-epoch stand-alone training")
+    if basis["seed_to_seed_tau"] is not None:
+        text += f"; seed-to-seed tau of the anchors {basis['seed_to_seed_tau']:.2f}"
+    basis["text"] = text
+    return basis
+
+
 def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: Callable[[str], None] = print) -> FitPredictorResult:
     """Train (or read back) the anchors of ``run`` and fit, report and save its gap-correcting predictor."""
     from predictors import PredictorError
@@ -193,15 +225,18 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
         with run.store() as store:
             supernet = make_scorer("supernet", run_dir=run)
             scores = candidate_pool(run, store, supernet, pool_size, extra=explicit, seed=options.seed, progress=progress)
-            standalone = StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed, progress=progress)
+            standalone = [StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed + i, progress=progress)
+                          for i in range(options.anchor_seeds)]
             t0 = time.perf_counter()
             truth = choose_and_train(run, store, standalone, scores, options, explicit, k, log)
-            log(f"anchors ready in {time.perf_counter() - t0:.0f}s; cross-validating predictors ...")
+            basis = anchor_basis(store, standalone, truth, options)
+            log(f"anchors ready in {time.perf_counter() - t0:.0f}s ({basis['text']}); cross-validating predictors ...")
             gap, plot = fit_gap_model(run.space, truth, scores, supernet_source=supernet.source_key,
                                       predictors=options.predictors, coverage=options.coverage, seed=options.seed)
+            gap.report["basis"] = basis
     except PredictorError as exc:
         raise ConfigError(str(exc)) from None
     model_path = gap.save(run)
     report_path = write_report(run, gap, plot, plot["text"])
-    return FitPredictorResult(gap=gap, model_path=model_path, report_path=report_path, anchors=truth, text=plot["text"],
+    return FitPredictorResult(gap=gap, model_path=model_path, report_path=report_path, anchors=truth, basis=basis, text=plot["text"],
                               coverage=options.coverage, min_anchors_for_bounded_interval=bounded_interval_anchors(options.coverage))

@@ -1,9 +1,11 @@
 """The latency jobs: time every (layer, option) on this device, then check the table end to end.
 
-``build`` measures the run's space layer by layer and stores the table in the run
-directory (one file per backend, batch size and thread count). ``validate`` times
-sampled sub-networks exported from the supernet end to end and compares them with
-the table's prediction; when a linear correction fitted on the first few
+``build`` measures the run's space layer by layer, by default fits the entries to a few
+hundred random whole networks timed end to end (kept only when that predicts better
+than the layers timed alone), and stores the table in the run directory (one file per
+backend, batch size and thread count). ``validate`` times sampled sub-networks, none
+of those the table was fitted to, exported from the supernet end to end and compares
+them with the table's prediction; when a linear correction fitted on the first few
 measurements predicts the rest measurably better, the table keeps that correction,
 so every later constraint uses it. ``device_table`` is what searches and exports
 read: the table for this device, refused when it was measured elsewhere.
@@ -23,6 +25,7 @@ from evonas.run.run import Run, RunLayout
 
 BACKENDS = ("eager", "onnxruntime")
 CLOCKS = ("wall", "cpu")
+METHODS = ("fitted", "isolated")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +54,9 @@ class LatencyBuildOptions:
     warmup: int = 10  # untimed calls before timing each module
     repeats: int = 50  # timed calls per module (the median is kept)
     clock: str = "wall"  # wall time, or this process's CPU time (1 thread; robust on a busy machine)
+    method: str = "fitted"  # fit the entries to whole networks (kept when it predicts better), or "isolated" only
+    fit_samples: int | None = None  # networks timed end to end for the fit (None: 3 per entry, 60 to 300)
+    fit_rounds: int = 7  # interleaved timing rounds per fitting network (the median is kept)
     rebuild: bool = False  # build anew even when a table for this setting exists
     allow_foreign: bool = False  # accept a stored table measured on another device
     quiet: bool = False
@@ -62,6 +68,15 @@ class LatencyBuildOptions:
                 raise ConfigError(f"The {name!r} parameter must be an integer >= {low}; got {value!r}", param=name)
         if self.clock not in CLOCKS:
             raise ConfigError(f"The 'clock' parameter must be one of {', '.join(CLOCKS)}; got {self.clock!r}", param="clock")
+        if self.method not in METHODS:
+            raise ConfigError(f"The 'method' parameter must be one of {', '.join(METHODS)}; got {self.method!r}",
+                              param="method")
+        if self.fit_samples is not None and (not isinstance(self.fit_samples, int) or self.fit_samples < 10):
+            raise ConfigError(f"The 'fit_samples' parameter must be None or an integer >= 10; got {self.fit_samples!r}",
+                              param="fit_samples")
+        if not isinstance(self.fit_rounds, int) or self.fit_rounds < 1:
+            raise ConfigError(f"The 'fit_rounds' parameter must be an integer >= 1; got {self.fit_rounds!r}",
+                              param="fit_rounds")
         if self.clock == "cpu" and self.setting.threads != 1:
             raise ConfigError(f"The 'clock' parameter 'cpu' needs 1 thread; got threads={self.setting.threads}",
                               param="clock")
@@ -77,6 +92,8 @@ class LatencyBuildResult:
     noisy_entries: int
     warnings: tuple[str, ...]
     device: dict
+    method: str = "isolated"  # how the entries predict: "fitted" to whole networks, or "isolated"
+    fit_verdict: str | None = None  # why the fit was kept or not, with both errors
 
 
 def _space(run: Run):
@@ -98,10 +115,13 @@ def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> La
     existed = path.is_file() and not options.rebuild
     table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
                                 rebuild=options.rebuild, allow_foreign=options.allow_foreign, warmup=options.warmup,
-                                repeats=options.repeats, clock=options.clock, progress=progress_enabled(options.quiet))
+                                repeats=options.repeats, clock=options.clock, method=options.method,
+                                fit_samples=options.fit_samples, fit_rounds=options.fit_rounds,
+                                progress=progress_enabled(options.quiet))
     return LatencyBuildResult(table_file=path, built=not existed, entries=len(table.entries),
                               min_latency_ms=table.min_latency(), build_seconds=table.build_seconds,
-                              noisy_entries=len(table.noisy_entries), warnings=tuple(table.warnings), device=table.device)
+                              noisy_entries=len(table.noisy_entries), warnings=tuple(table.warnings), device=table.device,
+                              method=table.method, fit_verdict=(table.fit or {}).get("verdict"))
 
 
 def device_table(run: Run, setting: LatencySetting = LatencySetting(), *, allow_foreign: bool = False):
@@ -158,15 +178,15 @@ def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions)
     """Time sampled sub-networks (inherited weights, exported from the supernet) against the table."""
     import json
 
-    from evonas.evaluation.latency import validate_latency
+    from evonas.evaluation.latency import sample_archs, validate_latency
 
     run = Run.open(run)
     s = options.setting
     table = device_table(run, s, allow_foreign=options.allow_foreign)
     space = run.space
     base = replace(table, correction=None)  # judge the raw table, then decide on a correction afresh
-    rng = random.Random(options.seed)
-    archs = [space.canonical(space.sample(rng)) for _ in range(options.samples)]
+    # fresh networks: none of those the table was fitted to
+    archs = sample_archs(space, options.samples, random.Random(options.seed), exclude=(table.fit or {}).get("archs", ()))
     supernet = run.load_supernet().eval()
     report = validate_latency(space, base, archs, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
                               warmup=options.warmup, repeats=options.repeats, calibrate=options.calibrate,

@@ -59,11 +59,14 @@ class SearchOptions:
     max_latency_ms: float | None = None  # latency limit in ms
     objectives: str | None = None  # comma list, e.g. accuracy,flops
     storage: str | None = None  # SQLAlchemy URL of the Optuna study; default: the run's Optuna database
+    study_name: str | None = None  # join this study shared by several workers (budget = the study's total)
     name: str | None = None  # name of this search run in the store (default ALGO-sSEED)
     resume: bool = False  # continue an interrupted search with the same options
     searcher_options: dict[str, Any] = field(default_factory=dict)  # searcher config fields (population, ...)
     quiet: bool = False  # no progress bar
-    threads: int | None = None  # CPU threads for supernet scoring
+    threads: int | None = None  # CPU threads of this process (it scores when workers is 1)
+    workers: int = 1  # scoring processes on this machine (1: score in this process)
+    threads_per_worker: int | None = None  # torch threads of each worker; default: the cores divided among the workers
 
     def __post_init__(self) -> None:
         from evonas.scorers.registry import list_scorers
@@ -93,9 +96,11 @@ class SearchOptions:
         if self.report and scorer != "table":
             raise ConfigError("--report names a table column; it needs --table")
         check_threads(self.threads)
+        check_workers(self)
         self.constraints()  # limits must be numbers > 0
         if self.storage is not None:
             storage_backend(self.storage)
+        check_shared_study(self.algo, self.storage, self.study_name)
         self.latency_setting()
 
     def latency_setting(self):
@@ -171,10 +176,19 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         sources["device_latency"] = device_table(opened, options.latency_setting(),
                                                  allow_foreign=options.allow_foreign_latency)
     scorer = make_scorer(scorer_name, **select_options(scorer_name, sources))
+    scorer_factory = worker_scorer_factory(scorer_name, sources, layout)
     problem = make_problem(scorer, constraints, options.objectives)
     budget = options.budget
     if options.storage:
         check_storage(options.storage)  # reachable, before the store records a search run
+    study_url = shared_study_url(layout, options)
+    if study_url is not None:  # a shared study: the run directory's store will hold its union
+        from evonas.run.shared_store import check_study, study_config
+
+        study = study_config(space=space, scorer=scorer, constraints=constraints.to_dict(),
+                             objectives=[o.metric for o in problem.objectives])
+        if options.storage or layout.path.exists():
+            check_study(study_url, options.study_name, budget=budget, config=study)  # before anything is written
     created = layout is not None and not layout.path.exists()
     try:
         store = layout.store() if layout else Store.memory()
@@ -190,20 +204,35 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
             "objectives": [o.metric for o in problem.objectives],
             "options": options.searcher_options,
         }
+        seed = options.seed
+        if study_url is not None:
+            from evonas.run.shared_store import SharedStore
+
+            store = SharedStore.join(store, study_url, options.study_name, budget=budget, config=study)
+            seed += store.worker  # worker i samples with seed + i: workers started alike propose different archs
         search_run, resumed = store.begin_search(algo=options.algo, seed=options.seed, config=config, name=options.name,
                                                  resume=options.resume)
         storage = options.storage or (layout.optuna_url if layout else None)
         context = SearchContext(run_dir=str(layout.path) if layout else None, storage=storage,
-                                study_name=search_run.name, resume=resumed)
-        searcher = make_searcher(options.algo, problem, seed=options.seed, options=options.searcher_options, context=context)
+                                study_name=options.study_name or search_run.name, resume=resumed,
+                                shared=study_url is not None)
+        searcher = make_searcher(options.algo, problem, seed=seed, options=options.searcher_options, context=context)
         with tqdm(total=budget, desc=options.algo, unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet),
                   leave=False) as bar:
             def progress(done: int, best: float) -> None:
                 bar.update(done - bar.n)
                 bar.set_postfix_str(f"best {best:.4g}", refresh=False)
 
-            result = run_search(searcher, scorer, store, budget=budget, search_run=search_run, resumed=resumed,
-                                progress=progress)
+            from evonas.scorers.pool import make_scoring
+
+            with make_scoring(scorer, store, workers=options.workers, threads_per_worker=options.threads_per_worker,
+                              factory=scorer_factory) as scoring:
+                result = run_search(searcher, scorer, store, budget=budget, search_run=search_run, resumed=resumed,
+                                    progress=progress, scoring=scoring)
+        if study_url is not None:  # wait for the other workers' last scores, then keep the study's union here
+            store.wait_for_claims()
+            store.sync(space=space, scorer=scorer.name, source_key=scorer.source_key)
+            shared_summary = store.describe(scorer.target)
     finally:
         store.close()
     out = {
@@ -216,6 +245,8 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         **result.to_dict(),
         "store": str(layout.store_file) if layout else None,
     }
+    if study_url is not None:
+        out["study"] = shared_summary  # name, storage, budget, this worker's index, workers, scored
     if result.exhausted:
         out["exhausted_reason"], out["feasible_rows"] = exhaustion_reason(scorer, problem, result.evaluations, budget)
     result_file = None
@@ -248,7 +279,62 @@ def exhaustion_reason(scorer, problem, evaluations: int, budget: int) -> tuple[s
             "and the table may hold a better one"), rows
 
 
+def check_workers(options: SearchOptions) -> None:
+    """``workers`` and ``threads_per_worker`` fit this machine's cores and the other options."""
+    from evonas.scorers.pool import check_pool
+
+    check_pool(options.workers, options.threads_per_worker)
+    if options.workers == 1 and options.threads_per_worker is not None:
+        raise ConfigError(f"The 'threads_per_worker' parameter applies with the 'workers' parameter >= 2; got "
+                          f"{options.threads_per_worker!r} with 1 worker; use the 'threads' parameter for this process",
+                          param="threads_per_worker")
+    if options.workers > 1 and options.study_name is not None:
+        raise ConfigError(f"The 'workers' parameter cannot be combined with the 'study_name' parameter (got "
+                          f"{options.workers!r}): every process of a shared study is a worker already; start one "
+                          "search process per core instead", param="workers")
+
+
+def worker_scorer_factory(scorer_name: str, sources: dict[str, Any], layout: RunLayout | None):
+    """A picklable callable that builds the search's scorer again in a scoring worker process."""
+    import functools
+
+    from evonas.scorers.registry import make_scorer, select_options
+
+    options = select_options(scorer_name, {**sources, "run_dir": str(layout.path) if layout else None})
+    return functools.partial(make_scorer, scorer_name, **options)
+
+
 STORAGE_TIMEOUT_S = 10.0  # how long --storage may take to answer before the search gives up
+
+
+def shared_study_url(layout: RunLayout | None, options: SearchOptions) -> str | None:
+    """The database of the shared study ``options.study_name`` (None without one): ``--storage``, else the run's."""
+    if options.study_name is None:
+        return None
+    url = options.storage or (layout.optuna_url if layout is not None else None)
+    if url is None:
+        raise ConfigError("The 'study_name' parameter needs a database that its workers share: give the 'storage' "
+                          "parameter (sqlite:///FILE on one machine, postgresql://USER@HOST/DB for several) or the "
+                          "'run_dir' parameter (its optuna.db)", param="study_name")
+    return url
+
+
+def check_shared_study(algo: str, storage: str | None, study_name: str | None) -> None:
+    """``storage`` and ``study_name`` are for the Optuna searchers; a study name is a non-empty string."""
+    from evonas.search.optuna_search import OptunaSearcher
+    from evonas.search.registry import get_searcher
+
+    if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
+        raise ConfigError(f"The 'study_name' parameter must be a non-empty name shared by the study's workers; "
+                          f"got {study_name!r}", param="study_name")
+    if (storage is not None or study_name is not None) and not issubclass(get_searcher(algo), OptunaSearcher):
+        from evonas.search.optuna_search import optuna_searchers
+
+        given = "storage" if storage is not None else "study_name"
+        raise ConfigError(f"The '{given}' parameter is for the Optuna searchers "
+                          f"({', '.join(c.name for c in optuna_searchers())}), which share a study through it; "
+                          f"got the 'algo' parameter {algo!r}; use --algo tpe, or drop --storage and --study-name",
+                          param=given)
 
 
 def storage_backend(url: str):

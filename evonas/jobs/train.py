@@ -1,14 +1,22 @@
-"""The train-supernet job: create a run directory and train its supernet, or resume one."""
+"""The train-supernet job: create a run directory and train its supernet, or resume one.
+
+With ``nproc_per_node > 1`` the job checks everything, then starts that many
+training processes through PyTorch's elastic launcher (gloo on CPU, nccl on GPUs).
+A process that ``torchrun`` started (several machines) runs the job as one rank of
+the run: rank 0 checks the run directory and sends the config to the others. See
+:mod:`evonas.training.distributed` for how the ranks split the work.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from evonas.errors import ConfigError
+from evonas.errors import ConfigError, EvonasError, RunDirError
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.config import SCHEDULES, TrainConfig
@@ -26,6 +34,8 @@ class TrainOptions:
     quiet: bool = False  # no progress bars (they are off anyway when stderr is not a terminal)
     threads: int | None = None  # CPU threads for torch; None: torch's default
     stop_after: int | None = None  # stop after this many epochs, as if killed (resume tests)
+    nproc_per_node: int = 1  # training processes to start on this machine (torch.distributed, PyTorch's launcher)
+    device: str = "cpu"  # cpu, cuda (an error when there is no GPU) or auto (cuda when there is one)
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -36,6 +46,9 @@ class TrainOptions:
         check_threads(self.threads)
         if self.stop_after is not None and self.stop_after < 1:
             raise ConfigError(f"The 'stop_after' parameter must be an integer >= 1; got {self.stop_after!r}", param="stop_after")
+        if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
+            raise ConfigError(f"The 'nproc_per_node' parameter must be an integer >= 1; got {self.nproc_per_node!r}",
+                              param="nproc_per_node")
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
 
 
@@ -47,6 +60,8 @@ class TrainResult:
     weights: Path
     resumed: bool
     finished: bool
+    world_size: int = 1  # training processes (ranks) that trained it
+    main_process: bool = True  # False in the other ranks of a torchrun launch (they print nothing)
 
 
 def resolve_config(layout: RunLayout, options: TrainOptions) -> TrainConfig:
@@ -65,31 +80,104 @@ def resolve_config(layout: RunLayout, options: TrainOptions) -> TrainConfig:
 
 def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:
     """Train the supernet of a run directory (created when missing); ``options.resume`` continues it."""
-    from evonas.training.train import train_supernet
+    from evonas.training import distributed
 
     layout = RunLayout.of(run)
-    if layout.path.exists() and not layout.path.is_dir():
-        from evonas.errors import RunDirError
-
-        raise RunDirError(f"The 'run_dir' parameter must be a directory; got {str(layout.path)!r}, a file")
-    if options.resume and not (layout.checkpoint.is_file() or layout.weights.is_file()):
-        from evonas.errors import RunDirError
-
-        raise RunDirError(f"there is nothing to resume in {layout.path} (no {layout.checkpoint.name}); "
-                          "drop --resume to start a new training there")
-    cfg = resolve_config(layout, options)  # every option checked before the data is read
-    splits = load_run_splits(cfg)  # the dataset options too, before the run directory is created
-    use_threads(options.threads)
-    resumed = options.resume and layout.checkpoint.is_file()
+    device = distributed.resolve_device(options.device)
+    if distributed.launched_by_torchrun():
+        return _train_as_rank(layout, options, device)
+    distributed.check_world(options.nproc_per_node, device)
+    cfg, splits, resumed = _prepare(layout, options)  # every option checked before the data is read
+    distributed.check_batch(options.nproc_per_node, min(cfg.batch_size, len(splits.train_x)))
     created = not layout.path.exists()
+    progress = progress_enabled(options.quiet)
     try:
-        weights = train_supernet(layout, cfg, resume=options.resume, progress=progress_enabled(options.quiet),
-                                 stop_after=options.stop_after, splits=splits)
+        if options.nproc_per_node > 1:
+            results = distributed.launch(options.nproc_per_node, _launched_rank, str(layout.path), cfg.to_dict(), options.resume,
+                                         progress, options.stop_after, device.type, _threads_per_rank(options))
+            weights = results[0]
+            if isinstance(weights, EvonasError):
+                raise weights
+        else:
+            from evonas.training.supernet import train_supernet
+
+            use_threads(options.threads)
+            weights = train_supernet(layout, cfg, resume=options.resume, progress=progress, stop_after=options.stop_after,
+                                     splits=splits, device=device)
     except BaseException:
         if created:
             remove_if_empty(layout.path)  # failed before writing anything: leave no empty run directory
         raise
-    return TrainResult(run=Run.open(layout), weights=Path(weights), resumed=resumed, finished=layout.weights.is_file())
+    return TrainResult(run=Run.open(layout), weights=Path(weights), resumed=resumed, finished=Path(weights) == layout.weights,
+                       world_size=options.nproc_per_node)
+
+
+def _prepare(layout: RunLayout, options: TrainOptions) -> tuple[TrainConfig, Any, bool]:
+    """Check the run directory and the options; the config, the data splits, and whether it resumes a checkpoint."""
+    if layout.path.exists() and not layout.path.is_dir():
+        raise RunDirError(f"The 'run_dir' parameter must be a directory; got {str(layout.path)!r}, a file")
+    if options.resume and not (layout.checkpoint.is_file() or layout.weights.is_file()):
+        raise RunDirError(f"there is nothing to resume in {layout.path} (no {layout.checkpoint.name}); "
+                          "drop --resume to start a new training there")
+    cfg = resolve_config(layout, options)
+    splits = load_run_splits(cfg)  # the dataset options too, before the run directory is created
+    return cfg, splits, options.resume and layout.checkpoint.is_file()
+
+
+def _threads_per_rank(options: TrainOptions) -> int:
+    """CPU threads of each training process: --threads, else the cores shared out (never oversubscribed)."""
+    return options.threads or max(1, (os.cpu_count() or 1) // options.nproc_per_node)
+
+
+def _launched_rank(run_path: str, cfg_dict: dict, resume: bool, progress: bool, stop_after: int | None, device: str,
+                   threads: int) -> str | EvonasError:
+    """One process started by :func:`train` through the launcher: join the group, train, leave.
+
+    Returns the weights path, or the user error the rank met (the parent raises it as one line).
+    """
+    from evonas.training import distributed
+    from evonas.training.supernet import train_supernet
+
+    use_threads(threads)
+    world, rank_device = distributed.init(distributed.resolve_device(device))
+    try:
+        weights = train_supernet(RunLayout(run_path), TrainConfig(**cfg_dict), resume=resume, progress=progress,
+                                 stop_after=stop_after, device=rank_device, world=world)
+    except EvonasError as exc:  # a user's error that every rank raised alike (rank 0 sends its checkpoint's)
+        return exc
+    finally:
+        distributed.shutdown()
+    return str(weights)
+
+
+def _train_as_rank(layout: RunLayout, options: TrainOptions, device) -> TrainResult:
+    """The job in a process that torchrun started: rank 0 checks and sends the config, every rank trains."""
+    from evonas.training import distributed
+    from evonas.training.supernet import train_supernet
+
+    if options.nproc_per_node != 1:
+        raise ConfigError("The 'nproc_per_node' parameter is torchrun's own when torchrun starts evonas; "
+                          "drop it from the evonas arguments", param="nproc_per_node")
+    use_threads(options.threads)
+    world, device = distributed.init(device)
+    try:
+        outcome: tuple[str, Any] | None = None
+        if world.is_main:
+            try:
+                cfg, _, resumed = _prepare(layout, options)
+                outcome = ("config", (cfg.to_dict(), resumed))
+            except EvonasError as exc:
+                outcome = ("error", exc)
+        kind, value = distributed.broadcast_object(outcome, world)
+        if kind == "error":
+            raise value
+        cfg, resumed = TrainConfig(**value[0]), value[1]
+        weights = train_supernet(layout, cfg, resume=options.resume, progress=progress_enabled(options.quiet),
+                                 stop_after=options.stop_after, device=device, world=world)
+    finally:
+        distributed.shutdown()
+    return TrainResult(run=Run(layout.path, cfg), weights=Path(weights), resumed=resumed, finished=Path(weights) == layout.weights,
+                       world_size=world.size, main_process=world.is_main)
 
 
 def remove_if_empty(path: Path) -> None:

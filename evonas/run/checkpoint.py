@@ -9,13 +9,13 @@ corrupt or foreign file is a clear ``CheckpointError``, not a traceback.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from evonas.errors import CheckpointError
+from evonas.run.atomic import atomic_target
 from evonas.run.config import comparable_config
 
 FORMAT = "evonas-checkpoint"
@@ -23,10 +23,8 @@ VERSION = 1
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
 
 
 def load_checkpoint(path: Path, *, kind: str, config: dict[str, Any] | None = None) -> dict[str, Any]:

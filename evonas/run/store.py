@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS steps (
     arch TEXT NOT NULL, value REAL, feasible INTEGER NOT NULL, record_id INTEGER REFERENCES records(id),
     created REAL NOT NULL, PRIMARY KEY (run_id, idx)
 );
+CREATE TABLE IF NOT EXISTS search_owners (
+    run_id INTEGER PRIMARY KEY REFERENCES search_runs(id), owner TEXT NOT NULL, since REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS claims (
     space TEXT NOT NULL, arch TEXT NOT NULL, scorer TEXT NOT NULL, source_key TEXT NOT NULL,
     owner TEXT NOT NULL, created REAL NOT NULL,
@@ -69,6 +72,13 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 CLAIM_TIMEOUT_S = 3600.0  # a claim older than this is taken over even when its owner looks alive
+
+
+class BudgetSpent(Exception):
+    """A shared study has its budget of architectures: no new one may be claimed (``SharedStore.claim``).
+
+    Not an error: the search driver ends the worker's search when it sees it.
+    """
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -335,6 +345,7 @@ class Store:
             if row is not None:
                 with self._write() as db:
                     db.execute("UPDATE search_runs SET finished = NULL, summary = NULL WHERE id = ?", (row[0],))
+                    self._own(db, row[0])
                 return self._search_run(row), True
             if name is not None and self.search_run(name) is not None:
                 raise ConfigError(
@@ -356,9 +367,41 @@ class Store:
                 (final, algo, seed, config_json, time.time()),
             )
             run_id = cur.lastrowid
+            self._own(db, run_id)
+            self._supersede(db, algo, seed, config_json, run_id, final)
         run = self.search_run(final)
         assert run is not None and run.id == run_id
         return run, False
+
+    def _own(self, db: sqlite3.Connection, run_id: int) -> None:
+        """Record this process as the one running search ``run_id`` (what tells running from interrupted)."""
+        db.execute("INSERT OR REPLACE INTO search_owners (run_id, owner, since) VALUES (?, ?, ?)",
+                   (run_id, self.owner, time.time()))
+
+    def _supersede(self, db: sqlite3.Connection, algo: str, seed: int, config_json: str, new_id: int, new_name: str) -> None:
+        """Close the interrupted runs that a new search with the same options replaces.
+
+        Without this, a search killed and then started again without ``--resume``
+        would stay "interrupted" forever beside its replacement. It is marked
+        abandoned instead, naming the run that replaced it (``--resume --name``
+        still continues it, if wanted).
+        """
+        rows = db.execute(
+            "SELECT r.id, o.owner, o.since FROM search_runs r LEFT JOIN search_owners o ON o.run_id = r.id "
+            "WHERE r.algo = ? AND r.seed = ? AND r.config = ? AND r.finished IS NULL AND r.id != ?",
+            (algo, seed, config_json, new_id)).fetchall()
+        for rid, owner, since in rows:
+            if owner is None or not owner_alive(owner, since):
+                db.execute("UPDATE search_runs SET finished = ?, summary = ? WHERE id = ?",
+                           (time.time(), canonical_json({"abandoned": True, "superseded_by": new_name}), rid))
+
+    @_translated
+    def search_state(self, run: SearchRun) -> str:
+        """'finished', 'running' (its process is alive), 'interrupted' (killed, resumable) or 'abandoned'."""
+        if run.finished is not None:
+            return "abandoned" if run.summary.get("abandoned") else "finished"
+        row = self._db.execute("SELECT owner, since FROM search_owners WHERE run_id = ?", (run.id,)).fetchone()
+        return "running" if row is not None and owner_alive(row[0], row[1]) else "interrupted"
 
     @_translated
     def add_step(self, step: Step) -> None:

@@ -12,6 +12,12 @@ Like Optuna's ``BaseSampler``, the lifecycle is documented before the methods:
 4. It stops when ``budget`` distinct architectures were scored, or when the searcher
    keeps proposing nothing new (bounded), then calls :meth:`Searcher.close`.
 
+The driver asks through :meth:`Searcher.ask_batch`, which returns the next asks that
+do not depend on the results still to be told: the rest of a DEAP generation, the
+random start-up trials of TPE, any number of random samples; one ask otherwise. It
+scores that batch at once (in parallel with ``--workers``) and tells the results in
+ask order, so a batched search asks exactly what the one-by-one search asks.
+
 Searchers never see the budget, never score, and never touch the store; given the
 same seed and the same told values they ask the same sequence, which is what makes
 ``--resume`` a replay served from the store.
@@ -133,6 +139,29 @@ class Searcher(ABC):
     def tell(self, evaluation: Evaluation) -> None:
         """Receive the result of the last asked architecture."""
 
+    def ask_batch(self, limit: int) -> list[Arch]:
+        """Between 1 and ``limit`` asks that :meth:`ask` would give one by one, each told before the next.
+
+        Override it where the next asks do not depend on the pending tells; the driver
+        tells every returned architecture, in order, before it asks again. This
+        default asks once.
+        """
+        return [self.ask()]
+
+    def _ask_independent(self, n: int) -> list[Arch]:
+        """``n`` plain asks; an error after the first is kept and raised by the next call, as serially."""
+        error = self.__dict__.pop("_deferred_error", None)
+        if error is not None:
+            raise error
+        out = [self.ask()]
+        for _ in range(n - 1):
+            try:
+                out.append(self.ask())
+            except InfeasibleConstraintError as exc:
+                self._deferred_error = exc
+                break
+        return out
+
     def close(self) -> None:
         """Release resources (an Optuna storage connection, for example)."""
 
@@ -158,8 +187,9 @@ class SearchContext:
 
     run_dir: str | None = None  # run directory, if any
     storage: str | None = None  # SQLAlchemy URL for Optuna; None -> RUN/optuna.db or memory
-    study_name: str = "evonas"  # the search run's name
+    study_name: str = "evonas"  # the search run's name, or the shared study's (--study-name)
     resume: bool = False
+    shared: bool = False  # join the study if it exists (workers sharing one study), never delete it
 
 
 def build_config(cls: type[Searcher], options: Mapping[str, Any]) -> Any:

@@ -22,8 +22,8 @@ from evonas.errors import ConfigError
 from evonas.search.pareto import pareto_front
 from evonas.run.records import SearchRun, Step
 from evonas.scorers.base import Scorer
-from evonas.scorers.cached import score_cached
-from evonas.run.store import Store
+from evonas.scorers.pool import Scoring, SerialScoring
+from evonas.run.store import BudgetSpent, Store
 from evonas.search.base import Evaluation, Problem, Searcher, parse_objectives
 
 
@@ -85,12 +85,18 @@ def run_search(
     resumed: bool = False,
     progress: Callable[[int, float], None] | None = None,
     max_stale: int = 1000,
+    scoring: Scoring | None = None,
 ) -> SearchResult:
     """Run ``searcher`` until ``budget`` distinct architectures are scored by ``scorer``.
 
     Scores go through the store (cached ones are not recomputed); each distinct
     proposal is written as a step of ``search_run`` when one is given. ``max_stale``
     bounds consecutive asks that bring nothing new (duplicates or infeasible).
+
+    The searcher is asked in batches (:meth:`Searcher.ask_batch`); the new
+    architectures of a batch are scored by ``scoring`` (default: one by one in this
+    process; :class:`~evonas.scorers.pool.PoolScoring` scores them in worker processes)
+    and told in ask order, so the search does not depend on how it is scored.
     """
     if not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"The 'budget' parameter must be an integer >= 1 (distinct architectures to score); got {budget!r}.", param="budget")
@@ -116,62 +122,83 @@ def run_search(
                                 feasible=feasible, record_id=record_id, created=time.time()))
         step_idx += 1
 
+    scoring = scoring if scoring is not None else SerialScoring(scorer, store)
+
+    def tell(ev: Evaluation) -> None:
+        nonlocal searcher_s
+        t0 = time.perf_counter()
+        searcher.tell(ev)
+        searcher_s += time.perf_counter() - t0
+
     try:
         while len(evaluated) < budget:
             t0 = time.perf_counter()
             try:
-                proposed = searcher.ask()
+                proposed = searcher.ask_batch(budget - len(evaluated))
             except InfeasibleConstraintError:
                 if not evaluated:
                     raise  # nothing feasible at all: the message says what to loosen
                 exhausted = True  # the feasible part of the space ran out of new architectures
                 break
             searcher_s += time.perf_counter() - t0
-            arch = space.canonical(space.validate(proposed))
-            if arch in seen:
-                duplicates += 1
-                stale += 1
-                t0 = time.perf_counter()
-                searcher.tell(seen[arch])
-                searcher_s += time.perf_counter() - t0
+            # 1. sort the batch, in ask order: a repeat, refused by the constraints, or new (to be scored)
+            batch: list[tuple[str, Arch, dict[str, float], dict[str, float]]] = []
+            fresh: list[Arch] = []
+            for candidate in proposed:
+                arch = space.canonical(space.validate(candidate))
+                if arch in seen or arch in fresh:
+                    duplicates += 1
+                    stale += 1
+                    batch.append(("repeat", arch, {}, {}))
+                else:
+                    costs = problem.costs(arch)
+                    violations = problem.constraints.violations(costs)
+                    if problem.feasible(arch):
+                        stale = 0
+                        fresh.append(arch)
+                        batch.append(("new", arch, costs, violations))
+                    else:
+                        seen[arch] = Evaluation(arch, False, math.nan, objective_values(costs, math.nan),
+                                                tuple(violations.values()), costs)
+                        rejected += 1
+                        stale += 1
+                        batch.append(("refused", arch, costs, violations))
                 if stale >= max_stale:
-                    exhausted = True
+                    exhausted = True  # the rest of the batch is never told, as one by one it is never asked
                     break
-                continue
-            costs = problem.costs(arch)
-            violations = problem.constraints.violations(costs)
-            if not problem.feasible(arch):
-                ev = Evaluation(arch, False, math.nan, objective_values(costs, math.nan), tuple(violations.values()), costs)
+            # 2. score the new ones (in parallel with a pool), then record and tell everything in ask order
+            scores = scoring.map(fresh)
+            spent = False
+            for kind, arch, costs, violations in batch:
+                if kind == "repeat":
+                    tell(seen[arch])
+                    continue
+                if kind == "refused":
+                    add_step(arch, None, False, None)
+                    tell(seen[arch])
+                    continue
+                try:
+                    out = next(scores)
+                except BudgetSpent:  # a shared study: the workers together have scored its budget
+                    spent = True
+                    break
+                score_s += out.seconds
+                cached += out.cached
+                metrics = dict(out.record.metrics)
+                value = float(metrics[scorer.target])
+                ev = Evaluation(arch, True, value, objective_values({**costs, **metrics}, value),
+                                tuple(violations.values()), metrics)
                 seen[arch] = ev
-                rejected += 1
-                stale += 1
-                add_step(arch, None, False, None)
-                t0 = time.perf_counter()
-                searcher.tell(ev)
-                searcher_s += time.perf_counter() - t0
-                if stale >= max_stale:
-                    exhausted = True
-                    break
-                continue
-            out = score_cached(scorer, store, arch)
-            score_s += out.seconds
-            cached += out.cached
-            metrics = dict(out.record.metrics)
-            value = float(metrics[scorer.target])
-            ev = Evaluation(arch, True, value, objective_values({**costs, **metrics}, value),
-                            tuple(violations.values()), metrics)
-            seen[arch] = ev
-            evaluated.append(ev)
-            stale = 0
-            if best is None or value > best.value:
-                best = ev
-            history.append(best.value)
-            add_step(arch, value, True, out.record.id)
-            if progress is not None:
-                progress(len(evaluated), best.value)
-            t0 = time.perf_counter()
-            searcher.tell(ev)
-            searcher_s += time.perf_counter() - t0
+                evaluated.append(ev)
+                if best is None or value > best.value:
+                    best = ev
+                history.append(best.value)
+                add_step(arch, value, True, out.record.id)
+                if progress is not None:
+                    progress(len(evaluated), best.value)
+                tell(ev)
+            if spent or exhausted:
+                break
     finally:
         searcher.close()
     total_s = time.perf_counter() - t_start

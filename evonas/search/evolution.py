@@ -117,6 +117,11 @@ class _DeapSearcher(Searcher):
         self.seen.add(arch)
         return arch
 
+    def ask_batch(self, limit: int) -> list[Arch]:
+        """The rest of the current generation (breeding one first when it is used up), at most ``limit``."""
+        first = self.ask()
+        return [first] + [self.ask() for _ in range(min(limit - 1, len(self.queue)))]
+
     def tell(self, evaluation: Evaluation) -> None:
         self.seen.add(evaluation.arch)
         if evaluation.feasible and evaluation.arch not in self.told:

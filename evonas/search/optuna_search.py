@@ -20,9 +20,15 @@ refilled from the store's cached scores.
 Optuna creates its tables on first use, and two processes doing that at once on one
 SQLite file fail (``table alembic_version already exists``), so the storage and the
 study are created under an exclusive ``fcntl.flock`` on a lock file beside the
-database (``RunLayout.optuna_lock``, ``RUN/optuna.db.lock``). SQLite storages also
-wait up to ``SQLITE_TIMEOUT_S`` for a lock held by a concurrent search instead of
-Optuna's default 5 s.
+database (``RunLayout.optuna_lock``, ``RUN/optuna.db.lock``), and, on PostgreSQL,
+where workers on several machines share no file, under an advisory lock of the
+database (:func:`database_lock`). SQLite storages also wait up to
+``SQLITE_TIMEOUT_S`` for a lock held by a concurrent search instead of Optuna's
+default 5 s.
+
+A shared study (``--study-name NAME``, ``SearchContext.shared``) is joined when it
+exists and never deleted; its workers share the budget and the scores through the
+study's ledger in the same database (:mod:`evonas.run.shared_store`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import contextlib
 import math
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -106,6 +113,37 @@ def exclusive_lock(path: Path | None, *, wait_s: float = LOCK_WAIT_S) -> Iterato
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+PG_LOCK_KEY = 0x6F707475  # advisory lock key that serialises creating Optuna's tables on PostgreSQL ("optu")
+
+
+@contextlib.contextmanager
+def database_lock(url: str | None) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock ``PG_LOCK_KEY`` on the database at ``url``; nothing for others.
+
+    Workers on several machines share no lock file, so the database itself
+    serialises their first use of it (Optuna creates its tables then).
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    if not url or make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({PG_LOCK_KEY})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PG_LOCK_KEY})")
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
 def open_storage(optuna, url: str):
     """Optuna's storage for ``url``; SQLite files wait ``SQLITE_TIMEOUT_S`` for a concurrent writer."""
     if url.startswith("sqlite:"):
@@ -141,37 +179,55 @@ class OptunaSearcher(Searcher):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = self.sampler()
-        with exclusive_lock(storage_lock_file(ctx.run_dir, url)):  # Optuna's schema creation is not concurrent-safe
+        # Optuna's schema creation is not concurrent-safe: a file lock on one machine, an advisory lock on PostgreSQL
+        with exclusive_lock(storage_lock_file(ctx.run_dir, url)), database_lock(url):
             storage = open_storage(optuna, url) if url else None
-            if storage is not None and ctx.resume:
+            if storage is not None and ctx.resume and not ctx.shared:
                 try:
                     optuna.delete_study(study_name=ctx.study_name, storage=storage)  # the replay refills it
                 except KeyError:
                     pass
             try:
                 self.study = optuna.create_study(storage=storage, sampler=sampler, study_name=ctx.study_name,
-                                                 directions=directions)
+                                                 directions=directions, load_if_exists=ctx.shared)
             except optuna.exceptions.DuplicatedStudyError:
                 raise ConfigError(
                     f"The 'storage' parameter ({url}) already holds a study named {ctx.study_name!r}; replay it with "
-                    "the 'resume' parameter or choose another 'study_name' parameter"
+                    "the 'resume' parameter, choose another 'name' parameter, or join it with the 'study_name' "
+                    "parameter"
                 ) from None
+            if ctx.shared and list(self.study.directions) != [getattr(optuna.study.StudyDirection, d.upper())
+                                                               for d in directions]:
+                raise ConfigError(
+                    f"The 'study_name' parameter names study {ctx.study_name!r} in {url}, whose directions are "
+                    f"{[d.name.lower() for d in self.study.directions]}; this search's objectives give {directions}; "
+                    "give the same objectives as its other workers, or another study name", param="study_name"
+                )
         self.study.set_user_attr("space", self.space.name)
-        self.trial = None
+        self.pending: deque = deque()  # asked trials not yet told, in ask order (a batch)
         self.worst: float | None = None
+
+    def independent_asks(self) -> int:
+        """How many trials from now the sampler draws without looking at results still to be told."""
+        return 1
+
+    def ask_batch(self, limit: int) -> list[Arch]:
+        """Optuna's batch: trials asked together before any is told, as many as the sampler allows."""
+        return self._ask_independent(max(1, min(limit, self.independent_asks())))
 
     def ask(self) -> Arch:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
-            self.trial = self.study.ask(self.dists)
-        params = self.trial.params
+            trial = self.study.ask(self.dists)
+        self.pending.append(trial)
+        params = trial.params
         codes = tuple(d.options[d.names.index(params[d.label])] for d in self.space.dims)
         return Arch(self.space.name, codes)
 
     def tell(self, evaluation: Evaluation) -> None:
-        trial, self.trial = self.trial, None
-        if trial is None:
+        if not self.pending:
             return
+        trial = self.pending.popleft()
         values = list(evaluation.objectives)
         if evaluation.feasible:
             self.worst = evaluation.value if self.worst is None else min(self.worst, evaluation.value)
@@ -190,9 +246,8 @@ class OptunaSearcher(Searcher):
             self.study.tell(trial, values)
 
     def close(self) -> None:
-        if self.trial is not None:  # asked but never told (an error mid-step)
-            self.study.tell(self.trial, state=self._optuna.trial.TrialState.FAIL)
-            self.trial = None
+        while self.pending:  # asked but never told (an error mid-step, or the end of the budget mid-batch)
+            self.study.tell(self.pending.popleft(), state=self._optuna.trial.TrialState.FAIL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +269,10 @@ class TPESearch(OptunaSearcher):
     def sampler(self):
         return self._optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.config.startup_trials,
                                                 multivariate=self.config.multivariate)
+
+    def independent_asks(self) -> int:
+        """The random start-up trials still to come (TPE counts finished trials); then one at a time."""
+        return max(1, self.config.startup_trials - len(self.study.get_trials(deepcopy=False)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,10 +302,13 @@ class OptunaRandom(OptunaSearcher):
     def sampler(self):
         return self._optuna.samplers.RandomSampler(seed=self.seed)
 
+    def independent_asks(self) -> int:
+        return 1 << 30  # random draws never look at results
+
 
 def optuna_searchers() -> list[type[Searcher]]:
     return [TPESearch, OptunaNSGA2, OptunaRandom]
 
 
-__all__: list[Any] = ["OptunaSearcher", "TPESearch", "OptunaNSGA2", "OptunaRandom", "exclusive_lock", "open_storage",
-                      "storage_lock_file", "storage_url"]
+__all__: list[Any] = ["OptunaSearcher", "TPESearch", "OptunaNSGA2", "OptunaRandom", "database_lock", "exclusive_lock",
+                      "open_storage", "storage_lock_file", "storage_url"]

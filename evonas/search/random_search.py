@@ -23,5 +23,9 @@ class RandomSearch(Searcher):
         self.seen.add(arch)
         return arch
 
+    def ask_batch(self, limit: int) -> list[Arch]:
+        """Up to ``limit`` samples: they do not depend on the scores."""
+        return self._ask_independent(limit)
+
     def tell(self, evaluation: Evaluation) -> None:
         self.seen.add(evaluation.arch)

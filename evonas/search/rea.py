@@ -52,6 +52,10 @@ class RegularizedEvolution(Searcher):
         self.seen.add(arch)
         return arch
 
+    def ask_batch(self, limit: int) -> list[Arch]:
+        """The random initial members still to come (at most ``limit``), else one child."""
+        return self._ask_independent(max(1, min(limit, self.config.population - self.initial)))
+
     def _child(self, cfg: REAConfig) -> Arch:
         for _ in range(100):
             members = self.rng.sample(list(self.population), min(cfg.tournament, len(self.population)))

@@ -6,6 +6,11 @@ data state. A step is a function ``step_fn(x, y)`` that runs the forward passes,
 back-propagates (accumulating gradients as it likes) and returns a
 :class:`StepResult`; the loop zeroes the gradients before it and makes one
 optimizer and one scheduler step after it.
+
+On several ranks (see :mod:`evonas.training.distributed`) every rank draws the same
+batch from the same permutation, keeps its shard of it, and the gradients are
+averaged over the ranks before the optimizer step; the epoch's statistics are
+summed over the ranks.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tqdm.auto import tqdm
 
 from evonas.progress import progress_enabled
 from evonas.data import Normalizer, Splits, batches
+from evonas.training.distributed import SINGLE, World, average_gradients, sum_over_ranks
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
     from evonas.run.config import TrainConfig
@@ -84,20 +90,29 @@ def train_epoch(
     sched,
     desc: str,
     progress: bool,
+    *,
+    world: World = SINGLE,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """One pass over the train split; ``step_fn(x, y)`` back-propagates one step (see the module doc).
 
-    Returns the mean label loss and accuracy of the step results and the images seen.
+    With several ranks (``world``) each trains on its shard of every step's batch and
+    the gradients are averaged before the update. Returns the mean label loss and
+    accuracy of the step results and the images seen, over all ranks.
     """
     steps = len(splits.train_x) // cfg.batch_size or 1
-    bar = tqdm(total=steps, desc=desc, disable=not progress_enabled(not progress), leave=False, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=steps, desc=desc, disable=not (world.is_main and progress_enabled(not progress)), leave=False,
+               unit="step", dynamic_ncols=True)
     loss_sum = 0.0
     correct = count = images = 0
     for xb, yb in batches(
         splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch), drop_last=len(splits.train_x) >= cfg.batch_size
     ):
+        step_images = len(yb)
+        xb, yb = world.shard(xb, yb)
         opt.zero_grad(set_to_none=True)
-        result = step_fn(norm(xb), yb)
+        result = step_fn(norm(xb).to(device), yb.to(device))  # (b, C, H, W), (b,): this rank's shard
+        average_gradients(opt, world, len(yb), step_images)
         opt.step()
         sched.step()
         loss_sum += result.loss * result.count
@@ -108,4 +123,5 @@ def train_epoch(
         if bar.n % 20 == 0:
             bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / count:.1f}")
     bar.close()
-    return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1), "images_seen": images}
+    loss_sum, correct, count, images = sum_over_ranks([loss_sum, correct, count, images], world, device)
+    return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1), "images_seen": int(images)}

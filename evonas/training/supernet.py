@@ -4,6 +4,12 @@ Every epoch ends with an atomic checkpoint of the model, optimizer, scheduler,
 path-sampling RNG, torch RNG, the strategy's phase and the images seen so far; a
 resumed run reaches the same final weights as an uninterrupted one with the same
 seed (the data order of each epoch is derived from ``seed`` and the epoch number).
+
+On several ranks (``world``, see :mod:`evonas.training.distributed`) rank 0 alone
+reads the checkpoint (and sends it to the others) and writes the run directory; a
+step's batch is split over the ranks, so the checkpoint holds nothing that depends
+on their number and resumes on any number of ranks. ``config.json``, the log and
+the weights record the world size that trained them.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ from tqdm.auto import tqdm
 from search_spaces import get_space
 
 from evonas.data import Normalizer, Splits
-from evonas.errors import RunDirError
+from evonas.errors import EvonasError, RunDirError
 from evonas.run.checkpoint import load_checkpoint, save_checkpoint
 from evonas.run.config import TrainConfig, environment, write_json_atomic
 from evonas.run.run import RunLayout, load_run_splits
+from evonas.training.distributed import SINGLE, World, average_buffers, broadcast_module, broadcast_object, check_batch
 from evonas.training.loop import make_optimizer, steps_per_epoch, train_epoch
 from evonas.training.strategies import make_strategy
-
 
 
 def _append_log(path: Path, record: dict) -> None:
@@ -33,33 +39,71 @@ def _append_log(path: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def train_supernet(run_dir: str | Path | RunLayout, cfg: TrainConfig, *, resume: bool = False, progress: bool = True, splits: Splits | None = None, stop_after: int | None = None) -> Path:
-    """Train (or resume) the supernet of ``cfg.space`` with ``cfg.strategy`` in ``run_dir``; returns the weights path.
-
-    ``stop_after`` ends the process's work after that many epochs (as if killed),
-    which the resume tests use. ``train_log.jsonl`` gets one line per epoch, with the
-    images seen that epoch (forward passes times batch size) and in total; the final
-    weights file and ``config.json`` carry the total.
-    """
-    layout = RunLayout.of(run_dir)
-    layout.path.mkdir(parents=True, exist_ok=True)
+def _read_checkpoint(layout: RunLayout, cfg: TrainConfig, resume: bool) -> dict | None:
+    """The checkpoint to resume from (None to start afresh); refuses to overwrite one without ``resume``."""
     ckpt_path = layout.checkpoint
-    space = get_space(cfg.space)
-    strategy = make_strategy(space, cfg)
-    state = None
     if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, kind="supernet", config=cfg.to_dict())
-    elif ckpt_path.exists():
+        return load_checkpoint(ckpt_path, kind="supernet", config=cfg.to_dict())
+    if ckpt_path.exists():
         raise RunDirError(
             f"{layout.path} already holds a supernet checkpoint; set the 'resume' parameter to continue it, or "
             "choose a new 'run_dir' parameter"
         )
+    return None
+
+
+def _shared_checkpoint(layout: RunLayout, cfg: TrainConfig, resume: bool, world: World) -> dict | None:
+    """Rank 0's checkpoint (or its error) on every rank: other machines need not see the run directory."""
+    if world.size == 1:
+        return _read_checkpoint(layout, cfg, resume)
+    outcome: tuple[str, object] | None = None
+    if world.is_main:
+        try:
+            outcome = ("state", _read_checkpoint(layout, cfg, resume))
+        except EvonasError as exc:
+            outcome = ("error", exc)
+    kind, value = broadcast_object(outcome, world)
+    if kind == "error":
+        raise value
+    return value
+
+
+def train_supernet(
+    run_dir: str | Path | RunLayout,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    splits: Splits | None = None,
+    stop_after: int | None = None,
+    device: torch.device | str = "cpu",
+    world: World = SINGLE,
+) -> Path:
+    """Train (or resume) the supernet of ``cfg.space`` with ``cfg.strategy`` in ``run_dir``; returns the weights path.
+
+    ``stop_after`` ends the process's work after that many epochs (as if killed),
+    which the resume tests use; the checkpoint's path is returned then. ``train_log.jsonl``
+    gets one line per epoch, with the images seen that epoch (forward passes times
+    batch size, over all ranks) and in total; the final weights file and
+    ``config.json`` carry the total. ``world`` is this process's place among the
+    ranks of a distributed run (the process group must be initialised); ``device``
+    is where this rank trains.
+    """
+    layout = RunLayout.of(run_dir)
+    device = torch.device(device)
+    space = get_space(cfg.space)
+    strategy = make_strategy(space, cfg)
     splits = splits or load_run_splits(cfg)
+    check_batch(world.size, min(cfg.batch_size, len(splits.train_x)))
+    state = _shared_checkpoint(layout, cfg, resume, world)
+    if world.is_main:
+        layout.path.mkdir(parents=True, exist_ok=True)
+    ckpt_path = layout.checkpoint
     steps = steps_per_epoch(splits, cfg)
     total_steps = steps * cfg.epochs
     phase = strategy.phase(0) if state is None else state.get("phase", strategy.phase(state["epoch"]))
     torch.manual_seed(cfg.seed)
-    model = strategy.build_model(phase)
+    model = strategy.build_model(phase).to(device)
     norm = Normalizer(splits.mean, splits.std)
     opt, sched = make_optimizer(model, cfg, total_steps)
     path_rng = random.Random(cfg.seed)
@@ -73,52 +117,62 @@ def train_supernet(run_dir: str | Path | RunLayout, cfg: TrainConfig, *, resume:
         start_epoch = state["epoch"]
         # checkpoints of an older evonas (uniform, one batch per step) lack the count
         images_seen = state.get("images_seen", start_epoch * steps * min(cfg.batch_size, len(splits.train_x)))
-    run_info = {"kind": "supernet", "config": cfg.to_dict(), "environment": environment()}
-    write_json_atomic(layout.config_file, run_info)
+    broadcast_module(model, world)  # identical by construction; made certain, as DDP does
+    run_info = {"kind": "supernet", "config": cfg.to_dict(), "environment": environment(), "world_size": world.size,
+                "device": device.type}
+    if world.is_main:
+        write_json_atomic(layout.config_file, run_info)
 
     model.train()
     epochs_done = 0
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         step_fn = lambda x, y: strategy.step(model, x, y, path_rng)  # noqa: E731 - model changes at a phase change
-        stats = train_epoch(step_fn, splits, cfg, epoch, norm, opt, sched, f"supernet epoch {epoch + 1}/{cfg.epochs}", progress)
+        stats = train_epoch(step_fn, splits, cfg, epoch, norm, opt, sched, f"supernet epoch {epoch + 1}/{cfg.epochs}",
+                            progress, world=world, device=device)
+        average_buffers(model, world)
         images_seen += stats["images_seen"]
-        stats.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 2), lr=sched.get_last_lr()[0], images_seen_total=images_seen)
+        stats.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 2), lr=sched.get_last_lr()[0],
+                     images_seen_total=images_seen, world_size=world.size)
         new_phase = strategy.phase(epoch + 1)
         if new_phase != phase:
             model, opt, sched = strategy.enter_phase(new_phase, model, opt, sched, total_steps)
             model.train()
             phase = new_phase
         stats["phase"] = phase
-        save_checkpoint(
-            ckpt_path,
-            {
-                "kind": "supernet",
-                "config": cfg.to_dict(),
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * steps,
-                "phase": phase,
-                "images_seen": images_seen,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "path_rng": path_rng.getstate(),
-                "torch_rng": torch.get_rng_state(),
-            },
-        )
-        _append_log(layout.train_log, stats)
-        if progress:
-            tqdm.write(
-                f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.3f}, train acc "
-                f"{stats['train_acc']:.1f}% ({stats['seconds']:.0f}s)"
+        if world.is_main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "kind": "supernet",
+                    "config": cfg.to_dict(),
+                    "epoch": epoch + 1,
+                    "step": (epoch + 1) * steps,
+                    "phase": phase,
+                    "images_seen": images_seen,
+                    "world_size": world.size,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "path_rng": path_rng.getstate(),
+                    "torch_rng": torch.get_rng_state(),
+                },
             )
+            _append_log(layout.train_log, stats)
+            if progress:
+                tqdm.write(
+                    f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.3f}, train acc "
+                    f"{stats['train_acc']:.1f}% ({stats['seconds']:.0f}s)"
+                )
         epochs_done += 1
         if stop_after is not None and epochs_done >= stop_after and epoch + 1 < cfg.epochs:
             return ckpt_path
     weights = layout.weights
-    save_checkpoint(
-        weights,
-        {"kind": "weights", "config": cfg.to_dict(), "model": model.state_dict(), "epoch": cfg.epochs, "phase": phase, "images_seen": images_seen},
-    )
-    write_json_atomic(layout.config_file, {**run_info, "images_seen": images_seen})
+    if world.is_main:
+        save_checkpoint(
+            weights,
+            {"kind": "weights", "config": cfg.to_dict(), "model": model.state_dict(), "epoch": cfg.epochs, "phase": phase,
+             "images_seen": images_seen, "world_size": world.size},
+        )
+        write_json_atomic(layout.config_file, {**run_info, "images_seen": images_seen})
     return weights
