@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evonas.evaluation.latency import build_latency_table, rank_metrics, sample_archs, validate_latency  # noqa: E402
+from evonas.evaluation.latency import build_latency_table, networks_used, rank_metrics, sample_archs, validate_latency  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 METHODS = ("isolated", "corrected", "fitted")
@@ -66,7 +66,7 @@ def one_setting(space_name: str, backend: str, batch_size: int, args, export_dir
         fit_samples=args.fit_samples, fit_rounds=args.fit_rounds, export_dir=export_dir,
     )
     fit = table.fit or {}
-    archs = sample_archs(space, args.archs, random.Random(args.seed), exclude=fit.get("archs", ()))
+    archs = sample_archs(space, args.archs, random.Random(args.seed), exclude=networks_used(fit))
     calibrate = args.calibrate if len(archs) - args.calibrate >= 2 else 0
     started = time.perf_counter()
     fitted = table if table.method == "fitted" else None

@@ -142,3 +142,29 @@ def test_compose_onnx_chains_pieces(tmp_path):
     (out,) = onnx_session(tmp_path / "net.onnx").run(None, {INPUT_NAME: x})
     expected = np.maximum(np.maximum(np.maximum(x + 1, 0) * -2, 0) + 5, 0)
     np.testing.assert_allclose(out, expected)
+
+
+def test_a_fit_is_confirmed_on_fresh_networks_that_validation_then_avoids(fitted):
+    from evonas.evaluation.latency import networks_used
+
+    confirm = fitted.fit["confirm"]
+    assert confirm["samples"] == len(confirm["archs"]) > 0
+    assert not set(confirm["archs"]) & set(fitted.fit["archs"])
+    assert set(networks_used(fitted.fit)) == set(confirm["archs"]) | set(fitted.fit["archs"])
+    assert "fresh networks" in fitted.fit["verdict"]
+
+
+def test_a_fit_that_wins_on_its_own_networks_but_not_on_fresh_ones_is_not_used(monkeypatch):
+    import math
+
+    import evonas.evaluation.latency as L
+
+    def losing(*args, **kwargs):
+        return {"samples": 3, "isolated_mape": 5.0, "fitted_mape": math.inf, "archs": []}
+
+    monkeypatch.setattr(L, "_confirm_fit", losing)
+    kept = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+                               min_gain=-1e9)  # wins on its own networks whatever they say
+    assert kept.method == "isolated" and not kept.fit["used"]
+    assert "not on 3 fresh networks" in kept.fit["verdict"]
+    assert all(e.median_ms == e.isolated_ms for e in kept.entries)

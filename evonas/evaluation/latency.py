@@ -102,7 +102,7 @@ from evonas.errors import ConfigError
 __all__ = [
     "BACKENDS", "CLOCKS", "METHODS", "OVERHEAD_METHODS", "LatencyEntry", "LatencyTable", "build_latency_table", "describe_device",
     "device_key", "fit_sample_size", "load_or_build_table", "rank_metrics", "sample_archs", "table_path", "time_callable",
-    "time_interleaved", "validate_latency",
+    "time_interleaved", "validate_latency", "networks_used",
 ]
 
 BACKENDS = ("eager", "onnxruntime")
@@ -693,6 +693,12 @@ def fit_sample_size(space: ChainSpace | str) -> int:
     return int(min(300, max(60, 3 * columns)))
 
 
+def networks_used(fit: dict | None) -> tuple[str, ...]:
+    """Every network a table's build timed whole (fitting and confirming): validation samples none of them."""
+    fit = fit or {}
+    return tuple(fit.get("archs", ())) + tuple((fit.get("confirm") or {}).get("archs", ()))
+
+
 def sample_archs(space: ChainSpace, n: int, rng: Any, exclude: Iterable[str] = ()) -> list[Arch]:
     """Up to ``n`` distinct canonical architectures drawn with ``rng`` (a ``random.Random``), none in ``exclude``."""
     seen: dict[str, Arch] = {}
@@ -929,6 +935,7 @@ def _fit_to_networks(
     seed: int,
     noise_threshold: float,
     model: Any,
+    confirm_samples: int = 10,
 ) -> tuple[dict, list[LatencyEntry]]:
     """Time ``n`` random networks, fit the entries to them, and say whether the fit beats the isolated table."""
     import random
@@ -963,6 +970,11 @@ def _fit_to_networks(
     fitted = model(prior, isolated_overhead, seed=seed).fit(X, y)
     isolated_mape = float(100 * isolated_err.mean())
     used = bool(fitted.cv_mape_ <= isolated_mape - min_gain)
+    confirm = None
+    if used and confirm_samples > 0:
+        confirm = _confirm_fit(space, runner, x, index, prior, isolated_overhead, fitted, confirm_samples,
+                               set(map(space.format, archs)), rounds=fit_rounds, warmup=warmup, seed=seed)
+        used = bool(confirm["fitted_mape"] <= confirm["isolated_mape"] - min_gain)
     spreads = np.array([t["spread"] for t in stats])
     info = {
         "method": "ridge toward the isolated table",
@@ -981,15 +993,51 @@ def _fit_to_networks(
         "noisy_share": float((spreads > noise_threshold).mean()),
         "seconds": time.perf_counter() - started,
         "archs": [space.format(a) for a in archs],
+        "confirm": confirm,
         "verdict": (f"fitted: held-out MAPE {fitted.cv_mape_:.1f}% vs isolated {isolated_mape:.1f}% on the same networks"
+                    + (f", and {confirm['fitted_mape']:.1f}% vs {confirm['isolated_mape']:.1f}% on {confirm['samples']} "
+                       "fresh networks timed as `latency validate` times them" if confirm else "")
                     if used else
                     f"isolated kept: the fit's held-out MAPE {fitted.cv_mape_:.1f}% does not beat the isolated table's "
-                    f"{isolated_mape:.1f}% by {min_gain:g} points"),
+                    f"{isolated_mape:.1f}% by {min_gain:g} points"
+                    if confirm is None else
+                    f"isolated kept: the fit won on its own networks ({fitted.cv_mape_:.1f}% vs {isolated_mape:.1f}%) but not "
+                    f"on {confirm['samples']} fresh networks timed as `latency validate` times them "
+                    f"({confirm['fitted_mape']:.1f}% vs {confirm['isolated_mape']:.1f}%)"),
     }
     if used:
         coef = dict(zip(index, fitted.coef_))
         entries = [replace(e, median_ms=float(coef[(e.layer, e.code)])) if e.measured else e for e in entries]
     return info, entries
+
+
+def _confirm_fit(space: ChainSpace, runner: "_Runner", x: torch.Tensor, index: dict, prior: np.ndarray,
+                 isolated_overhead: float, fitted: Any, n: int, exclude: set[str], *, rounds: int, warmup: int,
+                 seed: int) -> dict:
+    """MAPE of the isolated and the fitted table on ``n`` fresh networks, each timed whole (a real export
+    with onnxruntime), the way ``validate_latency`` times them.
+
+    The fitting networks are timed many at a time (and, with onnxruntime, chained from
+    per-layer pieces), which can bias them against a network timed alone; a fit is
+    only kept when it also wins here.
+    """
+    import random
+
+    from evonas.supernet.chain import build_standalone
+
+    rng = random.Random(f"latency-confirm-{seed}")
+    archs = sample_archs(space, n, rng, exclude=exclude)
+    fns = [runner.callable(build_standalone(space, a), x) for a in archs]
+    y = np.array([t["median_ms"] for t in time_interleaved(fns, warmup=warmup, rounds=rounds, clock=runner.clock, seed=seed)])
+    X = np.zeros((len(archs), len(index)))
+    for r, arch in enumerate(archs):
+        for i, c in enumerate(arch.choices):
+            if (i, c) in index:
+                X[r, index[(i, c)]] = 1.0
+    iso = X @ prior + isolated_overhead
+    fit = X @ np.asarray(fitted.coef_, dtype=float) + float(fitted.intercept_)
+    return {"samples": len(archs), "isolated_mape": float(100 * np.mean(np.abs(iso - y) / y)),
+            "fitted_mape": float(100 * np.mean(np.abs(fit - y) / y)), "archs": [space.format(a) for a in archs]}
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -1092,7 +1140,7 @@ def validate_latency(
             key = _piece_key(space, f"net-{space.format(arch)}") if export_dir is not None else None
             fns.append(runner.callable(module_factory(arch), x, key))
         timings = time_interleaved(fns, warmup=warmup, rounds=repeats, clock=clock, seed=seed)
-    fitted_on = set((table.fit or {}).get("archs", ()))
+    fitted_on = set(networks_used(table.fit))
     rows = []
     for k, (arch, pred, t) in enumerate(zip(archs, predicted, timings)):
         rows.append({

@@ -178,7 +178,7 @@ def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions)
     """Time sampled sub-networks (inherited weights, exported from the supernet) against the table."""
     import json
 
-    from evonas.evaluation.latency import sample_archs, validate_latency
+    from evonas.evaluation.latency import networks_used, sample_archs, validate_latency
 
     run = Run.open(run)
     s = options.setting
@@ -186,7 +186,7 @@ def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions)
     space = run.space
     base = replace(table, correction=None)  # judge the raw table, then decide on a correction afresh
     # fresh networks: none of those the table was fitted to
-    archs = sample_archs(space, options.samples, random.Random(options.seed), exclude=(table.fit or {}).get("archs", ()))
+    archs = sample_archs(space, options.samples, random.Random(options.seed), exclude=networks_used(table.fit))
     supernet = run.load_supernet().eval()
     report = validate_latency(space, base, archs, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
                               warmup=options.warmup, repeats=options.repeats, calibrate=options.calibrate,
