@@ -148,7 +148,9 @@ def report(args) -> None:
         + (f" --label-smoothing {args.label_smoothing:g}" if args.label_smoothing else "") + "`, then `report`.",
         f"One supernet, the project's defaults ({args.epochs} epochs over the 50,000-image split, seed {args.seed}); "
         f"training took {train_s / 60:.1f} min on {records[0]['threads']} thread(s) (wall time of the epochs, "
-        "with other jobs running beside it).",
+        "with other jobs running beside it); the median epoch took "
+        f"{statistics.median([e['seconds'] for e in log]) if log else float('nan'):.0f} s, the slowest "
+        f"{max([e['seconds'] for e in log], default=float('nan')):.0f} s (an epoch's wall time includes any pause of the job).",
         f"The 20 paths are the first 20 architectures of the stand-alone truth protocol (uniformly sampled).", "",
         "## Accuracy versus epoch (BN recalibrated)", "",
         "| epoch | validation images | median % | min % | max % | train acc % | train loss |",

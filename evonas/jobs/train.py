@@ -75,7 +75,12 @@ def resolve_config(layout: RunLayout, options: TrainOptions) -> TrainConfig:
                 "Drop them, or start a new --run directory."
             )
         return cfg
-    return TrainConfig(**options.settings)
+    from search_spaces import DEFAULT_SPACE
+
+    from evonas.run.config import default_epochs
+
+    space = options.settings.get("space", DEFAULT_SPACE)
+    return TrainConfig(**{"epochs": default_epochs(space), **options.settings})
 
 
 def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:

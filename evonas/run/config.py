@@ -20,6 +20,18 @@ SCHEDULES = ("cosine", "onecycle")
 LEGACY_VALUES: dict[str, Any] = {"zero_init_residual": False, "strategy": "uniform"}
 
 
+# Supernet epochs when the user gives none: the schedule each space's supernet needs to
+# be worth scoring (benchmarks/mobilenet_supernet.py: the deep space's paths keep
+# gaining accuracy until the end of a 12-epoch cosine schedule).
+SPACE_EPOCHS = {"mobilenet-fmnist": 12}
+DEFAULT_EPOCHS = 10
+
+
+def default_epochs(space: str) -> int:
+    """Supernet epochs of ``space``'s default schedule."""
+    return SPACE_EPOCHS.get(space, DEFAULT_EPOCHS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Everything that decides a supernet's (or a stand-alone network's) weights."""
@@ -29,7 +41,7 @@ class TrainConfig:
     data_root: str | None = None  # where the dataset lives; None = the packaged location
     val_size: int = 10_000  # training images held out for validation (seeded split)
     train_limit: int | None = None  # keep only this many train images (quick runs)
-    epochs: int = 10  # passes over the train split
+    epochs: int = 10  # passes over the train split (the CLI and jobs use default_epochs(space) when not given)
     batch_size: int = 128  # images per SGD step
     lr: float = 0.1  # peak learning rate
     momentum: float = 0.9  # SGD momentum (Nesterov)
