@@ -59,11 +59,13 @@ SCHEDULES = {
         "uniform-3x": {"strategy": "uniform", "epochs": 18},
     },
     "mobilenet-fmnist": {
-        "uniform-legacy": {"strategy": "uniform", "zero_init_residual": False, "epochs": 8},
-        "uniform": {"strategy": "uniform", "epochs": 8},
-        "fair": {"strategy": "fair", "epochs": 1},
-        "sandwich": {"strategy": "sandwich", "sandwich_random": 2, "epochs": 2},
-        "few-shot": {"strategy": "few-shot", "epochs": 8},
+        # the default 12-epoch schedule (benchmarks/mobilenet_supernet.py); fair trains 7 paths a step, so
+        # 2 epochs is 14 path-epochs (the closest whole count); sandwich 4 paths a step x 3 epochs = 12
+        "uniform-legacy": {"strategy": "uniform", "zero_init_residual": False, "epochs": 12},
+        "uniform": {"strategy": "uniform", "epochs": 12},
+        "fair": {"strategy": "fair", "epochs": 2},
+        "sandwich": {"strategy": "sandwich", "sandwich_random": 2, "epochs": 3},
+        "few-shot": {"strategy": "few-shot", "epochs": 12},
     },
 }
 SEEDS = (0, 1)
