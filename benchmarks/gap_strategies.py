@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gap_truth import PROTOCOL, load_truth, truth_archs  # noqa: E402
+from gap_truth import PROTOCOL, load_truth, read_jsonl, truth_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "gap_strategies_records.jsonl"
@@ -77,15 +77,7 @@ PREDICTORS = ("supernet_residual",)
 
 
 def read_records() -> list[dict]:
-    if not RECORDS.is_file():
-        return []
-    out = []
-    for line in RECORDS.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return out
+    return read_jsonl(RECORDS)
 
 
 def append(record: dict) -> None:

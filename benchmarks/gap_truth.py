@@ -49,7 +49,7 @@ def truth_path(space: str, results: Path = RESULTS) -> Path:
     return results / f"truth_{space}.jsonl"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     out = []
@@ -80,10 +80,10 @@ def truth_archs(space_name: str, n: int) -> list[str]:
 def load_truth(space: str, results: Path = RESULTS) -> dict[str, dict[int, float]]:
     """arch -> {seed: stand-alone accuracy} for every finished training of the protocol."""
     epochs = PROTOCOL[space]["epochs"]
-    rows = [r for r in _read_jsonl(truth_path(space, results)) if r.get("epochs") == epochs]
+    rows = [r for r in read_jsonl(truth_path(space, results)) if r.get("epochs") == epochs]
     legacy = LEGACY.get(space)
     if legacy is not None:
-        rows += [r for r in _read_jsonl(legacy) if r.get("kind") == "standalone" and r.get("epochs") == epochs]
+        rows += [r for r in read_jsonl(legacy) if r.get("kind") == "standalone" and r.get("epochs") == epochs]
     out: dict[str, dict[int, float]] = {}
     for r in rows:
         out.setdefault(r["arch"], {})[int(r["seed"])] = float(r["accuracy"])

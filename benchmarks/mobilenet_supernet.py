@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gap_truth import load_truth, truth_archs  # noqa: E402
+from gap_truth import load_truth, read_jsonl, truth_archs  # noqa: E402
 
 SPACE = "mobilenet-fmnist"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -45,15 +45,7 @@ TARGET = 85.0
 
 
 def read_records() -> list[dict]:
-    if not RECORDS.is_file():
-        return []
-    out = []
-    for line in RECORDS.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return out
+    return read_jsonl(RECORDS)
 
 
 def append(record: dict) -> None:
@@ -151,7 +143,7 @@ def report(args) -> None:
         "with other jobs running beside it); the median epoch took "
         f"{statistics.median([e['seconds'] for e in log]) if log else float('nan'):.0f} s, the slowest "
         f"{max([e['seconds'] for e in log], default=float('nan')):.0f} s (an epoch's wall time includes any pause of the job).",
-        f"The 20 paths are the first 20 architectures of the stand-alone truth protocol (uniformly sampled).", "",
+        "The 20 paths are the first 20 architectures of the stand-alone truth protocol (uniformly sampled).", "",
         "## Accuracy versus epoch (BN recalibrated)", "",
         "| epoch | validation images | median % | min % | max % | train acc % | train loss |",
         "| --- | --- | --- | --- | --- | --- | --- |",

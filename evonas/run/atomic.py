@@ -23,14 +23,15 @@ def _tmp_pattern(target: Path) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's process counts; so does any doubt)."""
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, owned by someone else
+    except OSError:  # PermissionError: alive, owned by someone else
         return True
     return True
 
@@ -43,7 +44,7 @@ def stale_temporaries(target: Path) -> list[Path]:
     out = []
     for entry in target.parent.iterdir():
         m = pattern.match(entry.name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             out.append(entry)
     return sorted(out)
 

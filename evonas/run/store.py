@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from evonas.errors import ConfigError, RunDirError
+from evonas.run.atomic import pid_alive
 from evonas.run.records import Record, SearchRun, Step, canonical_json
 
 SCHEMA_VERSION = 1
@@ -154,14 +155,8 @@ def owner_alive(owner: str, since: float) -> bool:
         return False
     if pid == os.getpid():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        pass  # another user's process: it exists
-    except OSError:
-        return True
     started = _process_start(pid)
     return started is None or started <= since + 1.0  # 1 s: /proc's start time is rounded to clock ticks
 
