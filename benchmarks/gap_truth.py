@@ -21,6 +21,9 @@ Usage (one thread, in the background)::
 
   .venv/bin/python benchmarks/gap_truth.py --space macro-fmnist --threads 1
   .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1
+  # two processes sharing the work, one core each
+  .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 0/2 &
+  .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 1/2 &
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ def load_truth(space: str, results: Path = RESULTS) -> dict[str, dict[int, float
     return out
 
 
-def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | None) -> None:
+def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | None,
+            seeds: int | None = None, shard: tuple[int, int] = (0, 1)) -> None:
     import torch
 
     from evonas.run.config import TrainConfig
@@ -102,9 +106,13 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
     archs = truth_archs(space_name, limit_archs or proto["archs"])
     cfg = TrainConfig(space=space_name, epochs=proto["epochs"], seed=0)
     splits = load_run_splits(cfg)  # split seed 0 for every training
+    n_seeds = seeds or proto["seeds"]
+    index, count = shard
     done = load_truth(space_name, results)
-    jobs = [(a, s) for a in archs for s in range(proto["seeds"]) if s not in done.get(a, {})]
-    print(f"{space_name}: {len(archs)} architectures x {proto['seeds']} seeds, {len(jobs)} trainings to go", flush=True)
+    jobs = [(a, s) for i, a in enumerate(archs) if i % count == index
+            for s in range(n_seeds) if s not in done.get(a, {})]
+    print(f"{space_name}: {len(archs)} architectures x {n_seeds} seeds (shard {index}/{count}), "
+          f"{len(jobs)} trainings to go", flush=True)
     from search_spaces import get_space
 
     space = get_space(space_name)
@@ -125,8 +133,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--archs", type=int, default=None, help="only the first N architectures (quick checks)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of truth_<space>.jsonl")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds per architecture (default: the protocol's; more seeds tighten the ceiling)")
+    ap.add_argument("--shard", default="0/1", metavar="I/N",
+                    help="train only architectures whose index is I modulo N, so N processes share the work")
     args = ap.parse_args()
-    collect(args.space, threads=args.threads, results=args.results, limit_archs=args.archs)
+    try:
+        index, count = (int(x) for x in args.shard.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--shard {args.shard!r}: expected I/N with 0 <= I < N, e.g. 0/2")
+    if args.seeds is not None and args.seeds < 1:
+        ap.error(f"--seeds {args.seeds}: expected at least 1")
+    collect(args.space, threads=args.threads, results=args.results, limit_archs=args.archs,
+            seeds=args.seeds, shard=(index, count))
 
 
 if __name__ == "__main__":
