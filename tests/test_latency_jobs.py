@@ -71,3 +71,35 @@ def test_export_writes_onnx_and_reports_predicted_and_measured_latency(latency_r
     assert lat["predicted_ms"] > 0 and lat["measured_ms"] > 0 and lat["backend"] == "eager"
     with pytest.raises(ConfigError, match="'formats'"):
         ExportOptions(archs=("12012200",), formats=("tflite",))
+
+
+def test_top_k_export_keeps_the_latency_limit_and_measures_each_model_against_it(latency_run, tmp_path):
+    """Records of an unconstrained search must not slip past a limit; an earlier top-k must not mix in."""
+    import json
+    import shutil
+
+    from evonas.jobs.export import ExportOptions, export
+
+    run = tmp_path / "run"
+    shutil.copytree(latency_run, run)
+    table = device_table(Run.open(run))
+    search(run, SearchOptions(algo="random", budget=8, seed=1, name="free", quiet=True))  # no limit: no latency_ms
+    limit = table.min_latency() * 1.3
+    search(run, SearchOptions(algo="random", budget=6, seed=2, name="limited", max_latency_ms=limit, quiet=True))
+    with Run.open(run).store() as store:
+        records = store.records(scorer="supernet")
+    over = [r.arch for r in records if table.predict(r.arch) > limit]
+    assert over, "the free search should have scored architectures above the limit"
+
+    export(run, ExportOptions(top_k=3, quiet=True))  # unconstrained first: its folders must be replaced
+    result = export(run, ExportOptions(top_k=3, max_latency_ms=limit, quiet=True))
+    folders = sorted(p for p in result.report.parent.iterdir() if (p / "metrics.json").is_file())
+    assert sorted(e.folder for e in result.exported) == folders and 1 <= len(folders) <= 3
+    for item in result.exported:
+        assert table.predict(item.arch) <= limit and item.arch not in over
+        lat = json.loads((item.folder / "metrics.json").read_text())["latency"]
+        assert lat["limit_ms"] == pytest.approx(limit) and lat["within_limit"] == (lat["measured_ms"] <= limit)
+        assert lat["spread"] >= 0
+    assert len(result.over_limit) == sum(not e.latency["within_limit"] for e in result.exported)
+    with pytest.raises(ConfigError, match="--top-k"):
+        ExportOptions(archs=("12012200",), max_latency_ms=limit)

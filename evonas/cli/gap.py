@@ -19,6 +19,12 @@ from evonas.jobs.predict import PredictOptions, predict
 @click.option("--anchor-seeds", default=1, show_default=True, type=int,
               help="Train each anchor this many times (seeds --anchor-seed, +1, ...) and learn from the mean: less label noise, "
                    "and the report shows the seed-to-seed tau that caps any estimate.")
+@click.option("--long-anchors", default=0, show_default=True, type=int,
+              help="Of the anchors, train this many again for --long-epochs (spread over the short accuracies and supernet "
+                   "scores) and make the long schedule the target; short-only anchors are mapped to it. The choice is "
+                   "judged on long labels when there are 4 or more. 0: one fidelity.")
+@click.option("--long-epochs", default=None, type=int,
+              help="Epochs of the long trainings; must exceed --anchor-epochs.  [default: 4 x --anchor-epochs]")
 @click.option("--selection", default="spread", show_default=True, type=click.Choice(SELECTIONS),
               help="spread: cover the supernet-score and FLOPs ranges; random; uncertainty: half spread, then where the predictor is least sure; explicit: --anchor/--anchors-file.")
 @click.option("--anchor", "anchor_opts", multiple=True, help="An anchor architecture (repeatable; with --selection explicit).")
@@ -30,8 +36,8 @@ from evonas.jobs.predict import PredictOptions, predict
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking report as one JSON object.")
 @click.option("--threads", default=None, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars (also off when stderr is not a terminal).")
-def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, selection, anchor_opts, anchors_file, pool, names, coverage, seed,
-                  as_json, threads, quiet) -> None:
+def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, long_anchors, long_epochs, selection,
+                  anchor_opts, anchors_file, pool, names, coverage, seed, as_json, threads, quiet) -> None:
     """Train stand-alone anchors and fit a predictor that corrects the supernet.
 
     The supernet ranks architectures only roughly. This command measures how well on
@@ -46,9 +52,11 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, 
       evonas fit-predictor --run runs/demo --anchors 16 --anchor-epochs 3
       evonas fit-predictor --run runs/demo --selection explicit --anchor 12012200 --anchor 00000000 ...
       evonas fit-predictor --run runs/demo --anchors 24 --selection uncertainty --json
+      evonas fit-predictor --run runs/demo --anchors 16 --anchor-epochs 3 --long-anchors 6 --long-epochs 12
     """
     options = FitPredictorOptions(anchors=n_anchors, anchor_epochs=anchor_epochs, anchor_seed=anchor_seed,
-                                  anchor_seeds=anchor_seeds, selection=selection,
+                                  anchor_seeds=anchor_seeds, long_anchors=long_anchors, long_epochs=long_epochs,
+                                  selection=selection,
                                   explicit=anchor_opts, anchors_file=anchors_file, pool=pool, predictors=name_list(names),
                                   coverage=coverage, seed=seed, quiet=quiet, threads=threads)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo

@@ -6,7 +6,7 @@ import click
 
 from search_spaces import DEFAULT_SPACE, list_spaces
 
-from evonas.cli.common import echo_json_lines, echo_table
+from evonas.cli.common import SCI, echo_json_lines, echo_table
 from evonas.jobs.evaluate import EvalOptions, evaluate
 from evonas.jobs.export import RANKERS, ExportOptions, export
 from evonas.jobs.profile import ProfileOptions, profile
@@ -156,8 +156,20 @@ def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -
 @click.option("--out", default=None, help="Output folder (default RUN/exports/ARCH).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["torch", "onnx"]),
               help="Also write model.onnx (dynamic batch axis, checked against PyTorch); repeatable. torch is always written.")
+@click.option("--max-flops", default=None, type=SCI, help="With --top-k: only architectures within this FLOPs limit.")
+@click.option("--max-params", default=None, type=SCI, help="With --top-k: ... this parameter limit ...")
+@click.option("--max-latency-ms", default=None, type=SCI,
+              help="With --top-k: ... and this latency predicted by the run's table; each export is then measured "
+                   "against it.")
+@click.option("--latency-backend", default="eager", show_default=True, type=click.Choice(["eager", "onnxruntime"]),
+              help="Which of the run's latency tables reports (and limits) latency: backend ...")
+@click.option("--latency-batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="... batch size ...")
+@click.option("--latency-threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="... and threads it was measured with.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None, formats, quiet: bool) -> None:
+def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None, formats, max_flops,
+               max_params, max_latency_ms, latency_backend: str, latency_batch_size: int, latency_threads: int,
+               quiet: bool) -> None:
     """Export sub-networks as standalone PyTorch modules with inherited weights.
 
     Each export folder holds model.pt2 (load with torch.export.load(path).module()),
@@ -166,15 +178,25 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str
     a latency table for this device (evonas latency build), metrics.json also holds
     the predicted and the measured latency of the exported module.
 
+    With --top-k, limits keep only the stored architectures within them (use the
+    search's limits). A latency limit is checked with the run's table, and every
+    exported module is then timed against it: one measured above the limit is named
+    in a warning and in report.md.
+
     \b
     Examples:
       evonas export --run runs/demo --arch 12012200
       evonas export --run runs/demo --arch 12012200 --format onnx
       evonas export --run runs/demo --top-k 5 --format onnx
       evonas export --run runs/demo --top-k 5 --scorer predictor
+      evonas export --run runs/demo --top-k 5 --max-latency-ms 1.5      # the search's limit
     """
     result = export(run_dir, ExportOptions(archs=arch_opts, top_k=top_k, scorer=scorer, out=out, quiet=quiet,
-                                           formats=formats))
+                                           formats=formats, max_flops=max_flops, max_params=max_params,
+                                           max_latency_ms=max_latency_ms, latency_backend=latency_backend,
+                                           latency_batch_size=latency_batch_size, latency_threads=latency_threads))
+    for item in result.over_limit:
+        click.echo(f"warning: {item}", err=True)
     if result.report is not None:
         click.echo(f"exported the top {top_k}; report: {result.report}")
         return

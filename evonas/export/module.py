@@ -40,26 +40,36 @@ def save_module(module: torch.nn.Module, example: torch.Tensor, out_dir: Path) -
     torch.save(module.state_dict(), out_dir / WEIGHTS)
 
 
-def measure_latency(space, table, arch: Arch, module: torch.nn.Module, *, repeats: int = 30) -> dict:
-    """Predicted (the device table) and measured latency of one exported module, in the table's setting."""
+def measure_latency(space, table, arch: Arch, module: torch.nn.Module, *, repeats: int = 30,
+                    limit_ms: float | None = None) -> dict:
+    """Predicted (the device table) and measured latency of one exported module, in the table's setting.
+
+    ``spread`` is (p90 - p10) / median of the repeats: a large one says the machine was
+    busy and the measurement is loose. With ``limit_ms`` the result says whether the
+    measured latency is within it.
+    """
     from evonas.evaluation.latency import validate_latency
 
     rep = validate_latency(space, table, [arch], module_factory=lambda _: module, warmup=5, repeats=repeats)
     row = rep["archs"][0]
-    return {"predicted_ms": round(row["predicted_ms"], 5), "measured_ms": round(row["measured_ms"], 5),
-            "error_pct": round(row["error_pct"], 2), "backend": table.settings.get("backend"),
-            "batch_size": table.settings.get("batch_size"), "threads": table.settings.get("threads"),
-            "device": table.device.get("device_key")}
+    out = {"predicted_ms": round(row["predicted_ms"], 5), "measured_ms": round(row["measured_ms"], 5),
+           "error_pct": round(row["error_pct"], 2), "spread": round(float(row.get("spread", float("nan"))), 4),
+           "backend": table.settings.get("backend"), "batch_size": table.settings.get("batch_size"),
+           "threads": table.settings.get("threads"), "device": table.device.get("device_key")}
+    if limit_ms is not None:
+        out.update(limit_ms=float(limit_ms), within_limit=bool(row["measured_ms"] <= limit_ms))
+    return out
 
 
 def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metrics: dict | None = None, *, evaluator=None,
-                formats: tuple[str, ...] = ("torch",), latency=None) -> Path:
+                formats: tuple[str, ...] = ("torch",), latency=None, latency_limit_ms: float | None = None) -> Path:
     """Export ``arch`` of the supernet in ``run_dir`` to ``out_dir``; returns ``out_dir``.
 
     ``evaluator`` (a :class:`~evonas.evaluation.scoring.SupernetEvaluator`) is reused when given,
     so exporting many architectures loads the supernet and data once. ``formats`` adds
     ``model.onnx`` with "onnx"; ``latency`` (the run's device table) adds the predicted
-    and the measured latency of the exported module to metrics.json.
+    and the measured latency of the exported module to metrics.json, and
+    ``latency_limit_ms`` whether the measured one is within that limit.
     """
     from evonas.evaluation.scoring import SupernetEvaluator
 
@@ -80,7 +90,7 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
         export_onnx(module, example, out_dir / ONNX)
         extra["onnx"] = {"file": ONNX, "max_abs_diff_vs_torch": check_onnx(module, out_dir / ONNX)}
     if latency is not None:
-        extra["latency"] = measure_latency(space, latency, arch, module)
+        extra["latency"] = measure_latency(space, latency, arch, module, limit_ms=latency_limit_ms)
     cost = space.cost(arch)
     record = {
         "arch": str(arch),

@@ -34,6 +34,26 @@ def rank_records(records: Sequence[Record], metric: str, *, constraints: Constra
     return sorted(keep, key=lambda r: (-r.metric(metric), r.metric("flops"), r.id or 0))
 
 
+def within_limits(records: Sequence[Record], constraints: Constraints | None, latency=None) -> list[Record]:
+    """The records whose costs satisfy ``constraints``; all of them without constraints.
+
+    A latency limit is checked against ``latency`` (the device table the export
+    measures with), not against the latency a record was stored with: records of
+    searches without a latency limit hold none, and a record scored with another
+    table must not pass on that table's word.
+    """
+    if not constraints:
+        return list(records)
+    if "latency_ms" in constraints.limits:
+        if latency is None:
+            from evonas.errors import ConfigError
+
+            raise ConfigError("a latency limit needs the run's latency table for this device; build it with "
+                              "`evonas latency build`", param="max_latency_ms")
+        return [r for r in records if constraints.satisfied({**r.metrics, "latency_ms": latency.predict(r.arch)})]
+    return [r for r in records if constraints.satisfied(r.metrics)]
+
+
 def best_so_far(steps: Sequence[Step]) -> list[float]:
     """The best value after each scored step of a search run."""
     out, best = [], -math.inf
@@ -170,14 +190,16 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
         if not records:
             raise RunDirError(f"the store of {run_dir} has {scorer!r} scores only from other weights (an older "
                               f"supernet or predictor); score with the current ones: `evonas search --run {run_dir}`")
-        ranked = rank_records(records, metric, constraints=constraints)
+        ranked = rank_records(within_limits(records, constraints, latency), metric)
         runs = list(store.iter_steps())
         states = {r.name: store.search_state(r) for r, _ in runs}
     if not ranked:
         raise RunDirError(f"no stored {scorer!r} score of {run_dir} has {metric!r} within the limits {constraints}")
     top = ranked[:k]
+    limit_ms = constraints.limits.get("latency_ms") if constraints else None
     out = layout.top_k_dir(k, scorer)
     out.mkdir(parents=True, exist_ok=True)
+    _drop_earlier_exports(out)  # an earlier top-k (other limits, older weights) must not mix with this one
     evaluator = _load_evaluator(run)
     gap = load_run_gap_model(layout)
     exported: list[tuple[Record, Path]] = []
@@ -193,7 +215,8 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
         supernet_acc = rec.metric("accuracy") if scorer == "supernet" else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]
         metrics["supernet_accuracy"] = supernet_acc
         metrics.update(gap_metrics(gap, evaluator.space, rec.arch, supernet_acc))
-        exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator, formats=formats, latency=latency))))
+        exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator, formats=formats,
+                                                latency=latency, latency_limit_ms=limit_ms))))
     by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]
     curve_png = plot_best_so_far(by_scorer, out / "best_so_far.png", metric)
     pareto_png, front = plot_pareto(records, metric, out / "pareto.png", highlight=top)
@@ -201,6 +224,28 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
     report.write_text(_markdown(run_dir, k, scorer, metric, exported, by_scorer, front, len(records), constraints,
                                 curve_png, pareto_png, states))
     return report
+
+
+def _drop_earlier_exports(out: Path) -> None:
+    """Remove the rank folders an earlier top-k export wrote into ``out`` (only folders holding its metrics.json)."""
+    import shutil
+
+    from evonas.export.module import METRICS
+
+    for folder in out.glob("rank*_*"):
+        if folder.is_dir() and re.fullmatch(r"rank\d+_.+", folder.name) and (folder / METRICS).is_file():
+            shutil.rmtree(folder)
+
+
+def _exported_latency(folder: Path) -> dict | None:
+    import json
+
+    from evonas.export.module import METRICS
+
+    try:
+        return json.loads((folder / METRICS).read_text()).get("latency")
+    except (OSError, ValueError):
+        return None
 
 
 def search_state_text(run: SearchRun, state: str | None, run_dir: Path) -> str:
@@ -222,10 +267,23 @@ def _markdown(run_dir: Path, k: int, scorer: str, metric: str, exported: list[tu
     lines = [f"# Top {k} architectures of `{run_dir}`", ""]
     lines.append(f"Ranked by {scorer} {metric} over {n_records} stored scores"
                  + (f" within {constraints.limits}" if constraints else "") + ".")
-    lines += ["", f"| rank | arch | {metric} | FLOPs | params | export |", "| ---: | --- | ---: | ---: | ---: | --- |"]
-    for i, (rec, folder) in enumerate(exported, start=1):
+    lats = [_exported_latency(folder) for _, folder in exported]
+    with_latency = any(lat is not None for lat in lats)
+    head = f"| rank | arch | {metric} | FLOPs | params |" + (" predicted ms | measured ms |" if with_latency else "")
+    lines += ["", head + " export |", "| ---: | --- | ---: | ---: | ---: |" + (" ---: | ---: |" if with_latency else "")
+              + " --- |"]
+    over = []
+    for i, ((rec, folder), lat) in enumerate(zip(exported, lats), start=1):
+        cells = ""
+        if with_latency:
+            cells = (f" {lat['predicted_ms']:.3f} | {lat['measured_ms']:.3f} |" if lat else " | |")
+            if lat and lat.get("within_limit") is False:
+                over.append(f"`{rec.arch}` ({lat['measured_ms']:.3f} ms measured, {lat['limit_ms']:g} ms limit)")
         lines.append(f"| {i} | `{rec.arch}` | {rec.metric(metric):.4f} | {int(rec.metric('flops')):,} | "
-                     f"{int(rec.metric('params')):,} | `{folder.name}/` |")
+                     f"{int(rec.metric('params')):,} |{cells} `{folder.name}/` |")
+    if over:
+        lines += ["", f"**Measured above the latency limit** (the table predicted them within it): {', '.join(over)}. "
+                  "Time them again on an idle machine (`evonas latency validate`) before deploying them."]
     lines += ["", "Each folder holds the standalone module with inherited weights and its `metrics.json`.", ""]
     lines += ["## Searches", "", "| search run | algo | seed | evaluations | best | finished |", "| --- | --- | ---: | ---: | ---: | --- |"]
     for run, steps in runs:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from search_spaces import Arch, Space
 from evonas.run.config import write_json_atomic
 from evonas.errors import CheckpointError, RunDirError
 from evonas.run.run import RunLayout
+
+if TYPE_CHECKING:
+    from evonas.gap.fidelity import Fidelities
 
 FORMAT = "evonas-gap-model-1"
 SCORE = "supernet_score"
@@ -115,6 +118,7 @@ def fit_gap_model(
     extra_features: Mapping[str, Mapping[str, float]] | None = None,
     n_splits: int = 50,
     margin: float = 0.5,
+    fidelities: Fidelities | None = None,
 ) -> tuple[GapModel, dict[str, np.ndarray]]:
     """Compare, choose, fit and distil; returns the model and plot data.
 
@@ -123,6 +127,12 @@ def fit_gap_model(
     name -> {canonical arch -> value}, known for every anchor (pool architectures
     without them get no distillation label). ``n_splits`` and ``margin``: the
     held-out selection (see ``predictors.cross_validate_predictors``).
+
+    ``fidelities``: an ``evonas.gap.fidelity.Fidelities`` when some anchors were also
+    trained with a long schedule; ``anchors`` are then its ``labels()`` (the long
+    scale), the predictor is chosen by ``select_on_fidelities`` (held-out tau against
+    long labels, or the short labels' when there are too few) and the short-label
+    report is kept under ``short_fidelity_cv``. None: today's single-fidelity fit.
     """
     from sklearn.model_selection import KFold, LeaveOneOut, cross_val_predict
 
@@ -146,10 +156,19 @@ def fit_gap_model(
     X = enc.transform(archs, extra=_columns(extras, names, score))
     pi, ci = enc.index_of(SCORE), enc.index_of("log_flops")
     flops = np.array([space.cost(a).flops for a in archs], dtype=float)
-    report = cross_validate_predictors(
-        X, y, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage, random_state=seed,
-        n_splits=n_splits, margin=margin,
-    )
+    reference = None
+    if fidelities is None:
+        report = cross_validate_predictors(
+            X, y, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage, random_state=seed,
+            n_splits=n_splits, margin=margin,
+        )
+    else:
+        from evonas.gap.fidelity import select_on_fidelities
+
+        report, reference = select_on_fidelities(
+            X, names, fidelities, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage,
+            random_state=seed, n_splits=n_splits, margin=margin,
+        )
     model = fit_final(report.best, X, y, proxy_index=pi, cost_index=ci, coverage=coverage, random_state=seed)
     cv = LeaveOneOut() if len(y) <= 20 else KFold(10, shuffle=True, random_state=seed)
     oof = cross_val_predict(build_predictor(report.best, proxy_index=pi, cost_index=ci, random_state=seed), X, y, cv=cv)
@@ -162,6 +181,12 @@ def fit_gap_model(
     if distil.get("warning"):
         rep["notes"] = [*rep["notes"], distil["warning"]]
     text = report.format() + "\n" + _distil_line(distil)
+    if fidelities is not None:
+        rep["fidelity"] = fidelities.describe()
+        if reference is not None:
+            rep["short_fidelity_cv"] = reference.to_dict()
+            text += (f"\nfor reference, against the {fidelities.short_epochs}-epoch labels of all {len(names)} anchors "
+                     f"(not used for the choice):\n" + reference.format())
     gap = GapModel(
         space=space.name,
         encoder=enc,
@@ -289,6 +314,7 @@ def write_report(run: RunLayout | str | Path, gap: GapModel, plot: dict[str, np.
         "estimator and the supernet baseline scored against their stand-alone "
         "accuracy on the same random held-out splits (mean Kendall tau, its standard error, and the paired gain over "
         "the supernet); leave-one-out tau is shown for reference only.",
+        *([f"Multi-fidelity: {gap.report['fidelity']['selection']}."] if "fidelity" in gap.report else []),
         "",
         "```",
         text,

@@ -29,6 +29,12 @@ class ExportOptions:
     quiet: bool = False  # no progress bar
     formats: tuple[str, ...] = ("torch",)  # torch (model.pt2, always) and/or onnx (model.onnx)
     latency: bool = True  # add predicted and measured latency when the run has a latency table for this device
+    latency_backend: str = "eager"  # the run's latency table that reports (and limits) latency: this backend,
+    latency_batch_size: int = 1  # ... batch size
+    latency_threads: int = 1  # ... and thread count
+    max_flops: float | None = None  # with top_k: only architectures within these limits
+    max_params: float | None = None
+    max_latency_ms: float | None = None  # predicted by the run's latency table; each export is measured against it
 
     def __post_init__(self) -> None:
         from evonas.export.module import FORMATS
@@ -43,6 +49,12 @@ class ExportOptions:
             raise ConfigError(f"The 'top_k' parameter must be >= 1; got {self.top_k}", param="top_k")
         if self.top_k is None and not self.archs:
             raise ConfigError("give --arch STRING (repeatable) or --top-k K")
+        limits = self.constraints()  # numbers > 0, or a one-line error naming the option
+        if limits and self.top_k is None:
+            raise ConfigError(f"limits ({', '.join(f'{k} {v:g}' for k, v in limits.limits.items())}) choose among "
+                              "stored architectures: give them with --top-k K; an --arch is exported as given",
+                              param="top_k")
+        self.latency_setting()
         if self.scorer not in RANKERS:
             raise ConfigError(f"The 'scorer' parameter must be one of {', '.join(RANKERS)}; got {self.scorer!r}", param="scorer")
         if self.out is not None:  # the folder, or its nearest existing parent, must be a directory
@@ -53,6 +65,18 @@ class ExportOptions:
                                   "is a file", param="out")
 
 
+    def constraints(self):
+        from evonas.search.constraints import Constraints
+
+        return Constraints(max_flops=self.max_flops, max_params=self.max_params, max_latency_ms=self.max_latency_ms)
+
+    def latency_setting(self):
+        from evonas.jobs.latency import LatencySetting
+
+        return LatencySetting(backend=self.latency_backend, batch_size=self.latency_batch_size,
+                              threads=self.latency_threads)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Exported:
     """One exported architecture."""
@@ -60,6 +84,7 @@ class Exported:
     arch: str
     supernet_accuracy: float
     folder: Path
+    latency: dict | None = None  # predicted and measured latency (and the limit) when a table reported them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +93,18 @@ class ExportResult:
 
     exported: list[Exported]
     report: Path | None = None  # report.md of a top-k export
+
+    @property
+    def over_limit(self) -> list[str]:
+        """One line per exported module measured above the latency limit (none without a limit)."""
+        out = []
+        for item in self.exported:
+            lat = item.latency or {}
+            if lat.get("within_limit") is False:
+                out.append(f"{item.arch} measured {lat['measured_ms']:.3f} ms, above the limit {lat['limit_ms']:g} ms "
+                           f"(predicted {lat['predicted_ms']:.3f} ms, spread {lat.get('spread', float('nan')):.2f}); "
+                           "time it again on an idle machine before deploying it")
+        return out
 
 
 def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
@@ -79,15 +116,22 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     from evonas.export.topk import export_top_k, gap_metrics, load_run_gap_model
 
     run = Run.open(run)
-    latency = _device_latency(run) if options.latency else None
+    constraints = options.constraints()
+    if options.max_latency_ms is not None:  # the limit needs this device's table: a clear error when there is none
+        from evonas.jobs.latency import device_table
+
+        latency = device_table(run, options.latency_setting())
+    else:
+        latency = _device_latency(run, options.latency_setting()) if options.latency else None
     if options.top_k is not None:
         metric = "accuracy" if options.scorer == "supernet" else "predicted"
         report = export_top_k(run, options.top_k, scorer=options.scorer, metric=metric, formats=options.formats,
-                              latency=latency)
+                              latency=latency, constraints=constraints or None)
         exported = []
         for folder in sorted(p for p in report.parent.iterdir() if (p / METRICS).is_file()):
             metrics = json.loads((folder / METRICS).read_text())
-            exported.append(Exported(arch=metrics["arch"], supernet_accuracy=metrics["supernet_accuracy"], folder=folder))
+            exported.append(Exported(arch=metrics["arch"], supernet_accuracy=metrics["supernet_accuracy"], folder=folder,
+                                     latency=metrics.get("latency")))
         return ExportResult(exported=exported, report=report)
     space = run.space
     archs = [space.parse(a) for a in options.archs]  # every string checked before the supernet loads
@@ -105,14 +149,15 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     return ExportResult(exported=done)
 
 
-def _device_latency(run: Run):
-    """The run's default latency table when it was measured on this device, else None (nothing to report)."""
+def _device_latency(run: Run, setting=None):
+    """The run's latency table for ``setting`` (default: eager, batch 1, 1 thread) when it was measured on this
+    device, else None (nothing to report)."""
     from evonas.errors import EvonasError
     from evonas.jobs.latency import device_table
 
     if not run.latency_dir.is_dir():
         return None
     try:
-        return device_table(run)
+        return device_table(run) if setting is None else device_table(run, setting)
     except (EvonasError, ValueError):  # none for this setting, or measured on another device: report no latency
         return None

@@ -3,23 +3,28 @@
 Steps: a pool of supernet-scored candidates (cached in the store), a choice of
 anchors among them (spread over the supernet-score and FLOPs ranges, random,
 explicit, or uncertainty-driven), stand-alone training of the anchors (one store
-record each, resumable), then cross-validation of every predictor and the saved
-model and report. Every option is checked before anything is scored or trained.
+record each, resumable), optionally a longer training of a few of them (multi-fidelity
+anchors, ``evonas.gap.fidelity``: the long schedule becomes the target), then
+cross-validation of every predictor and the saved model and report. Every option is
+checked before anything is scored or trained.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from evonas.errors import ConfigError
 from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.run import Run
+
+if TYPE_CHECKING:
+    from evonas.gap.fidelity import Fidelities
 
 SELECTIONS = ("spread", "random", "uncertainty", "explicit")
 MIN_ANCHORS = 4  # cross-validation needs them
@@ -49,6 +54,8 @@ class FitPredictorOptions:
     anchor_epochs: int = 3  # epochs of each stand-alone training (short schedule)
     anchor_seed: int = 0  # seed of the stand-alone trainings (the first one, with several)
     anchor_seeds: int = 1  # trainings per anchor (seeds anchor_seed, anchor_seed + 1, ...); the label is their mean
+    long_anchors: int = 0  # of the anchors, how many also train long_epochs (the target fidelity); 0: single fidelity
+    long_epochs: int | None = None  # epochs of the long trainings, > anchor_epochs; None: 4 x anchor_epochs
     selection: str = "spread"  # spread, random, uncertainty, explicit
     explicit: tuple[str, ...] = ()  # anchor architectures (selection becomes explicit when given)
     anchors_file: str | Path | None = None  # file with one anchor architecture per line
@@ -79,6 +86,16 @@ class FitPredictorOptions:
         if not isinstance(self.anchor_seeds, int) or not 1 <= self.anchor_seeds <= MAX_ANCHOR_SEEDS:
             raise ConfigError(f"The 'anchor_seeds' parameter must be an integer from 1 to {MAX_ANCHOR_SEEDS}; "
                               f"got {self.anchor_seeds!r}", param="anchor_seeds")
+        if not isinstance(self.long_anchors, int) or isinstance(self.long_anchors, bool) or self.long_anchors < 0:
+            raise ConfigError(f"The 'long_anchors' parameter must be an integer >= 0 (0: no long trainings); "
+                              f"got {self.long_anchors!r}", param="long_anchors")
+        if self.long_epochs is not None and (not isinstance(self.long_epochs, int) or isinstance(self.long_epochs, bool)
+                                             or self.long_epochs <= self.anchor_epochs):
+            raise ConfigError(f"The 'long_epochs' parameter must be an integer greater than the 'anchor_epochs' parameter "
+                              f"({self.anchor_epochs}); got {self.long_epochs!r}: raise it or lower the short schedule",
+                              param="long_epochs")
+        if self.selection != "explicit":
+            self.check_long(self.anchors)
         if not (0.0 < self.coverage < 1.0):
             raise ConfigError(f"The 'coverage' parameter must be a float in (0, 1); got {self.coverage!r}", param="coverage")
         object.__setattr__(self, "predictors", check_predictor_names(self.predictors))
@@ -94,6 +111,17 @@ class FitPredictorOptions:
             raise ConfigError(f"The 'pool' parameter ({pool}) must be at least the number of anchors ({k})", param="pool")
         return pool
 
+    def check_long(self, k: int) -> None:
+        """An error when more long anchors are asked for than there are anchors (``k``)."""
+        if self.long_anchors > k:
+            raise ConfigError(f"The 'long_anchors' parameter ({self.long_anchors}) must be at most the number of anchors "
+                              f"({k}): ask for fewer long anchors or more anchors", param="long_anchors")
+
+    @property
+    def long_schedule(self) -> int:
+        """Epochs of the long trainings: ``long_epochs``, or 4 x ``anchor_epochs`` when not given."""
+        return self.long_epochs if self.long_epochs is not None else 4 * self.anchor_epochs
+
 
 @dataclass(frozen=True, kw_only=True)
 class FitPredictorResult:
@@ -102,11 +130,13 @@ class FitPredictorResult:
     gap: Any  # evonas.gap.corrector.GapModel
     model_path: Path
     report_path: Path
-    anchors: dict[str, float]  # canonical arch -> stand-alone accuracy (mean over the seeds)
-    basis: dict[str, Any]  # what the report rests on: anchors, seeds each, epochs, seed-to-seed tau
+    anchors: dict[str, float]  # canonical arch -> stand-alone accuracy (mean over the seeds), short schedule
+    basis: dict[str, Any]  # what the report rests on: anchors, seeds each, epochs, seed-to-seed tau (+ long fidelity)
     text: str  # the ranking report as text
     coverage: float
     min_anchors_for_bounded_interval: int  # below this, a conformal interval at ``coverage`` is unbounded
+    long_anchors: dict[str, float] = field(default_factory=dict)  # canonical arch -> accuracy after long_epochs (mean over seeds)
+    labels: dict[str, float] = field(default_factory=dict)  # what the predictor was fitted on (long scale with long anchors)
 
     @property
     def report(self) -> dict[str, Any]:
@@ -206,6 +236,55 @@ def anchor_basis(store, standalone: Sequence, truth: dict[str, float], options: 
     return basis
 
 
+def train_long_anchors(run: Run, store, truth: dict[str, float], scores: dict[str, float], options: FitPredictorOptions,
+                       log: Callable[[str], None], *, progress: bool = True) -> tuple[Fidelities, list]:
+    """Train (or read back) ``options.long_anchors`` of the anchors for the long schedule; their ``Fidelities``.
+
+    Which ones: ``evonas.gap.fidelity.choose_long_anchors`` (spread over the short
+    labels and supernet scores, seeded by ``options.seed``). Each long training is a
+    store record of its own (``standalone`` scorer, the long epochs in its source),
+    once per seed of ``--anchor-seeds``, so it resumes and is never trained twice.
+    """
+    from evonas.gap.anchors import train_anchors
+    from evonas.gap.fidelity import Fidelities, choose_long_anchors
+    from evonas.scorers.standalone import StandaloneScorer
+
+    epochs = options.long_schedule
+    scorers = [StandaloneScorer(run, epochs=epochs, seed=options.anchor_seed + i, progress=progress)
+               for i in range(options.anchor_seeds)]
+    chosen = choose_long_anchors(truth, scores, options.long_anchors, seed=options.seed)
+    log(f"long anchors: {len(chosen)} of the {len(truth)} anchors also train for {epochs} epochs (the target fidelity)")
+    long = train_anchors(store, scorers, [run.space.parse(a) for a in chosen], echo=lambda msg: log(f"long {msg}"))
+    return Fidelities(short=dict(truth), long=long, short_epochs=options.anchor_epochs, long_epochs=epochs), scorers
+
+
+def long_basis(basis: dict[str, Any], store, scorers: Sequence, fidelities: Fidelities) -> dict[str, Any]:
+    """``basis`` with the long fidelity added: counts, epochs, short-vs-long tau, the mapping, what selection used."""
+    from predictors import kendall_tau
+
+    from evonas.gap.anchors import per_seed_anchors
+
+    d = fidelities.describe()
+    out = {**basis, "short_anchors": len(fidelities.short), "long_anchors": len(fidelities.long),
+           "long_epochs": fidelities.long_epochs, "short_long_tau": d["short_long_tau"], "long_seed_to_seed_tau": None,
+           "mapping": d["mapping"], "selection_labels": d["selection_labels"], "selection": d["selection"]}
+    if len(scorers) >= 2:
+        first, second = per_seed_anchors(store, scorers[:2], sorted(fidelities.long))
+        common = sorted(set(first) & set(second))
+        if len(common) >= 3:
+            out["long_seed_to_seed_tau"] = round(float(kendall_tau([first[a] for a in common], [second[a] for a in common])), 4)
+    m, seeds = len(fidelities.long), len(scorers)
+    text = (f"{basis['text']}; {m} of them also trained for {fidelities.long_epochs} epochs "
+            f"({'the mean of ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}), the target fidelity")
+    tau = out["short_long_tau"]
+    text += (f"; short-vs-long tau {tau:.2f} on the {m} paired anchors" if tau is not None
+             else f"; short-vs-long tau not measured ({m} paired anchor{'s' if m != 1 else ''}, fewer than 3)")
+    if out["long_seed_to_seed_tau"] is not None:
+        text += f"; long seed-to-seed tau {out['long_seed_to_seed_tau']:.2f}"
+    out["text"] = text
+    return out
+
+
 def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: Callable[[str], None] = print) -> FitPredictorResult:
     """Train (or read back) the anchors of ``run`` and fit, report and save its gap-correcting predictor."""
     from predictors import PredictorError
@@ -218,6 +297,7 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
     explicit = read_archs(run.space, options.explicit, options.anchors_file, param="anchors_file")
     k = len(explicit) if options.selection == "explicit" else options.anchors
     pool_size = options.check_counts(k)
+    options.check_long(k)
     progress = progress_enabled(options.quiet)
     _ = run.weights_path  # an unfinished supernet is an error before anything is scored
     use_threads(options.threads)
@@ -230,13 +310,22 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
             t0 = time.perf_counter()
             truth = choose_and_train(run, store, standalone, scores, options, explicit, k, log)
             basis = anchor_basis(store, standalone, truth, options)
+            fidelities, long, labels = None, {}, truth
+            if options.long_anchors:
+                fidelities, long_scorers = train_long_anchors(run, store, truth, scores, options, log, progress=progress)
+                long, labels = fidelities.long, fidelities.labels()
+                basis = long_basis(basis, store, long_scorers, fidelities)
             log(f"anchors ready in {time.perf_counter() - t0:.0f}s ({basis['text']}); cross-validating predictors ...")
-            gap, plot = fit_gap_model(run.space, truth, scores, supernet_source=supernet.source_key,
-                                      predictors=options.predictors, coverage=options.coverage, seed=options.seed)
+            if fidelities is not None:
+                log(f"selection: {basis['selection']}")
+            gap, plot = fit_gap_model(run.space, labels, scores, supernet_source=supernet.source_key,
+                                      predictors=options.predictors, coverage=options.coverage, seed=options.seed,
+                                      fidelities=fidelities)
             gap.report["basis"] = basis
     except PredictorError as exc:
         raise ConfigError(str(exc)) from None
     model_path = gap.save(run)
     report_path = write_report(run, gap, plot, plot["text"])
     return FitPredictorResult(gap=gap, model_path=model_path, report_path=report_path, anchors=truth, basis=basis, text=plot["text"],
-                              coverage=options.coverage, min_anchors_for_bounded_interval=bounded_interval_anchors(options.coverage))
+                              coverage=options.coverage, min_anchors_for_bounded_interval=bounded_interval_anchors(options.coverage),
+                              long_anchors=long, labels=labels)

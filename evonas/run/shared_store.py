@@ -16,7 +16,9 @@ Optuna's:
   claimed by the worker that scores it, then holding its metrics. The primary key
   (study, arch) makes every architecture scored at most once across workers, and a
   claim is taken only while the study has fewer rows than its budget, so the
-  workers together score exactly ``--budget`` architectures.
+  workers together score exactly ``--budget`` architectures. A worker that finds
+  the study full while others still score waits for them before it stops, and takes
+  the slot of one that died.
 
 :class:`SharedStore` puts the ledger in front of a worker's own evaluation store
 (:class:`evonas.run.store.Store`, its run directory's ``store.sqlite``), with the
@@ -185,8 +187,10 @@ class SharedStore:
         """Claim ``arch`` for scoring in the study; False while another live worker holds it.
 
         Raises BudgetSpent when ``arch`` is new to the study and the study already has
-        its budget of architectures. An architecture this run directory's store already
-        holds fills its row at once (no scoring).
+        its budget of architectures, all scored. While another worker still scores one of
+        them it waits: should that worker die, its slot is taken here (so a worker killed
+        holding the study's last claim does not leave the study short). An architecture
+        this run directory's store already holds fills its row at once (no scoring).
         """
         if not self._claim_row(arch, timeout_s):
             return False
@@ -311,28 +315,34 @@ class SharedStore:
             conn.execute(delete(e).where(e.c.study == self.study, e.c.arch == arch, e.c.metrics.is_(None)))
         return len(dead)
 
-    def _claim_row(self, arch: str, timeout_s: float) -> bool:
+    def _claim_row(self, arch: str, timeout_s: float, poll_s: float = 0.2) -> bool:
         from sqlalchemy import func, insert, select, update
 
         e = self._evals
-        with self._begin() as conn:
-            self._lock_study(conn)
-            row = conn.execute(select(e.c.owner, e.c.claimed, e.c.metrics)
-                               .where(e.c.study == self.study, e.c.arch == arch)).first()
-            if row is not None:
-                if row.metrics is not None or row.owner == self.owner:
+        while True:
+            with self._begin() as conn:
+                self._lock_study(conn)
+                row = conn.execute(select(e.c.owner, e.c.claimed, e.c.metrics)
+                                   .where(e.c.study == self.study, e.c.arch == arch)).first()
+                if row is not None:
+                    if row.metrics is not None or row.owner == self.owner:
+                        return True
+                    if time.time() - row.claimed < timeout_s and owner_alive(row.owner, row.claimed):
+                        return False
+                    conn.execute(update(e).where(e.c.study == self.study, e.c.arch == arch)
+                                 .values(owner=self.owner, claimed=time.time()))  # its owner is gone: take it over
                     return True
-                if time.time() - row.claimed < timeout_s and owner_alive(row.owner, row.claimed):
-                    return False
-                conn.execute(update(e).where(e.c.study == self.study, e.c.arch == arch)
-                             .values(owner=self.owner, claimed=time.time()))  # its owner is gone: take it over
-                return True
-            count = select(func.count()).select_from(e).where(e.c.study == self.study)
-            if conn.execute(count).scalar_one() >= self.budget:
-                if not self._drop_dead_claims(conn, timeout_s) or conn.execute(count).scalar_one() >= self.budget:
+                count = select(func.count()).select_from(e).where(e.c.study == self.study)
+                if conn.execute(count).scalar_one() < self.budget or (
+                        self._drop_dead_claims(conn, timeout_s) and conn.execute(count).scalar_one() < self.budget):
+                    conn.execute(insert(e).values(study=self.study, arch=arch, owner=self.owner, claimed=time.time()))
+                    return True
+                others = conn.execute(select(func.count()).select_from(e).where(
+                    e.c.study == self.study, e.c.metrics.is_(None), e.c.owner != self.owner)).scalar_one()
+                if not others:  # every slot is scored (or this worker's own): the budget is spent
                     raise BudgetSpent(f"study {self.study!r} has its budget of {self.budget} architectures")
-            conn.execute(insert(e).values(study=self.study, arch=arch, owner=self.owner, claimed=time.time()))
-            return True
+            # the study is full but other workers still score: wait, since a slot comes free if one of them dies
+            time.sleep(poll_s)
 
     def _fill_row(self, arch: str, metrics: Mapping[str, float], source: Mapping[str, Any]) -> None:
         from sqlalchemy import update
