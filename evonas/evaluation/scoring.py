@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from search_spaces import Arch
 
 from evonas.data import Normalizer, Splits, batches
+from evonas.run.config import RECALIB_IMAGES, VAL_IMAGES
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,8 +75,8 @@ class SupernetEvaluator:
         run,  # evonas.run.run.Run
         *,
         recalibrate: bool = True,
-        recalib_images: int = 2000,
-        val_images: int | None = None,
+        recalib_images: int = RECALIB_IMAGES,
+        val_images: int | None = VAL_IMAGES,
         batch_size: int = 128,  # fastest on CPU (activations stay in cache); see benchmarks
         seed: int = 0,
         split: str = "val",

@@ -13,6 +13,7 @@ from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.run import Run
+from evonas.run.config import RECALIB_IMAGES, VAL_IMAGES
 
 SPLITS = ("val", "test")
 
@@ -26,8 +27,8 @@ class EvalOptions:
     sample: int = 0  # also score this many uniformly sampled architectures
     seed: int = 0  # seed of the sample and of the recalibration subset
     recalibrate: bool = True  # reset and recalibrate BN statistics per architecture
-    recalib_images: int = 2000  # training images used to recalibrate BN
-    val_images: int | None = None  # the first this many images of the split are scored; None: all of them
+    recalib_images: int = RECALIB_IMAGES  # training images used to recalibrate BN
+    val_images: int | None = VAL_IMAGES  # the first this many images of the split are scored; None: all of them
     split: str = "val"  # evaluation split: val, or test when asked for
     quiet: bool = False  # no progress bar
     threads: int | None = None  # CPU threads for torch

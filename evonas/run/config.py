@@ -23,6 +23,12 @@ LEGACY_VALUES: dict[str, Any] = {"zero_init_residual": False, "strategy": "unifo
 # Supernet epochs when the user gives none: the schedule each space's supernet needs to
 # be worth scoring (benchmarks/mobilenet_supernet.py: the deep space's paths keep
 # gaining accuracy until the end of a 12-epoch cosine schedule).
+# How a sub-network is scored by default: BN recalibrated on RECALIB_IMAGES training
+# images, accuracy on the first VAL_IMAGES images of the (seeded, shuffled) validation
+# split, None meaning all of it. benchmarks/scoring_speed.py measures the choice.
+RECALIB_IMAGES = 2000
+VAL_IMAGES: int | None = None
+
 SPACE_EPOCHS = {"mobilenet-fmnist": 12}
 DEFAULT_EPOCHS = 10
 

@@ -57,11 +57,14 @@ class SupernetScorer(Scorer):
 
     @classmethod
     def from_options(cls, *, run_dir: str | Path, latency_table: str | Path | None = None,
-                     latency_column: str | None = None, recalibrate: bool = True, recalib_images: int = 2000,
+                     latency_column: str | None = None, recalibrate: bool = True, recalib_images: int | None = None,
                      batch_size: int = 128, seed: int = 0, device_latency=None) -> "SupernetScorer":
         """Load the run's supernet and score with BN recalibration on ``recalib_images`` images."""
         from evonas.evaluation.scoring import SupernetEvaluator
 
+        from evonas.run.config import RECALIB_IMAGES
+
+        recalib_images = RECALIB_IMAGES if recalib_images is None else recalib_images
         ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,
                                         batch_size=batch_size, seed=seed)
         return cls(ev, latency_table=latency_table, latency_column=latency_column, device_latency=device_latency)
