@@ -35,7 +35,8 @@ def test_export_top_k_writes_modules_metrics_and_report(tmp_path, monkeypatch):
 
     exported = []
 
-    def fake_export(run_dir_, arch, out_dir, metrics, *, evaluator=None, formats=("torch",), latency=None):
+    def fake_export(run_dir_, arch, out_dir, metrics, *, evaluator=None, formats=("torch",), latency=None,
+                    latency_limit_ms=None):
         out_dir.mkdir(parents=True)
         (out_dir / "metrics.json").write_text(json.dumps({"arch": arch, **metrics}))
         exported.append(arch)

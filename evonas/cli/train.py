@@ -7,11 +7,10 @@ import click
 from search_spaces import DEFAULT_SPACE, list_spaces
 
 from evonas.cli.common import SCI, echo_json_lines, echo_table
-from evonas.jobs.evaluate import EvalOptions, evaluate
+from evonas.jobs.evaluate import RECALIB_IMAGES, EvalOptions, evaluate
 from evonas.jobs.export import RANKERS, ExportOptions, export
 from evonas.jobs.profile import ProfileOptions, profile
 from evonas.jobs.train import SCHEDULES, TrainOptions, train
-from evonas.run.config import RECALIB_IMAGES
 
 RESULT_COLUMNS = [
     ("arch", "arch", "s"),
