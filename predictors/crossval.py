@@ -246,19 +246,9 @@ def cross_validate_predictors(
                           mean_interval_width=width, seconds=round(time.perf_counter() - start, 3),
                           kendall_tau_se=corrected_se(tau, n_train, n_test),
                           loo_kendall_tau=kendall_tau(y, pred), loo_spearman_rho=spearman_rho(y, pred))
-    if baseline is not None:
-        for name in names:
-            diff = taus[name] - taus[baseline]
-            rows[name].update(tau_vs_proxy=float(diff.mean()), tau_vs_proxy_se=corrected_se(diff, n_train, n_test))
-    scores = [EstimatorScore(**rows[name]) for name in names]
     scheme = f"{len(splits)} random {n_train}/{n_test} splits"
-    best, reason, beats = _choose(scores, baseline, margin, scheme)
-    if beats and n_test < min_held_out:
-        top = next(e for e in scores if e.name == best)
-        best, beats = baseline, False
-        reason = (f"nothing beats the supernet: the corrector is the calibrated supernet score ({n} anchors leave "
-                  f"{n_test} held out per split, fewer than {min_held_out}: {top.name}'s gain of {top.tau_vs_proxy:+.3f} "
-                  f"+- {top.tau_vs_proxy_se:.3f} tau is too weak evidence; add anchors)")
+    scores, best, reason, beats = decide(rows, taus, names, baseline, margin, scheme, n_train=n_train, n_test=n_test,
+                                         min_held_out=min_held_out, anchors=f"{n} anchors")
     reference_scheme = "leave-one-out" if k == n else f"{k}-fold"
     return RankingReport(n, scheme, coverage, baselines, scores, best, beats, [], baseline=baseline, reason=reason,
                          n_splits=len(splits), margin=float(margin), reference_scheme=reference_scheme)
@@ -272,6 +262,31 @@ def adjusted_margin(margin: float, n_candidates: int) -> float:
     if n_candidates <= 1:
         return float(margin)
     return float(norm.ppf(norm.cdf(margin) ** (1.0 / n_candidates)))
+
+
+def decide(rows: dict[str, dict], taus: dict[str, np.ndarray], names: Sequence[str], baseline: str | None,
+           margin: float, scheme: str, *, n_train: int, n_test: int, min_held_out: int,
+           anchors: str) -> tuple[list[EstimatorScore], str, str, bool | None]:
+    """Scores from per-split taus, and the choice: (scores, chosen name, reason, whether it beats the baseline).
+
+    ``rows`` holds each estimator's fields but the paired gain over ``baseline``, which
+    is added here. A gain measured on fewer than ``min_held_out`` held-out anchors per
+    split is too weak evidence: then the baseline stays. ``anchors`` names what the
+    splits hold out of, e.g. "16 anchors".
+    """
+    if baseline is not None:
+        for name in names:
+            diff = taus[name] - taus[baseline]
+            rows[name].update(tau_vs_proxy=float(diff.mean()), tau_vs_proxy_se=corrected_se(diff, n_train, n_test))
+    scores = [EstimatorScore(**rows[name]) for name in names]
+    best, reason, beats = _choose(scores, baseline, margin, scheme)
+    if beats and n_test < min_held_out:
+        top = next(e for e in scores if e.name == best)
+        best, beats = baseline, False
+        reason = (f"nothing beats the supernet: the corrector is the calibrated supernet score ({anchors} leave "
+                  f"{n_test} held out per split, fewer than {min_held_out}: {top.name}'s gain of {top.tau_vs_proxy:+.3f} "
+                  f"+- {top.tau_vs_proxy_se:.3f} tau is too weak evidence; add {anchors.split(' ', 1)[1]})")
+    return scores, best, reason, beats
 
 
 def _choose(scores: list[EstimatorScore], baseline: str | None, margin: float, scheme: str) -> tuple[str, str, bool | None]:

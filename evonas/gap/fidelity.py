@@ -196,7 +196,6 @@ def cross_validate_long(X, short, long, *, proxy_index: int, cost_index: int | N
     """
     from predictors import (
         BaselineScore,
-        EstimatorScore,
         RankingReport,
         build_predictor,
         default_predictors,
@@ -205,7 +204,7 @@ def cross_validate_long(X, short, long, *, proxy_index: int, cost_index: int | N
     )
     from predictors.crossval import (  # the same baseline rule as every report
         BASELINE,
-        _choose,
+        decide,
         corrected_se,
     )
 
@@ -246,18 +245,9 @@ def cross_validate_long(X, short, long, *, proxy_index: int, cost_index: int | N
                       "mean_interval_width": None, "seconds": round(time.perf_counter() - start, 3),
                       "kendall_tau_se": corrected_se(tau, n_train, n_test),
                       "loo_kendall_tau": kendall_tau(yl, loo), "loo_spearman_rho": spearman_rho(yl, loo)}
-    for name in names:
-        diff = taus[name] - taus[BASELINE]
-        rows[name].update(tau_vs_proxy=float(diff.mean()), tau_vs_proxy_se=corrected_se(diff, n_train, n_test))
-    scores = [EstimatorScore(**rows[name]) for name in names]
     scheme = f"{len(splits)} splits holding out {n_test} of the {m} long anchors, {n_train} anchors training"
-    best, reason, beats = _choose(scores, BASELINE, margin, scheme)
-    if beats and n_test < MIN_HELD_OUT:
-        top = next(e for e in scores if e.name == best)
-        best, beats = BASELINE, False
-        reason = (f"nothing beats the supernet: the corrector is the calibrated supernet score ({m} long anchors leave "
-                  f"{n_test} held out per split, fewer than {MIN_HELD_OUT}: {top.name}'s gain of {top.tau_vs_proxy:+.3f} "
-                  f"+- {top.tau_vs_proxy_se:.3f} tau is too weak evidence; add long anchors)")
+    scores, best, reason, beats = decide(rows, taus, names, BASELINE, margin, scheme, n_train=n_train, n_test=n_test,
+                                         min_held_out=MIN_HELD_OUT, anchors=f"{m} long anchors")
     return RankingReport(m, scheme, None, baselines, scores, best, beats, [], baseline=BASELINE, reason=reason,
                          n_splits=len(splits), margin=float(margin), reference_scheme="leave-one-long-anchor-out")
 
