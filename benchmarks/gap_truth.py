@@ -24,6 +24,8 @@ Usage (one thread, in the background)::
   # two processes sharing the work, one core each
   .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 0/2 &
   .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 1/2 &
+  # short labels for benchmarks/multi_fidelity.py: one seed, one epoch
+  .venv/bin/python benchmarks/gap_truth.py --space macro-fmnist --threads 1 --epochs 1 --seeds 1
 """
 
 from __future__ import annotations
@@ -80,9 +82,13 @@ def truth_archs(space_name: str, n: int) -> list[str]:
     return archs
 
 
-def load_truth(space: str, results: Path = RESULTS) -> dict[str, dict[int, float]]:
-    """arch -> {seed: stand-alone accuracy} for every finished training of the protocol."""
-    epochs = PROTOCOL[space]["epochs"]
+def load_truth(space: str, results: Path = RESULTS, epochs: int | None = None) -> dict[str, dict[int, float]]:
+    """arch -> {seed: stand-alone accuracy} for every finished training of the protocol.
+
+    ``epochs``: another schedule's trainings (``--epochs``), e.g. the short labels of
+    ``multi_fidelity.py``; default: the protocol's, the truth.
+    """
+    epochs = PROTOCOL[space]["epochs"] if epochs is None else epochs
     rows = [r for r in read_jsonl(truth_path(space, results)) if r.get("epochs") == epochs]
     legacy = LEGACY.get(space)
     if legacy is not None:
@@ -94,7 +100,7 @@ def load_truth(space: str, results: Path = RESULTS) -> dict[str, dict[int, float
 
 
 def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | None,
-            seeds: int | None = None, shard: tuple[int, int] = (0, 1)) -> None:
+            seeds: int | None = None, shard: tuple[int, int] = (0, 1), epochs: int | None = None) -> None:
     import torch
 
     from evonas.run.config import TrainConfig
@@ -104,14 +110,15 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
     torch.set_num_threads(threads)
     proto = PROTOCOL[space_name]
     archs = truth_archs(space_name, limit_archs or proto["archs"])
-    cfg = TrainConfig(space=space_name, epochs=proto["epochs"], seed=0)
+    epochs = epochs or proto["epochs"]
+    cfg = TrainConfig(space=space_name, epochs=epochs, seed=0)
     splits = load_run_splits(cfg)  # split seed 0 for every training
     n_seeds = seeds or proto["seeds"]
     index, count = shard
-    done = load_truth(space_name, results)
+    done = load_truth(space_name, results, epochs)
     jobs = [(a, s) for i, a in enumerate(archs) if i % count == index
             for s in range(n_seeds) if s not in done.get(a, {})]
-    print(f"{space_name}: {len(archs)} architectures x {n_seeds} seeds (shard {index}/{count}), "
+    print(f"{space_name}: {len(archs)} architectures x {n_seeds} seeds x {epochs} epochs (shard {index}/{count}), "
           f"{len(jobs)} trainings to go", flush=True)
     from search_spaces import get_space
 
@@ -120,7 +127,7 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
     for i, (text, seed) in enumerate(jobs):
         t = time.perf_counter()
         m = train_standalone(space.parse(text), cfg.replace(seed=seed), splits, progress=False)
-        record = {"arch": text, "seed": seed, "epochs": proto["epochs"], "train_images": len(splits.train_x),
+        record = {"arch": text, "seed": seed, "epochs": epochs, "train_images": len(splits.train_x),
                   "accuracy": m["accuracy"], "loss": m.get("loss"), "seconds": m["seconds"], "threads": threads}
         with open(truth_path(space_name, results), "a") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -137,7 +144,12 @@ def main() -> None:
                     help="seeds per architecture (default: the protocol's; more seeds tighten the ceiling)")
     ap.add_argument("--shard", default="0/1", metavar="I/N",
                     help="train only architectures whose index is I modulo N, so N processes share the work")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="another schedule than the protocol's (kept apart from the truth by its epochs field), "
+                         "e.g. 1 for the short labels of multi_fidelity.py")
     args = ap.parse_args()
+    if args.epochs is not None and args.epochs < 1:
+        ap.error(f"--epochs {args.epochs}: expected at least 1")
     try:
         index, count = (int(x) for x in args.shard.split("/"))
         if not 0 <= index < count:
@@ -147,7 +159,7 @@ def main() -> None:
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds {args.seeds}: expected at least 1")
     collect(args.space, threads=args.threads, results=args.results, limit_archs=args.archs,
-            seeds=args.seeds, shard=(index, count))
+            seeds=args.seeds, shard=(index, count), epochs=args.epochs)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,16 @@ Protocol, for each trained macro-fmnist supernet (``uniform-s0`` and ``uniform-s
    today's defaults and at the chosen setting, alternated in one process so load
    from other jobs on the machine hits both alike; reported as ratios.
 
+``--deep-check`` asks whether the chosen setting also holds on the deep space, which the
+choice above never saw: the default-schedule ``mobilenet-fmnist`` supernet
+(``runs/bench-mobilenet/e12-s0``) scores the 30 architectures of its stand-alone truth
+at today's defaults and at the chosen setting (same nested subsets as the grid); the
+report gives each setting's median accuracy, the mean absolute change per
+architecture, and Kendall tau against whatever truth is finished (``gap_truth.py
+--space mobilenet-fmnist``). Written to ``results/scoring_speed_mobilenet.{json,md}``;
+the per-architecture accuracies are kept, so the tau is recomputed with ``--deep-check
+--reuse-grid`` when more truth arrives, without scoring again.
+
 With ``--supernets all`` the grid covers every finished macro-fmnist supernet of
 ``runs/bench-strategies`` (ten: five strategies, two seeds each). Tau on 40
 architectures moves by 0.02-0.05 between neighbouring sizes by chance, so with four
@@ -34,6 +44,8 @@ with fewer, every supernet must be within it. Each supernet's grid is appended t
 where it stopped.
 
 One torch thread throughout. Usage::
+
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scoring_speed.py --deep-check
 
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scoring_speed.py
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scoring_speed.py --supernets all --recalib 250,500,1000,2000
@@ -233,6 +245,95 @@ def time_eval_job(run_dir: Path, archs: list[str], setting: tuple[int, int]) -> 
     return time.perf_counter() - t0
 
 
+DEEP_SPACE = "mobilenet-fmnist"
+DEEP_RUN = ROOT / "runs" / "bench-mobilenet" / "e12-s0"
+DEEP_ARCHS = 30
+DEEP_OUT = RESULTS / "scoring_speed_mobilenet.json"
+
+
+def deep_check(reuse: bool) -> None:
+    """Today's defaults against the chosen setting on the deep space's default supernet."""
+    import statistics
+
+    chosen = json.loads((RESULTS / "scoring_speed.json").read_text())["chosen"]
+    setting = (chosen["recalib_images"], chosen["val_images"])
+    if setting == TODAY:
+        raise SystemExit("scoring_speed.json chose today's defaults: nothing to check on the deep space")
+    if not (DEEP_RUN / "supernet.pt").is_file():
+        raise SystemExit(f"no trained supernet at {DEEP_RUN.relative_to(ROOT)}; train it with "
+                         "benchmarks/mobilenet_supernet.py")
+    archs = truth_archs(DEEP_SPACE, DEEP_ARCHS)
+    started = time.perf_counter()
+    if reuse and DEEP_OUT.is_file():
+        accuracy = json.loads(DEEP_OUT.read_text())["accuracy"]
+    else:
+        torch.set_num_threads(1)
+        from evonas.evaluation.scoring import SupernetEvaluator
+        from evonas.run.run import Run
+
+        run = Run.open(DEEP_RUN)
+        accuracy = {}
+        for r, v in (TODAY, setting):
+            ev = SupernetEvaluator(run, recalib_images=r)
+            values = []
+            for i, text in enumerate(archs):
+                arch = ev.canonical(ev.space.parse(text))
+                ev.prepare(arch)
+                values.append(100.0 * correct_per_image(ev, arch, v).float().mean().item())
+                print(f"  {r}/{v} [{i + 1}/{len(archs)}] {text}: {values[-1]:.2f}%", flush=True)
+            accuracy[f"{r}/{v}"] = values
+    records = load_truth(DEEP_SPACE)
+    have = [i for i, a in enumerate(archs) if a in records]
+    truth = [sum(records[archs[i]].values()) / len(records[archs[i]]) for i in have]
+    rows = {}
+    for key, values in accuracy.items():
+        rows[key] = {"median_accuracy": statistics.median(values),
+                     "tau": kendall_tau([values[i] for i in have], truth) if len(have) >= 3 else None}
+    today, new = (f"{a}/{b}" for a, b in (TODAY, setting))
+    diffs = [b - a for a, b in zip(accuracy[today], accuracy[new])]
+    out = {
+        "question": "does the scoring setting chosen on macro-fmnist keep the deep space's scores and ranking?",
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scoring_speed.py --deep-check"
+                   + (" --reuse-grid" if reuse else ""),
+        "supernet": str(DEEP_RUN.relative_to(ROOT)),
+        "archs": archs,
+        "truth_archs": len(have),
+        "truth_seeds": sum(len(records[archs[i]]) for i in have),
+        "today": today, "chosen": new,
+        "accuracy": accuracy,
+        "rows": rows,
+        "mean_abs_change": sum(abs(d) for d in diffs) / len(diffs),
+        "mean_change": sum(diffs) / len(diffs),
+        "tau_between_settings": kendall_tau(accuracy[today], accuracy[new]),
+        "elapsed_s": time.perf_counter() - started,
+    }
+    DEEP_OUT.write_text(json.dumps(out, indent=2) + "\n")
+    DEEP_OUT.with_suffix(".md").write_text(deep_report(out))
+    print(deep_report(out))
+
+
+def deep_report(out: dict) -> str:
+    lines = [
+        f"# The chosen scoring setting on the deep space ({DEEP_SPACE})",
+        "",
+        f"Command: `{out['command']}`. Supernet `{out['supernet']}` (the default 12-epoch schedule), the "
+        f"{len(out['archs'])} architectures of the stand-alone truth protocol, one torch thread.",
+        "",
+        "| recalib / val images | median accuracy | tau against truth |",
+        "|---|---:|---:|",
+    ]
+    for key, row in out["rows"].items():
+        tau = "n/a" if row["tau"] is None else f"{row['tau']:.3f}"
+        lines.append(f"| {key} | {row['median_accuracy']:.2f}% | {tau} |")
+    lines += ["", f"Truth so far: {out['truth_archs']} of {len(out['archs'])} architectures "
+              f"({out['truth_seeds']} stand-alone trainings, mean over seeds). Per architecture the chosen "
+              f"setting changes the score by {out['mean_change']:+.2f} points on average "
+              f"({out['mean_abs_change']:.2f} in absolute value); the two settings rank the "
+              f"{len(out['archs'])} architectures with Kendall tau {out['tau_between_settings']:.3f} against "
+              "each other."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="timed eval jobs per setting and supernet")
@@ -244,7 +345,13 @@ def main() -> None:
     parser.add_argument("--recalib", default=",".join(map(str, RECALIB)),
                         help="recalibration sizes of the grid for supernets not graded yet")
     parser.add_argument("--no-timing", action="store_true", help="grid and choice only, no timed eval jobs")
+    parser.add_argument("--deep-check", action="store_true",
+                        help="check the chosen setting on the mobilenet-fmnist supernet (with --reuse-grid: "
+                             "recompute tau from the kept scores)")
     args = parser.parse_args()
+    if args.deep_check:
+        deep_check(args.reuse_grid)
+        return
     names = finished_supernets() if args.supernets == "all" else [n for n in args.supernets.split(",") if n]
     missing_runs = [n for n in names if not (RUNS / n / "supernet.pt").is_file()]
     if not names or missing_runs:

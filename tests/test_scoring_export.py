@@ -24,6 +24,16 @@ def test_recalibration_changes_bn_statistics_and_is_repeatable(tiny_run):
     assert 0.0 <= raw.evaluate(arch)["accuracy"] <= 100.0
 
 
+def test_val_images_caps_the_validation_split_and_never_the_test_split(tiny_run):
+    whole = SupernetEvaluator.from_run(tiny_run, recalib_images=32, val_images=None)
+    capped = SupernetEvaluator.from_run(tiny_run, recalib_images=32, val_images=7)
+    assert capped.val_images == 7 < whole.val_images
+    assert capped.provenance()["eval_images"] == 7  # scores at other sizes are other store records
+    assert torch.equal(capped.y, whole.y[:7])  # the first images of the same seeded split
+    test = SupernetEvaluator.from_run(tiny_run, recalib_images=32, val_images=7, split="test")
+    assert test.val_images == len(test.splits.split("test")[1]) > 7
+
+
 def test_export_matches_supernet_on_that_path(tiny_run, tmp_path):
     ev = SupernetEvaluator.from_run(tiny_run, recalib_images=300)
     arch = ev.space.parse("21002120")

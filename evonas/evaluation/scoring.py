@@ -96,7 +96,7 @@ class SupernetEvaluator:
         self.splits = run.splits()
         self.norm = Normalizer(self.splits.mean, self.splits.std)
         x, y = self.splits.split(split)
-        if val_images is not None:
+        if val_images is not None and split == "val":  # the test split is scored whole: it is the final word
             x, y = x[:val_images], y[:val_images]
         # normalised once: every sub-network sees the same float tensors
         self.x, self.y = self.norm(x), y  # (N, C, H, W) float32
