@@ -13,8 +13,11 @@ mobilenet-fmnist), backend (eager PyTorch, onnxruntime) and batch size (1, 32):
      the fastest network minus its sum);
    * ``corrected``: ``a * isolated + b`` fitted on the first ``--calibrate`` networks
      (which are then left out of every method's metrics);
+   * ``scaled``: ``a * isolated + b`` fitted by the build to its fitting networks (what
+     ``evonas latency build`` stores when it wins; shown whenever ``a > 0``);
    * ``fitted``: the entries and fixed part fitted to random whole networks, shrunk
-     toward the isolated table (what ``evonas latency build`` stores when it wins).
+     toward the isolated table (what ``evonas latency build`` stores when it beats
+     the simpler table chosen before it; shown only when the build kept it).
 3. Was the machine quiet enough: the table's noise verdict and the median relative
    spread of the validation timings.
 
@@ -45,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from evonas.evaluation.latency import build_latency_table, networks_used, rank_metrics, sample_archs, validate_latency  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
-METHODS = ("isolated", "corrected", "fitted")
+METHODS = ("isolated", "corrected", "scaled", "fitted")
 
 
 def clean(value):
@@ -84,6 +87,9 @@ def one_setting(space_name: str, backend: str, batch_size: int, args, export_dir
     if k:
         a, b = np.polyfit(iso[:k], meas[:k], 1) if k >= 2 else (meas[:k].sum() / iso[:k].sum(), 0.0)
         methods["corrected"] = {**rank_metrics(a * iso[k:] + b, meas[k:]), "a": float(a), "b": float(b)}
+    if fit.get("scaled_cv_mape") is not None:  # the build's scaled candidate, kept or not
+        a, b = fit["scaled_a"], fit["scaled_b"]
+        methods["scaled"] = {**rank_metrics(a * iso[k:] + b, meas[k:]), "a": float(a), "b": float(b)}
     # the fit's own entries, even when the build kept the isolated ones (then marked "not used")
     fit_pred = np.array([r["predicted_ms"] for r in res["archs"]]) if fitted is not None else None
     if fit_pred is not None:
@@ -134,8 +140,10 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         f"CPU: {device.get('cpu_model')} ({device.get('logical_cores')} logical cores); torch {device.get('torch')}, "
         f"onnxruntime {device.get('onnxruntime')}. Every method is judged on the same held-out networks (none used "
         "to fit): 'isolated' sums layers timed alone plus the fixed part; 'corrected' is a * isolated + b fitted on "
-        "the calibration networks; 'fitted' fits the entries to random whole networks, shrunk toward the isolated "
-        "table (the default of `evonas latency build` when its cross-validated error wins). Targets: within 10% "
+        "the calibration networks; 'scaled' is a * isolated + b fitted by the build to its fitting networks; "
+        "'fitted' fits the entries to random whole networks, shrunk toward the isolated table (shown only when the "
+        "build kept it). 'table' is what `evonas latency build` kept: the scaled table when its cross-validated error "
+        "beats the isolated table's, the fitted one when it beats that choice in turn. Targets: within 10% "
         ">= 0.90, Kendall tau >= 0.9. 'spread' is the median (p90 - p10) / median of the validation timings.",
         "",
         "| space | backend | batch | build s (fit s, nets) | table | spread | busy | "

@@ -74,7 +74,10 @@ def test_one_entry_per_layer_and_option(macro, table):
     assert table.build_seconds > 0
     # the isolated fixed part is the residual one; a fitted table's own comes from its fit
     assert table.overhead["method"] == "residual" and table.isolated().overhead_ms == table.overhead["residual_ms"]
-    assert table.overhead_ms == (table.fit["intercept_ms"] if table.method == "fitted" else table.overhead["residual_ms"])
+    fit, residual = table.fit or {}, table.overhead["residual_ms"]
+    expected = {"fitted": fit.get("intercept_ms"), "isolated": residual,
+                "scaled": fit.get("scaled_a", 0) * residual + fit.get("scaled_b", 0)}[table.method]
+    assert table.overhead_ms == pytest.approx(expected)
     assert table.overhead["components_ms"] > 0 and table.overhead["reference_arch"]
 
 

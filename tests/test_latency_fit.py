@@ -159,12 +159,131 @@ def test_a_fit_that_wins_on_its_own_networks_but_not_on_fresh_ones_is_not_used(m
 
     import evonas.evaluation.latency as L
 
-    def losing(*args, **kwargs):
-        return {"samples": 3, "isolated_mape": 5.0, "fitted_mape": math.inf, "archs": []}
+    def losing(*args, **kwargs):  # min_gain -1e9: a candidate loses only when it is over 1e9 points worse
+        return {"samples": 3, "isolated_mape": 5.0, "scaled_mape": 2e9, "fitted_mape": math.inf, "archs": []}
 
     monkeypatch.setattr(L, "_confirm_fit", losing)
     kept = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
                                min_gain=-1e9)  # wins on its own networks whatever they say
     assert kept.method == "isolated" and not kept.fit["used"]
-    assert "not on 3 fresh networks" in kept.fit["verdict"]
-    assert all(e.median_ms == e.isolated_ms for e in kept.entries)
+    assert "not on 3 fresh networks" in kept.fit["verdict"] and "the scaled table did not either" in kept.fit["verdict"]
+    assert all(e.median_ms == e.isolated_ms for e in kept.entries) and kept.fit["kind"] is None
+
+
+# --- the scaled candidate: isolated times a, plus b ----------------------------------------------
+def test_affine_fit_recovers_a_and_b_from_relative_residuals():
+    from evonas.evaluation.latency_fit import AffineLatencyFit, affine_fit
+
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.5, 3.0, 40)
+    y = 0.8 * p + 0.25
+    assert affine_fit(p, y) == pytest.approx((0.8, 0.25), rel=1e-9)
+    noisy = y * (1 + rng.normal(0, 0.003, 40))
+    model = AffineLatencyFit(seed=1).fit(p, noisy)
+    assert model.a_ == pytest.approx(0.8, rel=0.02) and model.b_ == pytest.approx(0.25, abs=0.02)
+    assert model.cv_mape_ < 0.6 and model.train_mape_ <= model.cv_mape_
+    np.testing.assert_allclose(model.predict(p), model.a_ * p + model.b_)
+    # relative, not absolute residuals: the fit minimises sum(((a p + b - y) / y) ** 2), which an absolute line does not
+    p = np.r_[rng.uniform(0.2, 0.5, 30), rng.uniform(5.0, 8.0, 5)]
+    y = (0.8 * p + 0.25) * np.r_[np.ones(30), np.full(5, 1.3)]  # the slow networks 30% slower than the line
+
+    def objective(ab):
+        return float(np.sum(((ab[0] * p + ab[1] - y) / y) ** 2))
+
+    best = affine_fit(p, y)
+    assert objective(best) < 0.9 * objective(np.polyfit(p, y, 1))
+    assert all(objective(best) <= objective((best[0] + da, best[1] + db)) for da in (-1e-3, 0, 1e-3) for db in (-1e-3, 0, 1e-3))
+    with pytest.raises(ValueError, match="at least 10 positive times"):
+        AffineLatencyFit().fit(p[:4], y[:4])
+
+
+def _isolated_problem(seed: int, n: int = 120):
+    rng = np.random.default_rng(seed)
+    prior = rng.uniform(0.05, 0.3, 18)
+    return rng, prior, _one_hot(rng, n)
+
+
+def test_choice_is_scaled_when_the_truth_is_an_affine_map_of_the_isolated_table():
+    from evonas.evaluation.latency_fit import choose_table
+
+    rng, prior, X = _isolated_problem(3)
+    iso = X @ prior + 0.1
+    y = (0.7 * iso + 0.3) * (1 + rng.normal(0, 0.005, len(iso)))
+    choice = choose_table(X, y, prior, 0.1, min_gain=1.0, seed=0)
+    assert choice.kind == "scaled" and choice.base == "scaled" and choice.below("fitted") == "scaled"
+    assert choice.cv_mape["scaled"] < 1.0 < choice.cv_mape["isolated"] - 1.0
+    assert choice.cv_mape["fitted"] > choice.cv_mape["scaled"] - 1.0  # the fit does not beat it by min_gain
+    assert choice.scaled.a_ == pytest.approx(0.7, rel=0.03) and choice.scaled.b_ == pytest.approx(0.3, abs=0.03)
+
+
+def test_choice_is_fitted_when_entries_differ_from_the_isolated_ones_beyond_a_scale():
+    from evonas.evaluation.latency_fit import choose_table
+
+    rng, prior, X = _isolated_problem(4)
+    true = prior * rng.uniform(0.4, 1.6, prior.size)  # each entry off by its own factor
+    y = (X @ true + 0.4) * (1 + rng.normal(0, 0.005, len(X)))
+    choice = choose_table(X, y, prior, 0.1, min_gain=1.0, seed=0)
+    assert choice.kind == "fitted"
+    assert choice.cv_mape["fitted"] <= choice.cv_mape[choice.base] - 1.0
+    # a negative scale reverses the isolated ranking: not a candidate
+    reversed_y = 3.0 - 0.5 * (X @ prior)
+    choice = choose_table(X, reversed_y, prior, 0.1, min_gain=1.0, seed=0)
+    assert choice.scaled.a_ <= 0 and "scaled" not in choice.cv_mape and choice.kind != "scaled"
+
+
+def test_fresh_networks_walk_the_choice_down_the_nesting():
+    from evonas.evaluation.latency_fit import choose_table, confirm_choice
+
+    rng, prior, X = _isolated_problem(3)
+    iso = X @ prior + 0.1
+    choice = choose_table(X, 0.7 * iso + 0.3, prior, 0.1, min_gain=-1e9, seed=0)  # every candidate wins here
+    assert choice.kind == "fitted" and choice.base == "scaled"
+    assert confirm_choice(choice, {"isolated": 9.0, "scaled": 3.0, "fitted": 2.5}, 0.0) == ["fitted"]
+    assert confirm_choice(choice, {"isolated": 9.0, "scaled": 3.0, "fitted": 2.5}, 1.0) == ["fitted", "scaled"]
+    assert confirm_choice(choice, {"isolated": 3.5, "scaled": 3.0, "fitted": 2.5}, 1.0) == ["fitted", "scaled", "isolated"]
+    assert confirm_choice(choice, {"isolated": 3.5, "fitted": 2.5}, -5.0) == ["fitted", "scaled", "isolated"]  # no number: loses
+
+
+@pytest.fixture(scope="module")
+def scaled(fitted):
+    """A scaled table built like the others: the choice forced to the scaled candidate, the rest real."""
+    from dataclasses import replace
+
+    import evonas.evaluation.latency_fit as F
+
+    real = F.choose_table
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "choose_table", lambda *a, **k: replace(real(*a, **k), kind="scaled", base="scaled"))
+        return build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+                                   min_gain=-1e9)  # the confirmation keeps it whatever the fresh networks say
+
+
+def test_a_scaled_table_scales_the_isolated_one_and_round_trips(scaled, tmp_path):
+    fit = scaled.fit
+    a, b = fit["scaled_a"], fit["scaled_b"]
+    assert scaled.method == "scaled" and fit["kind"] == "scaled" and fit["used"] and a > 0
+    assert fit["scaled_cv_mape"] >= 0 and fit["verdict"].startswith("scaled: isolated times")
+    assert fit["confirm"]["scaled_mape"] >= 0 and "fresh networks" in fit["verdict"]  # confirmed against isolated
+    assert all(e.median_ms == pytest.approx(a * e.isolated_ms) for e in scaled.entries)
+    assert scaled.overhead_ms == pytest.approx(a * fit["isolated_overhead_ms"] + b)
+    iso = scaled.isolated()
+    assert iso.method == "isolated" and iso.overhead_ms == fit["isolated_overhead_ms"]
+    assert all(e.median_ms == e.isolated_ms for e in iso.entries)
+    for arch in ("12012200", "00000000", "22222222"):
+        assert scaled.predict(arch) == pytest.approx(a * iso.predict(arch) + b)
+    loaded = LatencyTable.load(scaled.save(tmp_path / "scaled.json"))
+    assert loaded == scaled and loaded.method == "scaled" and loaded.predict("12012200") == scaled.predict("12012200")
+    assert loaded.isolated() == iso
+
+
+def test_a_fitted_table_from_before_the_scaled_candidate_still_loads_as_fitted(fitted, tmp_path):
+    assert fitted.fit["kind"] == "fitted"
+    data = fitted.to_dict()
+    for key in ("kind", "scaled_a", "scaled_b", "scaled_cv_mape", "scaled_train_mape"):
+        del data["fit"][key]
+    del data["fit"]["confirm"]["scaled_mape"]
+    path = tmp_path / "old-fitted.json"
+    path.write_text(json.dumps(data))
+    old = LatencyTable.load(path)
+    assert old.method == "fitted" and old.predict("12012200") == fitted.predict("12012200")
+    assert old.isolated().method == "isolated" and old.isolated().predict("12012200") == fitted.isolated().predict("12012200")

@@ -44,8 +44,8 @@ def latency() -> None:
 @click.option("--clock", default="wall", show_default=True, type=click.Choice(CLOCKS),
               help="wall time, or this process's CPU time (1 thread; steadier on a busy machine).")
 @click.option("--method", default="fitted", show_default=True, type=click.Choice(METHODS),
-              help="fitted: fit the entries to random whole networks timed end to end (kept only when that predicts "
-                   "better); isolated: each layer timed alone.")
+              help="fitted: fit a scale of the table, then the entries, to random whole networks timed end to end "
+                   "(each kept only when it predicts better than the simpler table); isolated: each layer timed alone.")
 @click.option("--fit-samples", default=None, type=int,
               help="Networks timed end to end for the fit  [default: 3 per entry, 60 to 300].")
 @click.option("--fit-rounds", default=7, show_default=True, type=int, help="Interleaved timing rounds per fitting network.")
@@ -59,9 +59,11 @@ def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, met
     Each searchable layer's module is timed alone at its input shape (warm-up, then
     repeats; the median and the spread are kept), plus the fixed part of a network
     (stem, head, call overhead). Then (--method fitted, the default) a few hundred random
-    whole networks are timed end to end in interleaved rounds and the entries are fitted
-    to them, shrunk toward the isolated timings; the fit is kept only when its
-    cross-validated error beats the isolated table's on the same networks. A network's
+    whole networks are timed end to end in interleaved rounds, and two tables are fitted
+    to them: the isolated one scaled (a * isolated + b, which keeps its ranking) and
+    per-entry costs shrunk toward the isolated timings; the scaled table is kept only
+    when its cross-validated error beats the isolated table's, and the per-entry fit
+    only when it beats the table chosen so far. A network's
     predicted latency is the sum of its entries and the fixed part. The table
     records the device (CPU model, threads, batch size, backend, versions) and is
     refused on another device. Entries whose spread is too large are counted, and the

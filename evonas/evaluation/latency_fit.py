@@ -18,17 +18,37 @@ cross-validation on the fitting networks, the same folds give the fit's held-out
 and entries that come out negative are fixed at 0 and the rest refitted. It follows
 scikit-learn's estimator conventions: hyper-parameters in ``__init__``, ``fit(X, y)``
 returns ``self``, learned attributes end in ``_``. numpy only.
+
+:class:`AffineLatencyFit` is the simpler candidate between the isolated table and the
+per-entry fit: ``y = a * p + b`` on the isolated prediction ``p``, by least squares on
+relative residuals (``a > 0`` keeps the isolated table's ranking and fixes only its
+scale). :func:`choose_table` decides among the three, nested by complexity: the scaled
+table replaces the isolated one only when its cross-validated MAPE is ``min_gain``
+points lower, and the per-entry fit replaces whichever of those was chosen only when it
+beats that one by ``min_gain`` points. Both fits use the same folds
+(:func:`fold_ids`), so their held-out errors compare like for like.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["AdditiveLatencyFit", "LAMBDAS"]
+__all__ = ["AdditiveLatencyFit", "AffineLatencyFit", "KINDS", "LAMBDAS", "TableChoice", "affine_fit", "choose_table",
+           "confirm_choice", "fold_ids"]
 
 LAMBDAS = (0.003, 0.03, 0.3, 3.0, 30.0)  # prior strengths tried by cross-validation
+KINDS = ("isolated", "scaled", "fitted")  # the candidate tables, simplest first
+
+
+def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    """The cross-validation fold (0 .. folds-1) of each of ``n`` rows: a seeded permutation, dealt round robin."""
+    order = np.random.default_rng(seed).permutation(n)
+    fold_of = np.empty(n, dtype=int)
+    fold_of[order] = np.arange(n) % folds
+    return fold_of
 
 
 def _mape(pred: np.ndarray, y: np.ndarray) -> float:
@@ -81,9 +101,7 @@ class AdditiveLatencyFit:
             raise ValueError(f"X must be (n, {len(self.prior)}) with one time per row; got {X.shape} and {y.shape}")
         if len(y) < 2 * self.folds or not np.all(y > 0):
             raise ValueError(f"need at least {2 * self.folds} positive times to fit; got {len(y)}")
-        order = np.random.default_rng(self.seed).permutation(len(y))
-        fold_of = np.empty(len(y), dtype=int)
-        fold_of[order] = np.arange(len(y)) % self.folds
+        fold_of = fold_ids(len(y), self.folds, self.seed)
         cv = {}
         for lam in self.lambdas:
             pred = np.empty(len(y))
@@ -103,3 +121,117 @@ class AdditiveLatencyFit:
         if not hasattr(self, "coef_"):
             raise RuntimeError("This AdditiveLatencyFit is not fitted yet; call fit(X, y) first.")
         return np.asarray(X, dtype=float) @ self.coef_ + self.intercept_
+
+
+def affine_fit(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` minimising ``sum(((a * p + b) - y) / y) ** 2)``: a line through relative errors, not absolute ones.
+
+    Relative residuals weigh a fast network's error as much as a slow one's, as MAPE does.
+    """
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y, dtype=float)
+    A = np.c_[p, np.ones(len(p))] / y[:, None]
+    (a, b), *_ = np.linalg.lstsq(A, np.ones(len(y)), rcond=None)
+    return float(a), float(b)
+
+
+class AffineLatencyFit:
+    """``y = a * p + b`` on the isolated table's predictions ``p``, by relative least squares, with its K-fold MAPE.
+
+    A scale keeps the isolated table's ranking (Kendall tau) and fixes its level: at
+    batch 1 the per-entry fit can fix the level as well, but adds noise to the ranking.
+    ``a_ <= 0`` would reverse the ranking; :func:`choose_table` then leaves this
+    candidate out.
+    """
+
+    def __init__(self, *, folds: int = 5, seed: int = 0) -> None:
+        self.folds = folds
+        self.seed = seed
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> "AffineLatencyFit":
+        """Fit on all rows; ``cv_mape_`` is the held-out MAPE over the folds of :func:`fold_ids`. Returns self."""
+        p = np.asarray(p, dtype=float)
+        y = np.asarray(y, dtype=float)
+        if p.ndim != 1 or p.shape != y.shape:
+            raise ValueError(f"p and y must be two vectors of the same length; got {p.shape} and {y.shape}")
+        if len(y) < 2 * self.folds or not np.all(y > 0):
+            raise ValueError(f"need at least {2 * self.folds} positive times to fit; got {len(y)}")
+        fold_of = fold_ids(len(y), self.folds, self.seed)
+        pred = np.empty(len(y))
+        for k in range(self.folds):
+            test = fold_of == k
+            a, b = affine_fit(p[~test], y[~test])
+            pred[test] = a * p[test] + b
+        self.cv_mape_ = _mape(pred, y)
+        self.a_, self.b_ = affine_fit(p, y)
+        self.train_mape_ = _mape(self.predict(p), y)
+        return self
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "a_"):
+            raise RuntimeError("This AffineLatencyFit is not fitted yet; call fit(p, y) first.")
+        return self.a_ * np.asarray(p, dtype=float) + self.b_
+
+
+@dataclass(frozen=True)
+class TableChoice:
+    """Which table predicts the fitting networks best, the simplest first; see :func:`choose_table`."""
+
+    kind: str  # "isolated", "scaled" or "fitted": the candidate chosen on the fitting networks
+    base: str  # what the per-entry fit had to beat: "scaled" when that beat the isolated table, else "isolated"
+    cv_mape: dict[str, float]  # held-out MAPE per candidate (isolated: its plain MAPE); no "scaled" when a <= 0
+    isolated_within_10pct: float  # share of fitting networks the isolated table predicts within 10%
+    scaled: AffineLatencyFit = field(repr=False)  # the affine fit (a candidate only when its a_ > 0)
+    fitted: Any = field(repr=False)  # the per-entry fit (an AdditiveLatencyFit)
+
+    def below(self, kind: str) -> str:
+        """The candidate ``kind`` had to beat: "fitted" its base, "scaled" the isolated table."""
+        return {"fitted": self.base, "scaled": "isolated"}[kind]
+
+
+def choose_table(X: np.ndarray, y: np.ndarray, prior: Sequence[float], prior_intercept: float, *, min_gain: float,
+                 folds: int = 5, seed: int = 0, model: Any = None) -> TableChoice:
+    """Fit the scaled and the per-entry table to ``(X, y)`` and choose among them and the isolated one.
+
+    ``X`` holds one-hot rows (a network's options), ``y`` their measured times, ``prior``
+    and ``prior_intercept`` the isolated entries and fixed part. The isolated table's
+    error is its plain MAPE on these networks (nothing of it is fitted to them); the
+    scaled one replaces it when its cross-validated MAPE is at least ``min_gain`` points
+    lower; the per-entry fit (``model``, default :class:`AdditiveLatencyFit`) replaces
+    the current choice only when it beats that choice by ``min_gain`` points too.
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    prior = np.asarray(prior, dtype=float)
+    iso_pred = X @ prior + float(prior_intercept)
+    iso_err = np.abs(iso_pred - y) / y
+    cv = {"isolated": float(100 * iso_err.mean())}
+    scaled = AffineLatencyFit(folds=folds, seed=seed).fit(iso_pred, y)
+    kind = "isolated"
+    if scaled.a_ > 0:
+        cv["scaled"] = scaled.cv_mape_
+        if cv["scaled"] <= cv["isolated"] - min_gain:
+            kind = "scaled"
+    base = kind
+    fitted = (model or AdditiveLatencyFit)(prior, float(prior_intercept), folds=folds, seed=seed).fit(X, y)
+    cv["fitted"] = float(fitted.cv_mape_)
+    if cv["fitted"] <= cv[base] - min_gain:
+        kind = "fitted"
+    return TableChoice(kind=kind, base=base, cv_mape=cv, isolated_within_10pct=float((iso_err <= 0.10).mean()),
+                       scaled=scaled, fitted=fitted)
+
+
+def confirm_choice(choice: TableChoice, mape: dict[str, float | None], min_gain: float) -> list[str]:
+    """Walk down from ``choice.kind`` while a candidate does not beat the one below it by ``min_gain`` on ``mape``.
+
+    ``mape`` holds each candidate's MAPE on fresh networks (a missing or None value never
+    wins). Returns the candidates looked at, the chosen one first and the one kept last.
+    """
+    def err(kind: str) -> float:
+        value = mape.get(kind)
+        return float("nan") if value is None else float(value)
+
+    path = [choice.kind]
+    while path[-1] != "isolated" and not err(path[-1]) <= err(choice.below(path[-1])) - min_gain:
+        path.append(choice.below(path[-1]))
+    return path

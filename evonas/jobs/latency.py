@@ -1,8 +1,8 @@
 """The latency jobs: time every (layer, option) on this device, then check the table end to end.
 
-``build`` measures the run's space layer by layer, by default fits the entries to a few
-hundred random whole networks timed end to end (kept only when that predicts better
-than the layers timed alone), and stores the table in the run directory (one file per
+``build`` measures the run's space layer by layer, by default fits a scale of the whole
+table and the entries themselves to a few hundred random whole networks timed end to
+end (each kept only when it predicts better than the simpler table), and stores the table in the run directory (one file per
 backend, batch size and thread count). ``validate`` times sampled sub-networks, none
 of those the table was fitted to, exported from the supernet end to end and compares
 them with the table's prediction; when a linear correction fitted on the first few
@@ -54,7 +54,7 @@ class LatencyBuildOptions:
     warmup: int = 10  # untimed calls before timing each module
     repeats: int = 50  # timed calls per module (the median is kept)
     clock: str = "wall"  # wall time, or this process's CPU time (1 thread; robust on a busy machine)
-    method: str = "fitted"  # fit the entries to whole networks (kept when it predicts better), or "isolated" only
+    method: str = "fitted"  # fit a scale and the entries to whole networks (kept when better), or "isolated" only
     fit_samples: int | None = None  # networks timed end to end for the fit (None: 3 per entry, 60 to 300)
     fit_rounds: int = 7  # interleaved timing rounds per fitting network (the median is kept)
     rebuild: bool = False  # build anew even when a table for this setting exists
@@ -92,7 +92,7 @@ class LatencyBuildResult:
     noisy_entries: int
     warnings: tuple[str, ...]
     device: dict
-    method: str = "isolated"  # how the entries predict: "fitted" to whole networks, or "isolated"
+    method: str = "isolated"  # how the entries predict: "fitted" or "scaled" to whole networks, or "isolated"
     fit_verdict: str | None = None  # why the fit was kept or not, with both errors
 
 
