@@ -57,7 +57,7 @@ def main() -> None:
     truth = {a: s for a, s in load_truth(space.name).items() if len(s) >= 2}
     archs = sorted(truth)
     mean = np.array([np.mean(list(truth[a].values())) for a in archs])
-    ev = SupernetEvaluator(run)
+    ev = SupernetEvaluator(run, recalib_images=2000, val_images=None)  # the former defaults, as its records
     x, y = ev.splits.train_x, ev.splits.train_y
     zc = ZeroCostScorer(ev.model, space, ev.norm(x[:4096]), y[:4096], batch_size=64, n_batches=2, seed=0)
     t0 = time.perf_counter()

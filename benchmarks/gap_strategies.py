@@ -42,6 +42,7 @@ from gap_truth import PROTOCOL, load_truth, read_jsonl, truth_archs  # noqa: E40
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "gap_strategies_records.jsonl"
+SCORING = (2000, None)  # BN-recalibration images, validation images (None: all 10,000) of every record
 RUNS = ROOT / "runs" / "bench-strategies"
 
 # Every strategy sees about the same number of images (paths per step x steps; the
@@ -114,7 +115,8 @@ def supernets(args) -> None:
             train_s = time.perf_counter() - t0
             log = [json.loads(x) for x in layout.train_log.read_text().splitlines() if x.strip()]
             images = sum(int(e.get("images_seen", 0)) for e in log)
-            ev = SupernetEvaluator(Run.open(layout))
+            # the scoring settings of every record so far (the defaults before 250 / 5,000), fixed so records pool
+            ev = SupernetEvaluator(Run.open(layout), recalib_images=SCORING[0], val_images=SCORING[1])
             for text in todo:
                 m = ev.evaluate(space.parse(text))
                 append({"space": args.space, "strategy": name, "seed": seed, "arch": text, "accuracy": m["accuracy"],

@@ -100,7 +100,7 @@ def train(args) -> None:
         if not todo:
             return
         t = time.perf_counter()
-        ev = SupernetEvaluator(Run.open(run_dir), val_images=val_images)
+        ev = SupernetEvaluator(Run.open(run_dir), recalib_images=2000, val_images=val_images)  # as every record so far
         for text in todo:
             m = ev.evaluate(space.parse(text))
             append({"run": tag, "epoch": epoch, "val_images": ev.val_images, "arch": text,

@@ -27,8 +27,10 @@ Protocol, for each trained macro-fmnist supernet (``uniform-s0`` and ``uniform-s
 ``--deep-check`` asks whether the chosen setting also holds on the deep space, which the
 choice above never saw: the default-schedule ``mobilenet-fmnist`` supernet
 (``runs/bench-mobilenet/e12-s0``) scores the 30 architectures of its stand-alone truth
-at today's defaults and at the chosen setting (same nested subsets as the grid); the
-report gives each setting's median accuracy, the mean absolute change per
+at today's defaults and at the chosen setting (same nested subsets as the grid; both
+recalibration sizes crossed with both validation sizes, so that the report shows which of
+the two costs fidelity, and today's sizes once more with another draw of the
+recalibration images: how far two equally good scorings disagree); the report gives each setting's median accuracy, the mean absolute change per
 architecture, and Kendall tau against whatever truth is finished (``gap_truth.py
 --space mobilenet-fmnist``). Written to ``results/scoring_speed_mobilenet.{json,md}``;
 the per-architecture accuracies are kept, so the tau is recomputed with ``--deep-check
@@ -114,7 +116,7 @@ def fidelity_grid(run_dir: Path, archs: list[str], truth: list[float], recalib: 
     recal_s: dict[int, float] = {}
     eval_s_per_image: list[float] = []
     for r in recalib:
-        ev = SupernetEvaluator(run, recalib_images=r)
+        ev = SupernetEvaluator(run, recalib_images=r, val_images=None)  # the whole split, cut below
         n = max(VAL) if r == TODAY[0] else MAX_VAL_BELOW_TODAY_R
         accs = {v: [] for v in VAL if v <= n}
         t_recal = t_eval = 0.0
@@ -273,15 +275,29 @@ def deep_check(reuse: bool) -> None:
 
         run = Run.open(DEEP_RUN)
         accuracy = {}
-        for r, v in (TODAY, setting):
-            ev = SupernetEvaluator(run, recalib_images=r)
-            values = []
+        sizes = sorted({TODAY[1], setting[1]})  # both validation sizes from one pass per recalibration size
+        for r in sorted({TODAY[0], setting[0]}, reverse=True):
+            ev = SupernetEvaluator(run, recalib_images=r, val_images=None)
+            values = {v: [] for v in sizes}
             for i, text in enumerate(archs):
                 arch = ev.canonical(ev.space.parse(text))
                 ev.prepare(arch)
-                values.append(100.0 * correct_per_image(ev, arch, v).float().mean().item())
-                print(f"  {r}/{v} [{i + 1}/{len(archs)}] {text}: {values[-1]:.2f}%", flush=True)
-            accuracy[f"{r}/{v}"] = values
+                hits = correct_per_image(ev, arch, max(sizes))
+                for v in sizes:
+                    values[v].append(100.0 * hits[:v].float().mean().item())
+                print(f"  R={r} [{i + 1}/{len(archs)}] {text}: " + ", ".join(
+                    f"V={v} {values[v][-1]:.2f}%" for v in sizes), flush=True)
+            accuracy.update({f"{r}/{v}": values[v] for v in sizes})
+        # the noise floor: today's sizes with another seeded draw of the recalibration images
+        ev = SupernetEvaluator(run, recalib_images=TODAY[0], val_images=None, seed=1)
+        floor = []
+        for i, text in enumerate(archs):
+            arch = ev.canonical(ev.space.parse(text))
+            ev.prepare(arch)
+            floor.append(100.0 * correct_per_image(ev, arch, TODAY[1]).float().mean().item())
+            print(f"  {TODAY[0]}/{TODAY[1]} recalibration seed 1 [{i + 1}/{len(archs)}] {text}: {floor[-1]:.2f}%",
+                  flush=True)
+        accuracy[f"{TODAY[0]}/{TODAY[1]} (other recalibration images)"] = floor
     records = load_truth(DEEP_SPACE)
     have = [i for i, a in enumerate(archs) if a in records]
     truth = [sum(records[archs[i]].values()) / len(records[archs[i]]) for i in have]
@@ -291,6 +307,9 @@ def deep_check(reuse: bool) -> None:
                      "tau": kendall_tau([values[i] for i in have], truth) if len(have) >= 3 else None}
     today, new = (f"{a}/{b}" for a, b in (TODAY, setting))
     diffs = [b - a for a, b in zip(accuracy[today], accuracy[new])]
+    for key, row in rows.items():
+        row["tau_against_today"] = kendall_tau(accuracy[today], accuracy[key])
+        row["mean_change"] = sum(b - a for a, b in zip(accuracy[today], accuracy[key])) / len(archs)
     out = {
         "question": "does the scoring setting chosen on macro-fmnist keep the deep space's scores and ranking?",
         "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scoring_speed.py --deep-check"
@@ -319,18 +338,29 @@ def deep_report(out: dict) -> str:
         f"Command: `{out['command']}`. Supernet `{out['supernet']}` (the default 12-epoch schedule), the "
         f"{len(out['archs'])} architectures of the stand-alone truth protocol, one torch thread.",
         "",
-        "| recalib / val images | median accuracy | tau against truth |",
-        "|---|---:|---:|",
+        "| recalib / val images | median accuracy | mean change | tau against today's | tau against truth |",
+        "|---|---:|---:|---:|---:|",
     ]
     for key, row in out["rows"].items():
         tau = "n/a" if row["tau"] is None else f"{row['tau']:.3f}"
-        lines.append(f"| {key} | {row['median_accuracy']:.2f}% | {tau} |")
+        lines.append(f"| {key} | {row['median_accuracy']:.2f}% | {row.get('mean_change', 0.0):+.2f} | "
+                     f"{row.get('tau_against_today', 1.0):.3f} | {tau} |")
     lines += ["", f"Truth so far: {out['truth_archs']} of {len(out['archs'])} architectures "
               f"({out['truth_seeds']} stand-alone trainings, mean over seeds). Per architecture the chosen "
               f"setting changes the score by {out['mean_change']:+.2f} points on average "
               f"({out['mean_abs_change']:.2f} in absolute value); the two settings rank the "
               f"{len(out['archs'])} architectures with Kendall tau {out['tau_between_settings']:.3f} against "
               "each other."]
+    floor_key = next((k for k in out["rows"] if "other recalibration" in k), None)
+    if floor_key is not None:
+        floor = out["rows"][floor_key]["tau_against_today"]
+        keep = [k for k, row in out["rows"].items() if k not in (floor_key, out["today"])
+                and row["tau_against_today"] >= floor]
+        lines += ["", f"Rule: a cheaper setting replaces today's on this space only if it ranks like today's at "
+                  f"least as closely as today's sizes with other recalibration images do (tau {floor:.3f}). "
+                  + (f"Qualifying: {', '.join(keep)}." if keep else
+                     "None qualifies, so this space keeps today's sizes (`SPACE_SCORING` in "
+                     "`evonas/run/config.py`).")]
     return "\n".join(lines) + "\n"
 
 

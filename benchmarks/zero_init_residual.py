@@ -42,7 +42,7 @@ def measure(cfg: TrainConfig, archs: list, val_images: int) -> dict:
         train_supernet(Path(tmp), cfg, progress=False)
         train_s = time.perf_counter() - t0
         log = [json.loads(line) for line in RunLayout(tmp).train_log.read_text().splitlines()]
-        ev = SupernetEvaluator(Run.open(tmp), val_images=val_images, seed=cfg.seed)
+        ev = SupernetEvaluator(Run.open(tmp), recalib_images=2000, val_images=val_images, seed=cfg.seed)
         acc = [ev.evaluate(a)["accuracy"] for a in archs]
     return {
         "zero_init_residual": cfg.zero_init_residual,

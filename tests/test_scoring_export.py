@@ -34,6 +34,24 @@ def test_val_images_caps_the_validation_split_and_never_the_test_split(tiny_run)
     assert test.val_images == len(test.splits.split("test")[1]) > 7
 
 
+def test_scoring_sizes_default_per_space(tiny_run, monkeypatch):
+    from evonas.run import config
+
+    ev = SupernetEvaluator.from_run(tiny_run)
+    r, v = config.scoring_defaults(ev.space.name)
+    assert ev.recalib_images == r and ev.provenance()["recalib_images"] == r
+    monkeypatch.setitem(config.SPACE_SCORING, ev.space.name, (16, 5))
+    other = SupernetEvaluator.from_run(tiny_run)
+    assert (other.recalib_images, other.val_images) == (16, 5)
+    assert other.calib_x.shape[0] == 16
+    explicit = SupernetEvaluator.from_run(tiny_run, recalib_images=32, val_images=None)
+    assert (explicit.recalib_images, explicit.val_images) == (32, whole_split(explicit))
+
+
+def whole_split(ev) -> int:
+    return len(ev.splits.split("val")[1])
+
+
 def test_export_matches_supernet_on_that_path(tiny_run, tmp_path):
     ev = SupernetEvaluator.from_run(tiny_run, recalib_images=300)
     arch = ev.space.parse("21002120")

@@ -7,7 +7,7 @@ import click
 from search_spaces import DEFAULT_SPACE, list_spaces
 
 from evonas.cli.common import SCI, echo_json_lines, echo_table
-from evonas.jobs.evaluate import RECALIB_IMAGES, EvalOptions, evaluate
+from evonas.jobs.evaluate import EvalOptions, evaluate, scoring_defaults_text
 from evonas.jobs.export import RANKERS, ExportOptions, export
 from evonas.jobs.profile import ProfileOptions, profile
 from evonas.jobs.train import SCHEDULES, TrainOptions, train
@@ -95,7 +95,8 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
 @click.option("--sample", default=0, type=int, help="Also score N uniformly sampled architectures.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of --sample and of the recalibration subset.")
 @click.option("--no-recalibrate", is_flag=True, help="Score with the supernet's shared BN statistics (to see what recalibration changes).")
-@click.option("--recalib-images", default=RECALIB_IMAGES, show_default=True, type=int, help="Training images used to recalibrate BN.")
+@click.option("--recalib-images", default=None, type=int,
+              help=f"Training images used to recalibrate BN. Default: {scoring_defaults_text()}.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["val", "test"]), help="Evaluation split.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 @click.option("--threads", default=None, type=int)

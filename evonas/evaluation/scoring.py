@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from search_spaces import Arch
 
 from evonas.data import Normalizer, Splits, batches
-from evonas.run.config import RECALIB_IMAGES, VAL_IMAGES
+from evonas.run.config import SPACE_DEFAULT, scoring_defaults
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -75,15 +75,18 @@ class SupernetEvaluator:
         run,  # evonas.run.run.Run
         *,
         recalibrate: bool = True,
-        recalib_images: int = RECALIB_IMAGES,
-        val_images: int | None = VAL_IMAGES,
+        recalib_images: int | None = None,  # None: the space's default (evonas.run.config.scoring_defaults)
+        val_images: int | None | str = SPACE_DEFAULT,  # None: the whole split; SPACE_DEFAULT: the space's default
         batch_size: int = 128,  # fastest on CPU (activations stay in cache); see benchmarks
         seed: int = 0,
         split: str = "val",
     ) -> None:
         from evonas.errors import ConfigError
 
-        if recalib_images < 1:
+        default_recalib, default_val = scoring_defaults(run.space.name)
+        recalib_images = default_recalib if recalib_images is None else recalib_images
+        val_images = default_val if val_images == SPACE_DEFAULT else val_images
+        if not isinstance(recalib_images, int) or isinstance(recalib_images, bool) or recalib_images < 1:
             raise ConfigError(f"The 'recalib_images' parameter must be an integer >= 1; got {recalib_images!r}.", param="recalib_images")
         self.run = run
         self.space = run.space

@@ -13,7 +13,7 @@ from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.run import Run
-from evonas.run.config import RECALIB_IMAGES, VAL_IMAGES
+from evonas.run.config import SPACE_DEFAULT, scoring_defaults_text  # noqa: F401  (the text is re-exported for the CLI)
 
 SPLITS = ("val", "test")
 
@@ -27,8 +27,9 @@ class EvalOptions:
     sample: int = 0  # also score this many uniformly sampled architectures
     seed: int = 0  # seed of the sample and of the recalibration subset
     recalibrate: bool = True  # reset and recalibrate BN statistics per architecture
-    recalib_images: int = RECALIB_IMAGES  # training images used to recalibrate BN
-    val_images: int | None = VAL_IMAGES  # the first this many images of the split are scored; None: all of them
+    recalib_images: int | None = None  # training images used to recalibrate BN; None: the space's default
+    # the first this many images of the validation split are scored; None: all of them; SPACE_DEFAULT: the space's
+    val_images: int | None | str = SPACE_DEFAULT
     split: str = "val"  # evaluation split: val, or test when asked for
     quiet: bool = False  # no progress bar
     threads: int | None = None  # CPU threads for torch
@@ -37,9 +38,9 @@ class EvalOptions:
         object.__setattr__(self, "archs", tuple(self.archs))
         if self.sample < 0:
             raise ConfigError(f"The 'sample' parameter must be an integer >= 0; got {self.sample!r}", param="sample")
-        if self.recalib_images < 1:
+        if self.recalib_images is not None and (not isinstance(self.recalib_images, int) or self.recalib_images < 1):
             raise ConfigError(f"The 'recalib_images' parameter must be >= 1; got {self.recalib_images!r}", param="recalib_images")
-        if self.val_images is not None and (not isinstance(self.val_images, int) or self.val_images < 1):
+        if self.val_images not in (None, SPACE_DEFAULT) and (not isinstance(self.val_images, int) or self.val_images < 1):
             raise ConfigError(f"The 'val_images' parameter must be an integer >= 1 or None (the whole split); got "
                               f"{self.val_images!r}", param="val_images")
         if self.split not in SPLITS:

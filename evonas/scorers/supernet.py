@@ -62,9 +62,6 @@ class SupernetScorer(Scorer):
         """Load the run's supernet and score with BN recalibration on ``recalib_images`` images."""
         from evonas.evaluation.scoring import SupernetEvaluator
 
-        from evonas.run.config import RECALIB_IMAGES
-
-        recalib_images = RECALIB_IMAGES if recalib_images is None else recalib_images
         ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,
                                         batch_size=batch_size, seed=seed)
         return cls(ev, latency_table=latency_table, latency_column=latency_column, device_latency=device_latency)
