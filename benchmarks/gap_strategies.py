@@ -249,9 +249,12 @@ def plot(out: dict) -> None:
     fig, axes = plt.subplots(1, len(spaces), figsize=(6 * len(spaces), 4.2), squeeze=False)
     for ax, space in zip(axes[0], spaces):
         entry = out["spaces"][space]
-        for name, s in entry["strategies"].items():
-            ax.scatter([s["images_seen"]] * len(s["kendall_tau_per_seed"]), s["kendall_tau_per_seed"], s=18, alpha=0.5)
-            ax.scatter([s["images_seen"]], [s["kendall_tau"]], s=60, marker="D", label=name)
+        colours = plt.get_cmap("tab10").colors
+        for j, (name, s) in enumerate(entry["strategies"].items()):
+            c = colours[j % len(colours)]  # one colour per strategy, for its seeds and its mean alike
+            ax.scatter([s["images_seen"]] * len(s["kendall_tau_per_seed"]), s["kendall_tau_per_seed"], s=18, alpha=0.5,
+                       color=c)
+            ax.scatter([s["images_seen"]], [s["kendall_tau"]], s=60, marker="D", label=name, color=c)
             if "16" in s["corrected"]:
                 ax.scatter([s["images_seen"]], [s["corrected"]["16"]], s=60, marker="*", color="k")
         ax.axhline(entry["ceiling"], color="grey", ls="--", lw=0.8, label="noise ceiling")
