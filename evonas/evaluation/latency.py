@@ -1001,7 +1001,7 @@ def _fit_to_networks(
         confirm = _confirm_fit(space, runner, x, index, prior, isolated_overhead, choice.fitted, confirm_samples,
                                set(map(space.format, archs)), rounds=fit_rounds, warmup=warmup, seed=seed,
                                scaled=(choice.scaled.a_, choice.scaled.b_) if scaled_ok else None)
-        path = confirm_choice(choice, {k: confirm.get(f"{k}_mape") for k in KINDS}, min_gain)
+        path = confirm_choice(choice, {k: confirm.get(f"{k}_mape") for k in KINDS}, CONFIRM_MARGIN)
     kept = path[-1]
     fitted, scaled = choice.fitted, choice.scaled
     spreads = np.array([t["spread"] for t in stats])
@@ -1046,7 +1046,8 @@ def _confirm_fit(space: ChainSpace, runner: "_Runner", x: torch.Tensor, index: d
 
     The fitting networks are timed many at a time (and, with onnxruntime, chained from
     per-layer pieces), which can bias them against a network timed alone; a candidate is
-    only kept when it also beats the one below it here (:func:`confirm_choice`).
+    only kept when it does no worse than the one below it here (:func:`confirm_choice`,
+    ``CONFIRM_MARGIN``).
     """
     import random
 
@@ -1074,6 +1075,12 @@ def _confirm_fit(space: ChainSpace, runner: "_Runner", x: torch.Tensor, index: d
 
 _NAMES = {"isolated": "the isolated table", "scaled": "the scaled table", "fitted": "the fit"}
 _FRESH = "fresh networks timed as `latency validate` times them"
+# On the fresh networks a candidate must only do no worse than the one below it: the
+# margin (min_gain) was already required by cross-validation on hundreds of networks,
+# and asking for it again on ten threw away tables that held out well (benchmarks/
+# latency.py, macro-fmnist eager batch 1: the scaled table 13.7% vs isolated 14.1% on
+# the ten, rejected; 1.7% vs 23.5% on the 30 validation networks).
+CONFIRM_MARGIN = 0.0
 
 
 def _verdict(choice: Any, path: list[str], confirm: dict | None, min_gain: float) -> str:
@@ -1105,12 +1112,12 @@ def _verdict(choice: Any, path: list[str], confirm: dict | None, min_gain: float
         return text
     below = choice.below(kind)
     text = (f"{path[-1]} kept: {_NAMES[kind]} won on its own networks ({cv[kind]:.1f}% vs {below} {cv[below]:.1f}%) "
-            f"but not on {confirm['samples']} {_FRESH} ({conf(kind)} vs {conf(below)})")
+            f"but did worse on {confirm['samples']} {_FRESH} ({conf(kind)} vs {conf(below)})")
     for step in path[1:]:  # the candidates fallen back to
         if step == "isolated":
             break
         won = step == path[-1]
-        text += (f"; {_NAMES[step]} {'did' if won else 'did not either'} ({conf(step)} vs "
+        text += (f"; {_NAMES[step]} {'held' if won else 'did worse too'} ({conf(step)} vs "
                  f"{choice.below(step)} {conf(choice.below(step))})")
     return text
 
