@@ -6,7 +6,7 @@
 set -euo pipefail
 RUN=${1:-runs/demo}
 EVONAS=${EVONAS:-.venv/bin/evonas}
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-18}  # the default schedule of macro-fmnist (evonas/run/config.py)
 step() { printf '\n== %s\n' "$*"; }
 start=$(date +%s)
 
