@@ -131,17 +131,26 @@ class SharedStore:
         difference.
         """
         from sqlalchemy import func, insert, select
-        from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+        from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
         engine = _engine(url)
         tables = _tables()
         meta, studies, workers, _ = tables
         config_json = canonical_json(dict(config))
         try:
-            with engine.begin() as conn:
-                if conn.dialect.name == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can fail there
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
-                meta.create_all(conn)
+            for attempt in range(20):
+                try:
+                    with engine.begin() as conn:
+                        if conn.dialect.name == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can fail there
+                            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                        meta.create_all(conn)
+                    break
+                except OperationalError as exc:
+                    # SQLite: two workers both saw no table and both created it; the loser's next
+                    # look finds it (seen in make test: "table evonas_evaluations already exists")
+                    if "already exists" not in str(exc) or attempt == 19:
+                        raise
+                    time.sleep(0.05)
             for _attempt in range(20):
                 try:
                     with engine.begin() as conn:
