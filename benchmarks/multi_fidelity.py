@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from corrector_heldout import summarise  # noqa: E402  (paired gains over the supernet, the same table)
 from gap_truth import PROTOCOL, load_truth, read_jsonl, truth_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -110,21 +111,6 @@ def one_draw(space, archs, score, truth, short, long, order: np.ndarray, budget:
                      long_epochs=PROTOCOL[SPACE]["epochs"])
     taus["mixed"], best["mixed"] = fit_and_rank(space, archs, score, fid.labels(), held, truth, fidelities=fid, **kw)
     return taus, best
-
-
-def summarise(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    base = np.array(values["supernet"])
-    out = {}
-    for m, v in values.items():
-        v = np.array(v)
-        d = v - base
-        n = len(v)
-        out[m] = {"mean_tau": round(float(v.mean()), 4),
-                  "se": round(float(v.std(ddof=1) / np.sqrt(n)), 4) if n > 1 else None,
-                  "gain_vs_supernet": round(float(d.mean()), 4),
-                  "gain_se": round(float(d.std(ddof=1) / np.sqrt(n)), 4) if n > 1 else None,
-                  "worse_than_supernet": round(float(np.mean(d < -1e-12)), 3)}
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
