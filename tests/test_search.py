@@ -177,7 +177,7 @@ def test_deap_classes_are_created_once(recwarn):
 
 
 KILLABLE = textwrap.dedent("""
-    import sys, time
+    import os, signal, sys, time
     from evonas.search.constraints import Constraints
     from evonas.scorers.table import TableScorer
     from evonas.search import SearchContext, make_problem, make_searcher, run_search
@@ -187,17 +187,21 @@ KILLABLE = textwrap.dedent("""
 
     table, run_dir, log, algo, budget = sys.argv[1:6]
 
+    die_after = int(sys.argv[7]) if len(sys.argv) > 7 else 0  # > 0: SIGKILL itself right after scoring the n-th
+
     class SlowScorer(TableScorer):
         def score(self, arch):
             time.sleep(0.03)
             metrics = super().score(arch)
             with open(log, "a") as fh:
                 fh.write(str(arch) + "\\n")
+            if die_after and len(open(log).read().split()) == die_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # scored, not yet stored: the worst moment to die
             return metrics
 
     scorer = SlowScorer(load_table(table, get_space("macro-fmnist")), target="val_acc")
     store = Store.open(run_dir)
-    resume = len(sys.argv) > 6
+    resume = len(sys.argv) > 6 and sys.argv[6] == "--resume"
     run, resumed = store.begin_search(algo=algo, seed=7, config={"max_flops": 4e6}, resume=resume)
     problem = make_problem(scorer, Constraints(max_flops=4e6))
     searcher = make_searcher(algo, problem, seed=7,
@@ -207,8 +211,26 @@ KILLABLE = textwrap.dedent("""
 """)
 
 
+def _stored_archs(run_dir):
+    with Store.open(run_dir) as store:
+        return {r.arch for r in store.records()}
+
+
+def _check_resumed_run(scorer, algo, run_dir, done, scored):
+    assert done.returncode == 0, done.stderr
+    resumed = done.stdout.strip().split(",")
+    assert set(scored) == set(resumed) and len(set(scored)) == 40
+    with Store.open(run_dir) as store:
+        assert store.count() == 40
+        (run,) = store.search_runs()
+        assert run.finished and [s.arch for s in store.steps(run.id) if s.feasible] == resumed
+    whole = search(scorer, algo, seed=7, budget=40, constraints=Constraints(max_flops=4e6))
+    assert resumed == whole.evaluated  # same result as an uninterrupted run
+
+
 @pytest.mark.parametrize("algo", ["evolution", "tpe"])
 def test_search_killed_with_sigkill_resumes_without_repeats(scorer, tmp_path, algo):
+    """A kill at a random moment: nothing stored is scored again; only the one architecture in flight may be."""
     script = tmp_path / "killable.py"
     script.write_text(KILLABLE)
     table, run_dir, log = str(scorer.table.path), tmp_path / "run", tmp_path / "scored.log"
@@ -220,16 +242,31 @@ def test_search_killed_with_sigkill_resumes_without_repeats(scorer, tmp_path, al
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    killed_at = len(log.read_text().split())
-    assert 12 <= killed_at < 40
+    before = log.read_text().split()
+    assert 12 <= len(before) < 40
+    stored = _stored_archs(run_dir)
+    in_flight = set(before) - stored  # scored when the kill came, its record not yet written
+    assert len(in_flight) <= 1 and set(before[:-1]) <= stored
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    resumed = done.stdout.strip().split(",")
     scored = log.read_text().split()
-    assert len(scored) == len(set(scored)) == 40  # every architecture scored exactly once over both processes
-    with Store.open(run_dir) as store:
-        assert store.count() == 40
-        (run,) = store.search_runs()
-        assert run.finished and [s.arch for s in store.steps(run.id) if s.feasible] == resumed
-    whole = search(scorer, algo, seed=7, budget=40, constraints=Constraints(max_flops=4e6))
-    assert resumed == whole.evaluated  # same result as an uninterrupted run
+    again = [a for a in set(scored) if scored.count(a) > 1]
+    assert set(again) == in_flight and all(scored.count(a) == 2 for a in again)
+    _check_resumed_run(scorer, algo, run_dir, done, scored)
+
+
+@pytest.mark.parametrize("algo", ["evolution", "tpe"])
+def test_search_killed_between_scoring_and_storing_rescores_only_that_architecture(scorer, tmp_path, algo):
+    """The worst moment, made deterministic: the 12th architecture is scored and the process dies
+    before its record is written. The resume scores that one again and nothing else."""
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    table, run_dir, log = str(scorer.table.path), tmp_path / "run", tmp_path / "scored.log"
+    args = [sys.executable, str(script), table, str(run_dir), str(log), algo, "40"]
+    killed = subprocess.run(args + ["--fresh", "12"], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    before = log.read_text().split()
+    assert len(before) == 12 and _stored_archs(run_dir) == set(before[:11])
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=120)
+    scored = log.read_text().split()
+    assert [a for a in set(scored) if scored.count(a) > 1] == [before[11]] and len(scored) == 41
+    _check_resumed_run(scorer, algo, run_dir, done, scored)
