@@ -68,3 +68,15 @@ def test_resume_refuses_changed_options(capsys, tmp_path):
     assert run_cli(capsys, *base)[0] == 0
     code, _, err = run_cli(capsys, *base, "--resume", "--lr", "0.5")
     assert code == 2 and "'lr': (0.1, 0.5)" in err
+
+
+def test_eval_with_finetune_steps(capsys, tiny_run):
+    args = ["eval", "--run", str(tiny_run), "--arch", "12012200", "--json", "--recalib-images", "64"]
+    code, out, _ = run_cli(capsys, *args, "--finetune-steps", "2")
+    assert code == 0
+    tuned = json.loads(out)
+    assert tuned["finetune_steps"] == 2
+    _, out, _ = run_cli(capsys, *args)
+    assert "finetune_steps" not in json.loads(out) and json.loads(out)["accuracy"] != tuned["accuracy"]
+    code, _, err = run_cli(capsys, *args, "--finetune-steps", "-1")
+    assert code == 2 and "finetune-steps" in err and "got -1" in err and "Traceback" not in err

@@ -80,3 +80,33 @@ def test_bad_recalibration_size_is_an_error(tiny_run):
 
     with pytest.raises(ConfigError, match="The 'recalib_images' parameter must be an integer >= 1; got 0"):
         SupernetEvaluator.from_run(tiny_run, recalib_images=0)
+
+
+def test_finetuned_scoring_trains_each_path_alone_and_restores_the_shared_weights(tiny_run):
+    plain = SupernetEvaluator.from_run(tiny_run, recalib_images=64)
+    tuned = SupernetEvaluator.from_run(tiny_run, recalib_images=64, finetune_steps=3, finetune_lr=0.05)
+    original = {k: v.clone() for k, v in tuned.model.state_dict().items()}
+    a, b = tuned.space.parse("12012200"), tuned.space.parse("21020120")
+    first = tuned.evaluate(a)
+    assert first != plain.evaluate(a)  # the path was trained before it was scored
+    moved = [k for k, v in tuned.model.state_dict().items() if not torch.equal(v, original[k])]
+    assert any(k.startswith("stem") for k in moved)  # the shared stem too, while this path is prepared
+    tuned.evaluate(b)
+    tuned._restore()
+    for k, v in tuned.model.state_dict().items():  # every shared weight and BN statistic is back
+        assert torch.equal(v, original[k]), k
+    # the same batches for every architecture: a score does not depend on what was scored before
+    fresh = SupernetEvaluator.from_run(tiny_run, recalib_images=64, finetune_steps=3, finetune_lr=0.05)
+    assert fresh.evaluate(a) == first
+    prov = tuned.provenance()
+    assert (prov["finetune_steps"], prov["finetune_lr"]) == (3, 0.05)  # fine-tuned scores are their own records
+    assert "finetune_steps" not in plain.provenance()  # and plain scores keep the records they had
+
+
+@pytest.mark.parametrize("kwargs, bad", [({"finetune_steps": -1}, "finetune_steps"), ({"finetune_steps": 2.5}, "finetune_steps"),
+                                         ({"finetune_steps": 2, "finetune_lr": 0}, "finetune_lr")])
+def test_bad_finetune_settings_are_errors(tiny_run, kwargs, bad):
+    from evonas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"The '{bad}' parameter must be"):
+        SupernetEvaluator.from_run(tiny_run, **kwargs)

@@ -7,7 +7,7 @@ import click
 from search_spaces import DEFAULT_SPACE, list_spaces
 
 from evonas.cli.common import SCI, echo_json_lines, echo_table
-from evonas.jobs.evaluate import EvalOptions, evaluate, scoring_defaults_text
+from evonas.jobs.evaluate import FINETUNE_LR, EvalOptions, evaluate, scoring_defaults_text
 from evonas.jobs.export import RANKERS, ExportOptions, export
 from evonas.jobs.profile import ProfileOptions, profile
 from evonas.jobs.train import SCHEDULES, TrainOptions, train
@@ -98,10 +98,16 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
 @click.option("--recalib-images", default=None, type=int,
               help=f"Training images used to recalibrate BN. Default: {scoring_defaults_text()}.")
 @click.option("--split", default="val", show_default=True, type=click.Choice(["val", "test"]), help="Evaluation split.")
+@click.option("--finetune-steps", default=0, show_default=True, type=int,
+              help="Train each path alone this many SGD steps (128 images each) from its inherited weights before "
+                   "scoring it; the same batches for every path. 0: score the inherited weights.")
+@click.option("--finetune-lr", default=FINETUNE_LR, show_default=True, type=float,
+              help="Peak learning rate of --finetune-steps (cosine-decayed to 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 @click.option("--threads", default=None, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recalib_images, split, as_json, threads, quiet) -> None:
+def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recalib_images, split, finetune_steps, finetune_lr,
+             as_json, threads, quiet) -> None:
     """Score sub-networks with inherited supernet weights.
 
     Each architecture's BN statistics are reset and recalibrated on a fixed set of
@@ -113,9 +119,11 @@ def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recal
       evonas eval --run runs/demo --arch 12012200
       evonas eval --run runs/demo --archs archs.txt --json
       evonas eval --run runs/demo --sample 20 --no-recalibrate
+      evonas eval --run runs/demo --archs archs.txt --finetune-steps 50
     """
     options = EvalOptions(archs=arch_opts, archs_file=archs_file, sample=sample, seed=seed, recalibrate=not no_recalibrate,
-                          recalib_images=recalib_images, split=split, quiet=quiet, threads=threads)
+                          recalib_images=recalib_images, split=split, quiet=quiet, threads=threads,
+                          finetune_steps=finetune_steps, finetune_lr=finetune_lr)
     result = evaluate(run_dir, options, on_row=(lambda row: echo_json_lines([row])) if as_json else None)
     if not as_json:
         echo_table(result.rows, RESULT_COLUMNS)

@@ -4,10 +4,15 @@ A sub-network that inherits supernet weights also inherits batch-norm statistics
 that were averaged over every path trained. Recalibration resets the running
 statistics of the BN layers on the chosen path and re-estimates them on a fixed set
 of training images before measuring validation accuracy.
+
+Optionally (``finetune_steps``), each path is first trained alone for a few SGD steps
+from its inherited weights, on the same seeded batches for every architecture, and
+scored in that state; the shared weights are restored before the next path.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,7 +23,7 @@ from torch.nn import functional as F
 from search_spaces import Arch
 
 from evonas.data import Normalizer, Splits, batches
-from evonas.run.config import SPACE_DEFAULT, scoring_defaults
+from evonas.run.config import FINETUNE_BATCH, FINETUNE_LR, SPACE_DEFAULT, scoring_defaults
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -59,6 +64,30 @@ def recalibrate_bn(
             bn.train(training)
 
 
+def finetune_path(forward: Forward, params: list[nn.Parameter], x: torch.Tensor, y: torch.Tensor, batches_idx: torch.Tensor,
+                  norm: Normalizer | None, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4) -> float:
+    """Train ``params`` for ``len(batches_idx)`` SGD steps (Nesterov, cosine-decayed from ``lr`` to 0).
+
+    ``batches_idx`` (steps, batch) indexes ``x``/``y``: the same batches for every
+    architecture, so that scores differ by architecture and not by data draw.
+    Returns the mean training loss of the steps.
+    """
+    steps = len(batches_idx)
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    total = 0.0
+    with torch.enable_grad():
+        for step, idx in enumerate(batches_idx):
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+            xb = x[idx]
+            loss = F.cross_entropy(forward(norm(xb) if norm else xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+    return total / max(steps, 1)
+
+
 def recalibration_images(splits: Splits, n: int, seed: int) -> torch.Tensor:
     """A fixed, seeded subset of the train split used to recalibrate every sub-network."""
     n = min(n, len(splits.train_x))
@@ -80,6 +109,8 @@ class SupernetEvaluator:
         batch_size: int = 128,  # fastest on CPU (activations stay in cache); see benchmarks
         seed: int = 0,
         split: str = "val",
+        finetune_steps: int = 0,  # > 0: train each path alone this many SGD steps before scoring it
+        finetune_lr: float = FINETUNE_LR,  # peak learning rate of those steps (cosine-decayed to 0)
     ) -> None:
         from evonas.errors import ConfigError
 
@@ -88,6 +119,11 @@ class SupernetEvaluator:
         val_images = default_val if val_images == SPACE_DEFAULT else val_images
         if not isinstance(recalib_images, int) or isinstance(recalib_images, bool) or recalib_images < 1:
             raise ConfigError(f"The 'recalib_images' parameter must be an integer >= 1; got {recalib_images!r}.", param="recalib_images")
+        if not isinstance(finetune_steps, int) or isinstance(finetune_steps, bool) or finetune_steps < 0:
+            raise ConfigError(f"The 'finetune_steps' parameter must be an integer >= 0 (0: score the inherited weights as "
+                              f"they are); got {finetune_steps!r}.", param="finetune_steps")
+        if not (isinstance(finetune_lr, (int, float)) and math.isfinite(finetune_lr) and finetune_lr > 0):
+            raise ConfigError(f"The 'finetune_lr' parameter must be a float > 0; got {finetune_lr!r}.", param="finetune_lr")
         self.run = run
         self.space = run.space
         self.recalibrate = recalibrate
@@ -105,6 +141,11 @@ class SupernetEvaluator:
         self.x, self.y = self.norm(x), y  # (N, C, H, W) float32
         self.val_images = len(x)
         self.calib_x = self.norm(recalibration_images(self.splits, recalib_images, seed)) if recalibrate else None
+        self.finetune_steps, self.finetune_lr = finetune_steps, float(finetune_lr)
+        # the fine-tuning batches, drawn once: every architecture trains on the same images in the same order
+        g = torch.Generator().manual_seed(seed + 1)
+        self._finetune_batches = torch.randint(len(self.splits.train_x), (finetune_steps, FINETUNE_BATCH), generator=g)
+        self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # the shared weights a fine-tuned path changed
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs) -> "SupernetEvaluator":
@@ -129,12 +170,31 @@ class SupernetEvaluator:
         are still in place), so evaluating and then exporting one arch recalibrates once.
         """
         arch = self.canonical(arch)
-        if self.recalibrate and self.__dict__.get("_prepared") != arch:
-            path = self.model.path_modules(arch)
+        if not (self.recalibrate or self.finetune_steps) or self.__dict__.get("_prepared") == arch:
+            return
+        self._restore()
+        path = self.model.path_modules(arch)
+        forward = lambda x: self.model(x, arch)  # noqa: E731
+        if self.finetune_steps:
+            state = {id(t): t for m in path for t in (*m.parameters(), *m.buffers())}
+            self._saved = [(t, t.detach().clone()) for t in state.values()]
+            params = list({id(p): p for m in path for p in m.parameters()}.values())
             self.model.train()
-            recalibrate_bn(lambda x: self.model(x, arch), batchnorms(path), self.calib_x, None, self.batch_size)
-            self.model.eval()
-            self._prepared = arch
+            finetune_path(forward, params, self.splits.train_x, self.splits.train_y, self._finetune_batches, self.norm,
+                          lr=self.finetune_lr)
+        if self.recalibrate:
+            self.model.train()
+            recalibrate_bn(forward, batchnorms(path), self.calib_x, None, self.batch_size)
+        self.model.eval()
+        self._prepared = arch
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        """Put back the shared weights (and BN statistics) the last fine-tuned path changed."""
+        for tensor, saved in self._saved:
+            tensor.copy_(saved)
+        self._saved = []
+        self.__dict__.pop("_prepared", None)
 
     def evaluate(self, arch: Arch) -> dict[str, float]:
         """Accuracy (percent) and loss of ``arch`` on the evaluation split (its canonical path)."""
@@ -153,4 +213,7 @@ class SupernetEvaluator:
             "batch_size": self.batch_size,  # recalibrated statistics depend on it
             "eval_images": self.val_images,
             "seed": self.seed,
+            # only when used, so that scores without fine-tuning keep the records they already have
+            **({"finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr, "finetune_batch": FINETUNE_BATCH}
+               if self.finetune_steps else {}),
         }

@@ -13,7 +13,7 @@ from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.run import Run
-from evonas.run.config import SPACE_DEFAULT, scoring_defaults_text  # noqa: F401  (the text is re-exported for the CLI)
+from evonas.run.config import FINETUNE_LR, SPACE_DEFAULT, scoring_defaults_text  # noqa: F401  (re-exported for the CLI)
 
 SPLITS = ("val", "test")
 
@@ -31,6 +31,8 @@ class EvalOptions:
     # the first this many images of the validation split are scored; None: all of them; SPACE_DEFAULT: the space's
     val_images: int | None | str = SPACE_DEFAULT
     split: str = "val"  # evaluation split: val, or test when asked for
+    finetune_steps: int = 0  # > 0: train each path alone this many SGD steps from its inherited weights first
+    finetune_lr: float = FINETUNE_LR  # peak learning rate of those steps
     quiet: bool = False  # no progress bar
     threads: int | None = None  # CPU threads for torch
 
@@ -43,6 +45,11 @@ class EvalOptions:
         if self.val_images not in (None, SPACE_DEFAULT) and (not isinstance(self.val_images, int) or self.val_images < 1):
             raise ConfigError(f"The 'val_images' parameter must be an integer >= 1 or None (the whole split); got "
                               f"{self.val_images!r}", param="val_images")
+        if not isinstance(self.finetune_steps, int) or isinstance(self.finetune_steps, bool) or self.finetune_steps < 0:
+            raise ConfigError(f"The 'finetune_steps' parameter must be an integer >= 0 (0: score the inherited weights); "
+                              f"got {self.finetune_steps!r}", param="finetune_steps")
+        if not self.finetune_lr > 0:
+            raise ConfigError(f"The 'finetune_lr' parameter must be a float > 0; got {self.finetune_lr!r}", param="finetune_lr")
         if self.split not in SPLITS:
             raise ConfigError(f"The 'split' parameter must be one of {', '.join(SPLITS)}; got {self.split!r}", param="split")
         check_threads(self.threads)
@@ -70,7 +77,8 @@ def evaluate(run: Run | str | Path, options: EvalOptions, *, on_row: Callable[[d
         raise ConfigError("nothing to score: give --arch STRING, --archs FILE or --sample N")
     use_threads(options.threads)
     ev = SupernetEvaluator(run, recalibrate=options.recalibrate, recalib_images=options.recalib_images,
-                           val_images=options.val_images, seed=options.seed, split=options.split)
+                           val_images=options.val_images, seed=options.seed, split=options.split,
+                           finetune_steps=options.finetune_steps, finetune_lr=options.finetune_lr)
     rows = []
     show = progress_enabled(options.quiet) and len(archs) >= 3
     for arch in tqdm(archs, desc="scoring", unit="arch", disable=not show, file=sys.stderr):
@@ -85,6 +93,7 @@ def evaluate(run: Run | str | Path, options: EvalOptions, *, on_row: Callable[[d
             "params": cost.params,
             "split": options.split,
             "recalibrated": options.recalibrate,
+            **({"finetune_steps": options.finetune_steps} if options.finetune_steps else {}),
         }
         rows.append(row)
         if on_row is not None:

@@ -35,6 +35,12 @@ VAL_IMAGES: int | None = 5000
 # deep space, 250 / 5,000 ranks 30 architectures like 2,000 / 10,000 with tau 0.635,
 # while another draw of 2,000 recalibration images does with 0.827.
 SPACE_SCORING: dict[str, tuple[int, int | None]] = {"mobilenet-fmnist": (2000, None)}
+# Optional fine-tuning before scoring (SupernetEvaluator(finetune_steps=N), `evonas eval
+# --finetune-steps N`): each path trains alone for N steps of FINETUNE_BATCH images from
+# its inherited weights, peak learning rate FINETUNE_LR, cosine-decayed.
+# benchmarks/finetune_scoring.py measures what it changes; off by default.
+FINETUNE_LR = 0.03
+FINETUNE_BATCH = 128
 SPACE_DEFAULT = "space default"  # val_images meaning "the space's default" (None already means the whole split)
 
 
