@@ -47,6 +47,7 @@ SCORING = (2000, None)  # the sizes of every gap_strategies.py record: BN-recali
 STRATEGIES = ROOT / "runs" / "bench-strategies"
 DEFAULT_RUNS = ",".join(str(STRATEGIES / "macro-fmnist" / f"{n}-s{s}") for n in ("uniform", "uniform-3x") for s in (0, 1))
 DEFAULT_STEPS = "0,50,100"
+PY, R = ".venv/bin/python benchmarks/finetune_scoring.py", "runs/bench-strategies/macro-fmnist"  # the commands of the results
 
 
 def score(args) -> None:
@@ -84,7 +85,9 @@ def analyse(args) -> None:
     from predictors import kendall_tau
 
     rows = read_jsonl(RECORDS)
-    out: dict = {"command": "benchmarks/finetune_scoring.py score --threads 1; ... analyse", "records": str(RECORDS.relative_to(ROOT)),
+    out: dict = {"commands": [f"{PY} score --threads 1 --runs {R}/uniform-s0,{R}/uniform-3x-s0",
+                              f"{PY} score --threads 1 --runs {R}/uniform-s1,{R}/uniform-3x-s1",
+                              f"{PY} score --threads 1 --runs runs/bench-mobilenet/e12-s0 --steps 0,50", f"{PY} analyse"], "records": str(RECORDS.relative_to(ROOT)),
                  "scoring": {"recalib_images": SCORING[0], "val_images": "all"}, "supernets": {}}
     by: dict = {}
     for r in rows:
@@ -108,19 +111,18 @@ def analyse(args) -> None:
                 base = kendall_tau(np.array([both[a] for a in common]), np.array([plain[a]["accuracy"] for a in common]))
                 row["gain_vs_plain"] = round(tau - base, 3)
                 row["time_vs_plain"] = round(row["seconds_per_arch"] / float(np.median([plain[a]["seconds"] for a in common])), 2)
-                gains.setdefault((steps, lr), []).append(tau - base)
+                gains.setdefault((space, steps, lr), []).append(tau - base)
             entry[f"{steps}@{lr:g}"] = row
         out["supernets"][f"{space}/{run}"] = entry
-    out["mean_gain"] = {f"{s}@{lr:g}": {"mean": round(float(np.mean(g)), 3), "min": round(float(np.min(g)), 3),
+    out["mean_gain"] = {f"{sp} {s}@{lr:g}": {"mean": round(float(np.mean(g)), 3), "min": round(float(np.min(g)), 3),
                                         "max": round(float(np.max(g)), 3), "supernets": len(g)}
-                        for (s, lr), g in sorted(gains.items())}
+                        for (sp, s, lr), g in sorted(gains.items())}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{NAME}.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "# Fine-tuning each path before scoring it",
         "",
-        "Commands: `.venv/bin/python benchmarks/finetune_scoring.py score --threads 1` (one process per group of "
-        "`--runs`), then `.venv/bin/python benchmarks/finetune_scoring.py analyse`. Every path is trained alone for "
+        "Commands: " + ", ".join(f"`{c}`" for c in out["commands"]) + " (the first two at once, one thread each). Every path is trained alone for "
         "N SGD steps of 128 images from its inherited weights (the same batches for every path, cosine-decayed "
         "learning rate), BN-recalibrated on 2,000 images and scored on all 10,000 validation images. Kendall tau "
         "against the mean of the stand-alone seeds of the truth (`gap_truth.py`); gain = paired difference to plain "
@@ -133,7 +135,7 @@ def analyse(args) -> None:
         for row in entry.values():
             lines.append(f"| {name} | {row['steps']} | {row['lr']:g} | {row['archs']} | {row['kendall_tau']:.3f} | "
                          f"{row.get('gain_vs_plain', 0):+.3f} | {row.get('time_vs_plain', 1.0):.2f}x | {row['median_accuracy']:.2f} |")
-    lines += ["", "| steps @ lr | mean gain | min | max | supernets |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += ["", "| space, steps @ lr | mean gain | min | max | supernets |", "| --- | ---: | ---: | ---: | ---: |"]
     for key, g in out["mean_gain"].items():
         lines.append(f"| {key} | {g['mean']:+.3f} | {g['min']:+.3f} | {g['max']:+.3f} | {g['supernets']} |")
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")
