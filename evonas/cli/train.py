@@ -93,7 +93,7 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
 @click.option("--arch", "arch_opts", multiple=True, help="Architecture string (repeatable).")
 @click.option("--archs", "archs_file", default=None, help="File with one architecture string per line.")
 @click.option("--sample", default=0, type=int, help="Also score N uniformly sampled architectures.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of --sample and of the recalibration subset.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of --sample, of the recalibration subset and of the --finetune-steps batches.")
 @click.option("--no-recalibrate", is_flag=True, help="Score with the supernet's shared BN statistics (to see what recalibration changes).")
 @click.option("--recalib-images", default=None, type=int,
               help=f"Training images used to recalibrate BN. Default: {scoring_defaults_text()}.")
