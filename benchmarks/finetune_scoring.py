@@ -96,7 +96,7 @@ def analyse(args) -> None:
     for (space, run), settings in sorted(by.items()):
         truth = load_truth(space)
         both = {a: float(np.mean(list(v.values()))) for a, v in truth.items() if len(v) >= 2}
-        plain = settings.get((0, args.lr)) or next((v for (s, _), v in settings.items() if s == 0), None)
+        plain = next((v for (s, _), v in settings.items() if s == 0), None)  # plain scoring does not depend on the lr
         entry = {}
         for (steps, lr), recs in sorted(settings.items()):
             archs = sorted(a for a in recs if a in both)

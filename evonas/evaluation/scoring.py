@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from search_spaces import Arch
 
 from evonas.data import Normalizer, Splits, batches
-from evonas.run.config import FINETUNE_BATCH, FINETUNE_LR, SPACE_DEFAULT, scoring_defaults
+from evonas.run.config import FINETUNE_BATCH, FINETUNE_LR, SPACE_DEFAULT, check_finetune, scoring_defaults
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -65,16 +65,14 @@ def recalibrate_bn(
 
 
 def finetune_path(forward: Forward, params: list[nn.Parameter], x: torch.Tensor, y: torch.Tensor, batches_idx: torch.Tensor,
-                  norm: Normalizer | None, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4) -> float:
+                  norm: Normalizer | None, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4) -> None:
     """Train ``params`` for ``len(batches_idx)`` SGD steps (Nesterov, cosine-decayed from ``lr`` to 0).
 
     ``batches_idx`` (steps, batch) indexes ``x``/``y``: the same batches for every
     architecture, so that scores differ by architecture and not by data draw.
-    Returns the mean training loss of the steps.
     """
     steps = len(batches_idx)
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
-    total = 0.0
     with torch.enable_grad():
         for step, idx in enumerate(batches_idx):
             for group in opt.param_groups:
@@ -84,8 +82,6 @@ def finetune_path(forward: Forward, params: list[nn.Parameter], x: torch.Tensor,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach())
-    return total / max(steps, 1)
 
 
 def recalibration_images(splits: Splits, n: int, seed: int) -> torch.Tensor:
@@ -119,11 +115,7 @@ class SupernetEvaluator:
         val_images = default_val if val_images == SPACE_DEFAULT else val_images
         if not isinstance(recalib_images, int) or isinstance(recalib_images, bool) or recalib_images < 1:
             raise ConfigError(f"The 'recalib_images' parameter must be an integer >= 1; got {recalib_images!r}.", param="recalib_images")
-        if not isinstance(finetune_steps, int) or isinstance(finetune_steps, bool) or finetune_steps < 0:
-            raise ConfigError(f"The 'finetune_steps' parameter must be an integer >= 0 (0: score the inherited weights as "
-                              f"they are); got {finetune_steps!r}.", param="finetune_steps")
-        if not (isinstance(finetune_lr, (int, float)) and math.isfinite(finetune_lr) and finetune_lr > 0):
-            raise ConfigError(f"The 'finetune_lr' parameter must be a float > 0; got {finetune_lr!r}.", param="finetune_lr")
+        check_finetune(finetune_steps, finetune_lr)
         self.run = run
         self.space = run.space
         self.recalibrate = recalibrate
@@ -143,8 +135,8 @@ class SupernetEvaluator:
         self.calib_x = self.norm(recalibration_images(self.splits, recalib_images, seed)) if recalibrate else None
         self.finetune_steps, self.finetune_lr = finetune_steps, float(finetune_lr)
         # the fine-tuning batches, drawn once: every architecture trains on the same images in the same order
-        g = torch.Generator().manual_seed(seed + 1)
-        self._finetune_batches = torch.randint(len(self.splits.train_x), (finetune_steps, FINETUNE_BATCH), generator=g)
+        self._finetune_batches = torch.randint(len(self.splits.train_x), (finetune_steps, FINETUNE_BATCH),
+                                               generator=torch.Generator().manual_seed(seed + 1)) if finetune_steps else None
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # the shared weights a fine-tuned path changed
 
     @classmethod
@@ -175,15 +167,14 @@ class SupernetEvaluator:
         self._restore()
         path = self.model.path_modules(arch)
         forward = lambda x: self.model(x, arch)  # noqa: E731
+        self.model.train()
         if self.finetune_steps:
             state = {id(t): t for m in path for t in (*m.parameters(), *m.buffers())}
             self._saved = [(t, t.detach().clone()) for t in state.values()]
             params = list({id(p): p for m in path for p in m.parameters()}.values())
-            self.model.train()
             finetune_path(forward, params, self.splits.train_x, self.splits.train_y, self._finetune_batches, self.norm,
                           lr=self.finetune_lr)
         if self.recalibrate:
-            self.model.train()
             recalibrate_bn(forward, batchnorms(path), self.calib_x, None, self.batch_size)
         self.model.eval()
         self._prepared = arch

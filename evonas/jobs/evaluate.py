@@ -13,7 +13,7 @@ from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.run import Run
-from evonas.run.config import FINETUNE_LR, SPACE_DEFAULT, scoring_defaults_text  # noqa: F401  (re-exported for the CLI)
+from evonas.run.config import FINETUNE_LR, SPACE_DEFAULT, check_finetune, scoring_defaults_text  # noqa: F401  (re-exported for the CLI)
 
 SPLITS = ("val", "test")
 
@@ -45,11 +45,7 @@ class EvalOptions:
         if self.val_images not in (None, SPACE_DEFAULT) and (not isinstance(self.val_images, int) or self.val_images < 1):
             raise ConfigError(f"The 'val_images' parameter must be an integer >= 1 or None (the whole split); got "
                               f"{self.val_images!r}", param="val_images")
-        if not isinstance(self.finetune_steps, int) or isinstance(self.finetune_steps, bool) or self.finetune_steps < 0:
-            raise ConfigError(f"The 'finetune_steps' parameter must be an integer >= 0 (0: score the inherited weights); "
-                              f"got {self.finetune_steps!r}", param="finetune_steps")
-        if not self.finetune_lr > 0:
-            raise ConfigError(f"The 'finetune_lr' parameter must be a float > 0; got {self.finetune_lr!r}", param="finetune_lr")
+        check_finetune(self.finetune_steps, self.finetune_lr)  # before the supernet loads
         if self.split not in SPLITS:
             raise ConfigError(f"The 'split' parameter must be one of {', '.join(SPLITS)}; got {self.split!r}", param="split")
         check_threads(self.threads)

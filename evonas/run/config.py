@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 import platform
@@ -41,6 +43,16 @@ SPACE_SCORING: dict[str, tuple[int, int | None]] = {"mobilenet-fmnist": (2000, N
 # benchmarks/finetune_scoring.py measures what it changes; off by default.
 FINETUNE_LR = 0.03
 FINETUNE_BATCH = 128
+
+
+def check_finetune(steps: Any, lr: Any) -> None:
+    """A one-line ConfigError naming the bad fine-tuning setting (steps an integer >= 0, lr a float > 0)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ConfigError(f"The 'finetune_steps' parameter must be an integer >= 0 (0: score the inherited weights as "
+                          f"they are); got {steps!r}.", param="finetune_steps")
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"The 'finetune_lr' parameter must be a float > 0; got {lr!r}.", param="finetune_lr")
+
 SPACE_DEFAULT = "space default"  # val_images meaning "the space's default" (None already means the whole split)
 
 
