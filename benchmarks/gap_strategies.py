@@ -102,7 +102,7 @@ def supernets(args) -> None:
     archs = truth_archs(args.space, PROTOCOL[args.space]["archs"])
     done = {(r["space"], r["strategy"], r["seed"], r["arch"]) for r in read_records()}
     names = args.strategies.split(",") if args.strategies else list(SCHEDULES[args.space])
-    for seed in SEEDS:
+    for seed in (int(x) for x in args.seeds.split(",")):
         for name in names:
             todo = [a for a in archs if (args.space, name, seed, a) not in done]
             if not todo:
@@ -273,6 +273,8 @@ def main() -> None:
     ap.add_argument("phase", choices=["supernets", "analyse"])
     ap.add_argument("--space", choices=sorted(SCHEDULES), default="macro-fmnist")
     ap.add_argument("--strategies", default=None, help="comma list (default: all of the space's schedule)")
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma list of supernet seeds to train (one "
+                    "process per seed runs two at once)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--draws", type=int, default=20, help="random anchor sets per K in the analysis")
     args = ap.parse_args()

@@ -102,6 +102,40 @@ def test_predictor_search_and_top_k_export_carry_the_corrected_estimate(capsys, 
     assert 0 <= metrics["supernet_accuracy"] <= 100 and metrics["flops"] <= 3e6
 
 
+def test_fit_predictor_on_finetuned_scores_is_read_back_the_same_way(capsys, fitted_run, tmp_path):
+    """With --finetune-steps the pool is scored after fine-tuning; predict and export read those scores, not plain ones."""
+    run = tmp_path / "run"
+    shutil.copytree(fitted_run, run)
+    code, out, _ = run_cli(capsys, "predict", "--run", str(run), "--arch", "12012200", "--json")
+    plain = json.loads(out)["supernet"]
+    code, _, err = run_cli(capsys, "fit-predictor", "--run", str(run), *FIT_ARGS, "--finetune-steps", "-1")
+    assert code == 2 and "--finetune-steps" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(capsys, "fit-predictor", "--run", str(run), *FIT_ARGS, "--finetune-steps", "2")
+    assert code == 0, err
+    assert err.count("(cached)") == 5  # the stand-alone anchors are reused; only the supernet scores are new
+    gap = load_gap_model(run)
+    assert gap.supernet_options == {"finetune_steps": 2, "finetune_lr": 0.03}
+    assert "after 2 fine-tuning steps" in json.loads(out)["basis"]["text"]
+
+    def tuned() -> dict[str, float]:
+        with Store.open(run) as store:
+            return {r.arch: r.metric("accuracy") for r in store.records(scorer="supernet")
+                    if r.source.get("finetune_steps") == 2}
+
+    assert set(gap.anchors) <= set(tuned()) and len(tuned()) >= 8
+    code, out, err = run_cli(capsys, "predict", "--run", str(run), "--arch", "12012200", "--json")
+    row = json.loads(out)
+    assert code == 0 and "warning" not in err
+    tuned = tuned()  # predict scored (and stored) the architecture the way the pool was scored
+    assert row["supernet"] == round(tuned["12012200"], 3) != plain
+    code, _, err = run_cli(capsys, "export", "--run", str(run), "--arch", "12012200", "--out", str(tmp_path / "x"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "x" / "metrics.json").read_text())
+    assert metrics["predictor_input"] == {"supernet_accuracy": round(tuned["12012200"], 4), "finetune_steps": 2,
+                                          "finetune_lr": 0.03}
+    assert metrics["predicted_accuracy"] == pytest.approx(row["predicted"], abs=1e-3)
+
+
 @pytest.mark.parametrize("selection, extra", [
     ("uncertainty", ["--anchors", "5"]),
     ("explicit", ["--anchor", "12012200", "--anchor", "00000000", "--anchor", "22222222", "--anchor", "10120110"]),

@@ -79,16 +79,46 @@ def load_run_gap_model(run: RunLayout | str | Path):
 
 
 def gap_metrics(gap, space, arch: str, supernet_accuracy: float) -> dict[str, Any]:
-    """Predicted stand-alone accuracy and its interval (empty when ``gap`` is None)."""
+    """Predicted stand-alone accuracy and its interval (empty when ``gap`` is None).
+
+    ``supernet_accuracy`` is the score the predictor reads (see :func:`gap_inputs`);
+    when that is a fine-tuned score, ``predictor_input`` says so.
+    """
     if gap is None:
         return {}
+    from evonas.gap.corrector import supernet_options
+
     pred = gap.predict([space.parse(arch)], [supernet_accuracy])
-    return {
+    out = {
         "predicted_accuracy": round(float(pred["predicted"][0]), 4),
         "predicted_interval": [round(float(pred["lower"][0]), 4), round(float(pred["upper"][0]), 4)],
         "interval_coverage": gap.coverage,
         "predictor": gap.best,
     }
+    if supernet_options(gap):
+        out["predictor_input"] = {"supernet_accuracy": round(float(supernet_accuracy), 4), **supernet_options(gap)}
+    return out
+
+
+def gap_inputs(run: RunLayout | str | Path, gap, plain: dict[str, float]) -> dict[str, float]:
+    """Canonical arch -> the supernet score ``gap`` reads for it.
+
+    ``plain`` (canonical arch -> BN-recalibrated accuracy) when the predictor was
+    fitted on plain scores (or there is none); otherwise each architecture is scored
+    the way fit-predictor scored its pool (``--finetune-steps``), cached in the store.
+    """
+    from evonas.gap.corrector import supernet_options
+
+    options = supernet_options(gap) if gap is not None else {}
+    if not options:
+        return dict(plain)
+    from evonas.scorers.cached import score_cached
+    from evonas.scorers.registry import make_scorer
+
+    layout = RunLayout.of(run)
+    scorer = make_scorer("supernet", run_dir=layout.path, **options)
+    with layout.store() as store:
+        return {a: score_cached(scorer, store, scorer.space.parse(a)).record.metric("accuracy") for a in plain}
 
 
 def plot_best_so_far(runs: Sequence[tuple[SearchRun, list[Step]]], path: Path, ylabel: str) -> Path:
@@ -203,6 +233,9 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
     evaluator = _load_evaluator(run)
     gap = load_run_gap_model(layout)
     exported: list[tuple[Record, Path]] = []
+    plain = {rec.arch: (rec.metric("accuracy") if scorer == "supernet"
+                        else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]) for rec in top}
+    reads = gap_inputs(layout, gap, plain)
     for rank, rec in enumerate(top, start=1):
         folder = out / f"rank{rank:02d}_{arch_dirname(rec.arch)}"
         metrics: dict[str, Any] = {
@@ -212,9 +245,8 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
             "params": int(rec.metric("params")),
             "record": rec.to_dict(),
         }
-        supernet_acc = rec.metric("accuracy") if scorer == "supernet" else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]
-        metrics["supernet_accuracy"] = supernet_acc
-        metrics.update(gap_metrics(gap, evaluator.space, rec.arch, supernet_acc))
+        metrics["supernet_accuracy"] = plain[rec.arch]
+        metrics.update(gap_metrics(gap, evaluator.space, rec.arch, reads[rec.arch]))
         exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator, formats=formats,
                                                 latency=latency, latency_limit_ms=limit_ms))))
     by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]

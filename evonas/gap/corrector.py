@@ -25,7 +25,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -59,6 +59,9 @@ class GapModel:
     anchors: dict[str, float]  # canonical arch -> stand-alone accuracy
     report: dict  # RankingReport.to_dict() plus distillation figures
     coverage: float
+    # how the supernet scores were taken, as SupernetScorer options beyond the run ({"finetune_steps": 50, ...});
+    # empty: plain BN-recalibrated scoring. Read it through supernet_options(gap): older models lack it.
+    supernet_options: dict = field(default_factory=dict)
     format: str = field(default=FORMAT)
 
     def predict(self, archs: Sequence[Arch], supernet: Sequence[float],
@@ -90,6 +93,18 @@ class GapModel:
         return path
 
 
+def supernet_options(gap: GapModel) -> dict:
+    """The SupernetScorer options that reproduce the scores ``gap`` was fitted on (empty: plain scoring)."""
+    return dict(getattr(gap, "supernet_options", None) or {})
+
+
+def scoring_text(options: Mapping[str, Any]) -> str:
+    """How supernet scores taken with SupernetScorer ``options`` were obtained, in words."""
+    steps = int(options.get("finetune_steps") or 0)
+    return (f"inherited weights fine-tuned {steps} steps per path, BN recalibrated" if steps
+            else "inherited weights, BN recalibrated")
+
+
 def load_gap_model(run: RunLayout | str | Path) -> GapModel:
     """The run's fitted gap model; a clear error when it is missing, corrupt or foreign."""
     layout = RunLayout.of(run)
@@ -119,6 +134,7 @@ def fit_gap_model(
     n_splits: int = 50,
     margin: float = 0.5,
     fidelities: Fidelities | None = None,
+    supernet_scoring: Mapping[str, Any] | None = None,
 ) -> tuple[GapModel, dict[str, np.ndarray]]:
     """Compare, choose, fit and distil; returns the model and plot data.
 
@@ -133,6 +149,10 @@ def fit_gap_model(
     scale), the predictor is chosen by ``select_on_fidelities`` (held-out tau against
     long labels, or the short labels' when there are too few) and the short-label
     report is kept under ``short_fidelity_cv``. None: today's single-fidelity fit.
+
+    ``supernet_scoring``: the SupernetScorer options the ``pool`` scores were taken
+    with beyond the run (``{"finetune_steps": 50, "finetune_lr": 0.03}``); kept on the
+    model so that ``predict`` and ``export`` score new architectures the same way.
     """
     from sklearn.model_selection import KFold, LeaveOneOut, cross_val_predict
 
@@ -198,6 +218,7 @@ def fit_gap_model(
         anchors=dict(anchors),
         report=rep,
         coverage=coverage,
+        supernet_options=dict(supernet_scoring or {}),
     )
     return gap, {"y": y, "supernet": score, "oof": oof, "flops": flops, "text": text}
 
@@ -291,7 +312,7 @@ def write_report(run: RunLayout | str | Path, gap: GapModel, plot: dict[str, np.
     y, s, oof = plot["y"], plot["supernet"], plot["oof"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     axes[0].scatter(s, y, c="tab:blue", s=24)
-    axes[0].set_xlabel("supernet accuracy (%) — inherited weights, BN recalibrated")
+    axes[0].set_xlabel(f"supernet accuracy (%) — {scoring_text(supernet_options(gap))}")
     axes[0].set_ylabel("stand-alone accuracy (%)")
     axes[0].set_title(f"supernet vs stand-alone: Kendall tau {kendall_tau(y, s):.2f}")
     axes[1].scatter(oof, y, c="tab:green", s=24)

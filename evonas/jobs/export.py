@@ -113,7 +113,7 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
 
     from evonas.evaluation.scoring import SupernetEvaluator
     from evonas.export.module import METRICS, export_arch
-    from evonas.export.topk import export_top_k, gap_metrics, load_run_gap_model
+    from evonas.export.topk import export_top_k, gap_inputs, gap_metrics, load_run_gap_model
 
     run = Run.open(run)
     constraints = options.constraints()
@@ -142,8 +142,9 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     for arch in tqdm(archs, desc="export", unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet) or len(archs) < 2):
         metrics = ev.evaluate(arch)
         target = out / str(arch) if out and len(archs) > 1 else (out or run.export_dir(arch))
+        key = str(space.canonical(arch))
         extra = {"supernet_accuracy": round(metrics["accuracy"], 4),
-                 **gap_metrics(gap, space, str(space.canonical(arch)), metrics["accuracy"])}
+                 **gap_metrics(gap, space, key, gap_inputs(run, gap, {key: metrics["accuracy"]})[key])}
         export_arch(run, arch, target, extra, evaluator=ev, formats=options.formats, latency=latency)
         done.append(Exported(arch=str(arch), supernet_accuracy=metrics["accuracy"], folder=target))
     return ExportResult(exported=done)

@@ -21,6 +21,7 @@ from evonas.errors import ConfigError
 from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
+from evonas.run.config import FINETUNE_LR, check_finetune  # noqa: F401  (FINETUNE_LR re-exported for the CLI)
 from evonas.run.run import Run
 
 if TYPE_CHECKING:
@@ -63,10 +64,14 @@ class FitPredictorOptions:
     predictors: tuple[str, ...] | None = None  # registered estimators to compare; None: all that apply
     coverage: float = 0.9  # target coverage of the conformal intervals
     seed: int = 0  # seed of the pool sampling, anchor choice and estimators
+    # > 0: every supernet score of the pool (anchors included) comes after this many SGD steps of each path alone
+    finetune_steps: int = 0
+    finetune_lr: float = FINETUNE_LR  # peak learning rate of those steps
     quiet: bool = False  # no progress bars
     threads: int | None = None  # CPU threads for torch
 
     def __post_init__(self) -> None:
+        check_finetune(self.finetune_steps, self.finetune_lr)
         object.__setattr__(self, "explicit", tuple(self.explicit))
         if self.explicit or self.anchors_file:
             object.__setattr__(self, "selection", "explicit")
@@ -116,6 +121,11 @@ class FitPredictorOptions:
         if self.long_anchors > k:
             raise ConfigError(f"The 'long_anchors' parameter ({self.long_anchors}) must be at most the number of anchors "
                               f"({k}): ask for fewer long anchors or more anchors", param="long_anchors")
+
+    @property
+    def supernet_scoring(self) -> dict[str, Any]:
+        """The supernet scorer's options beyond the run: none for plain scoring."""
+        return {"finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr} if self.finetune_steps else {}
 
     @property
     def long_schedule(self) -> int:
@@ -232,6 +242,9 @@ def anchor_basis(store, standalone: Sequence, truth: dict[str, float], options: 
             f"of {options.anchor_epochs}-epoch stand-alone training")
     if basis["seed_to_seed_tau"] is not None:
         text += f"; seed-to-seed tau of the anchors {basis['seed_to_seed_tau']:.2f}"
+    if options.finetune_steps:
+        basis["supernet_finetune_steps"] = options.finetune_steps
+        text += f"; supernet scores after {options.finetune_steps} fine-tuning steps of each path"
     basis["text"] = text
     return basis
 
@@ -303,7 +316,7 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
     use_threads(options.threads)
     try:
         with run.store() as store:
-            supernet = make_scorer("supernet", run_dir=run)
+            supernet = make_scorer("supernet", run_dir=run, **options.supernet_scoring)
             scores = candidate_pool(run, store, supernet, pool_size, extra=explicit, seed=options.seed, progress=progress)
             standalone = [StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed + i, progress=progress)
                           for i in range(options.anchor_seeds)]
@@ -320,7 +333,7 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
                 log(f"selection: {basis['selection']}")
             gap, plot = fit_gap_model(run.space, labels, scores, supernet_source=supernet.source_key,
                                       predictors=options.predictors, coverage=options.coverage, seed=options.seed,
-                                      fidelities=fidelities)
+                                      fidelities=fidelities, supernet_scoring=options.supernet_scoring)
             gap.report["basis"] = basis
     except PredictorError as exc:
         raise ConfigError(str(exc)) from None

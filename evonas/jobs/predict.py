@@ -34,7 +34,7 @@ class PredictResult:
 
 def predict(run: Run | str | Path, options: PredictOptions) -> PredictResult:
     """Score each architecture with the supernet (cached in the store) and correct it with the fitted predictor."""
-    from evonas.gap.corrector import load_gap_model
+    from evonas.gap.corrector import load_gap_model, supernet_options
     from evonas.scorers.cached import score_cached
     from evonas.scorers.registry import make_scorer
 
@@ -44,7 +44,7 @@ def predict(run: Run | str | Path, options: PredictOptions) -> PredictResult:
     if not archs:
         raise ConfigError("nothing to predict: give --arch STRING or --archs FILE")
     gap = load_gap_model(run)
-    supernet = make_scorer("supernet", run_dir=run)
+    supernet = make_scorer("supernet", run_dir=run, **supernet_options(gap))  # scored as the predictor's pool was
     with run.store() as store:
         sup = [score_cached(supernet, store, space.canonical(a)).record.metric("accuracy") for a in archs]
     pred = gap.predict(archs, sup)
