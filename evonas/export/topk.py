@@ -81,8 +81,8 @@ def load_run_gap_model(run: RunLayout | str | Path):
 def gap_metrics(gap, space, arch: str, supernet_accuracy: float) -> dict[str, Any]:
     """Predicted stand-alone accuracy and its interval (empty when ``gap`` is None).
 
-    ``supernet_accuracy`` is the score the predictor reads (see :func:`gap_inputs`);
-    when that is a fine-tuned score, ``predictor_input`` says so.
+    ``supernet_accuracy`` is the score the predictor reads: the plain one, or
+    when that is a fine-tuned score (:func:`tuned_inputs`), ``predictor_input`` says so.
     """
     if gap is None:
         return {}
@@ -100,25 +100,25 @@ def gap_metrics(gap, space, arch: str, supernet_accuracy: float) -> dict[str, An
     return out
 
 
-def gap_inputs(run: RunLayout | str | Path, gap, plain: dict[str, float]) -> dict[str, float]:
-    """Canonical arch -> the supernet score ``gap`` reads for it.
+def tuned_inputs(run: RunLayout | str | Path, gap, archs: Sequence[str]) -> dict[str, float]:
+    """Canonical arch -> the fine-tuned supernet score ``gap`` reads, when it was fitted on such scores.
 
-    ``plain`` (canonical arch -> BN-recalibrated accuracy) when the predictor was
-    fitted on plain scores (or there is none); otherwise each architecture is scored
-    the way fit-predictor scored its pool (``--finetune-steps``), cached in the store.
+    Empty when the predictor reads plain BN-recalibrated scores (or there is none):
+    the caller then passes the plain score. Otherwise each architecture is scored the
+    way fit-predictor scored its pool (``--finetune-steps``), cached in the store.
     """
     from evonas.gap.corrector import supernet_options
 
     options = supernet_options(gap) if gap is not None else {}
-    if not options:
-        return dict(plain)
+    if not options or not archs:
+        return {}
     from evonas.scorers.cached import score_cached
     from evonas.scorers.registry import make_scorer
 
     layout = RunLayout.of(run)
     scorer = make_scorer("supernet", run_dir=layout.path, **options)
     with layout.store() as store:
-        return {a: score_cached(scorer, store, scorer.space.parse(a)).record.metric("accuracy") for a in plain}
+        return {a: score_cached(scorer, store, scorer.space.parse(a)).record.metric("accuracy") for a in archs}
 
 
 def plot_best_so_far(runs: Sequence[tuple[SearchRun, list[Step]]], path: Path, ylabel: str) -> Path:
@@ -174,8 +174,11 @@ def current_records(layout: RunLayout, scorer: str, records: Sequence[Record]) -
     """The records that belong to the run's current weights, one per architecture (the newest).
 
     A supernet score belongs to the weights whose content digest it carries, whatever
-    path or settings it was scored under; a predictor score to the fitted model file's
-    digest. Without a current digest to compare (a table scorer), every record counts.
+    path or settings it was scored under, except fine-tuned scores (``finetune_steps``
+    in the source: those of ``fit-predictor --finetune-steps`` and of what ``predict``
+    scored for such a predictor), which are higher by construction and would not rank
+    fairly among the searches' plain scores; a predictor score to the fitted model
+    file's digest. Without a current digest to compare (a table scorer), every record counts.
     """
     from evonas.run.digest import file_sha256
 
@@ -188,6 +191,8 @@ def current_records(layout: RunLayout, scorer: str, records: Sequence[Record]) -
     newest: dict[str, Record] = {}
     for rec in records:
         if key is not None and rec.source.get(key) != digest:
+            continue
+        if scorer == "supernet" and rec.source.get("finetune_steps"):
             continue
         old = newest.get(rec.arch)
         if old is None or (rec.created, rec.id or 0) > (old.created, old.id or 0):
@@ -218,8 +223,9 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
             raise RunDirError(f"the store of {run_dir} has no {scorer!r} scores; run `evonas search --run {run_dir}` first")
         records = current_records(layout, scorer, records)
         if not records:
-            raise RunDirError(f"the store of {run_dir} has {scorer!r} scores only from other weights (an older "
-                              f"supernet or predictor); score with the current ones: `evonas search --run {run_dir}`")
+            raise RunDirError(f"the store of {run_dir} has no {scorer!r} score of a search with the current weights (those "
+                              f"stored come from an older supernet or predictor, or are fit-predictor's fine-tuned pool "
+                              f"scores); score with the current ones: `evonas search --run {run_dir}`")
         ranked = rank_records(within_limits(records, constraints, latency), metric)
         runs = list(store.iter_steps())
         states = {r.name: store.search_state(r) for r, _ in runs}
@@ -233,9 +239,7 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
     evaluator = _load_evaluator(run)
     gap = load_run_gap_model(layout)
     exported: list[tuple[Record, Path]] = []
-    plain = {rec.arch: (rec.metric("accuracy") if scorer == "supernet"
-                        else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]) for rec in top}
-    reads = gap_inputs(layout, gap, plain)
+    tuned = tuned_inputs(layout, gap, [rec.arch for rec in top])
     for rank, rec in enumerate(top, start=1):
         folder = out / f"rank{rank:02d}_{arch_dirname(rec.arch)}"
         metrics: dict[str, Any] = {
@@ -245,8 +249,9 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
             "params": int(rec.metric("params")),
             "record": rec.to_dict(),
         }
-        metrics["supernet_accuracy"] = plain[rec.arch]
-        metrics.update(gap_metrics(gap, evaluator.space, rec.arch, reads[rec.arch]))
+        supernet_acc = rec.metric("accuracy") if scorer == "supernet" else evaluator.evaluate(evaluator.space.parse(rec.arch))["accuracy"]
+        metrics["supernet_accuracy"] = supernet_acc
+        metrics.update(gap_metrics(gap, evaluator.space, rec.arch, tuned.get(rec.arch, supernet_acc)))
         exported.append((rec, Path(export_arch(run, rec.arch, folder, metrics, evaluator=evaluator, formats=formats,
                                                 latency=latency, latency_limit_ms=limit_ms))))
     by_scorer = [(r, s) for r, s in runs if dict(r.config.get("scorer", {})).get("scorer", scorer) == scorer]

@@ -113,7 +113,7 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
 
     from evonas.evaluation.scoring import SupernetEvaluator
     from evonas.export.module import METRICS, export_arch
-    from evonas.export.topk import export_top_k, gap_inputs, gap_metrics, load_run_gap_model
+    from evonas.export.topk import export_top_k, gap_metrics, load_run_gap_model, tuned_inputs
 
     run = Run.open(run)
     constraints = options.constraints()
@@ -138,13 +138,14 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     ev = SupernetEvaluator(run)
     gap = load_run_gap_model(run)
     out = Path(options.out) if options.out else None
+    tuned = tuned_inputs(run, gap, [str(space.canonical(a)) for a in archs])  # one scorer for all, when fine-tuned
     done = []
     for arch in tqdm(archs, desc="export", unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet) or len(archs) < 2):
         metrics = ev.evaluate(arch)
         target = out / str(arch) if out and len(archs) > 1 else (out or run.export_dir(arch))
         key = str(space.canonical(arch))
         extra = {"supernet_accuracy": round(metrics["accuracy"], 4),
-                 **gap_metrics(gap, space, key, gap_inputs(run, gap, {key: metrics["accuracy"]})[key])}
+                 **gap_metrics(gap, space, key, tuned.get(key, metrics["accuracy"]))}
         export_arch(run, arch, target, extra, evaluator=ev, formats=options.formats, latency=latency)
         done.append(Exported(arch=str(arch), supernet_accuracy=metrics["accuracy"], folder=target))
     return ExportResult(exported=done)
