@@ -113,6 +113,7 @@ def one_setting(space_name: str, backend: str, batch_size: int, args, export_dir
         "fit": {key: v for key, v in fit.items() if key != "archs"},
         "validate_s": validate_s,
         "validation_median_spread": res["median_spread"],
+        "retest_kendall_tau": res["retest_kendall_tau"],
         "noisy_measurements": res["noisy"],
         "fit_overlap": res["fit_overlap"],
         "samples": len(archs) - k,
@@ -144,11 +145,14 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         "'fitted' fits the entries to random whole networks, shrunk toward the isolated table (shown only when the "
         "build kept it). 'table' is what `evonas latency build` kept: the scaled table when its cross-validated error "
         "beats the isolated table's, the fitted one when it beats that choice in turn. Targets: within 10% "
-        ">= 0.90, Kendall tau >= 0.9. 'spread' is the median (p90 - p10) / median of the validation timings.",
+        ">= 0.90, Kendall tau >= 0.9. 'spread' is the median (p90 - p10) / median of the validation timings; "
+        "'retest tau' is the Kendall tau between the medians of the even and of the odd validation rounds (the "
+        "timing against itself, each half with half the rounds): where a method's tau comes near it, timing noise "
+        "rather than the table limits the ranking.",
         "",
-        "| space | backend | batch | build s (fit s, nets) | table | spread | busy | "
+        "| space | backend | batch | build s (fit s, nets) | table | spread | busy | retest tau | "
         + " | ".join(f"{m} MAPE % / within 10% / tau" for m in METHODS) + " | n |",
-        "| --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
     ]
     for r in rows:
         cells = []
@@ -159,7 +163,8 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         lines.append(
             f"| {r['space']} | {r['backend']} | {r['batch_size']} | {r['build_s']:.1f} ({fmt(r['fit_s'], '.1f')}, "
             f"{r['fit_samples'] or 0}) | {r['table_method']} | {fmt(r['validation_median_spread'], '.2f')} | "
-            f"{'yes' if r['busy'] else 'no'} | " + " | ".join(cells) + f" | {r['samples']} |"
+            f"{'yes' if r['busy'] else 'no'} | {fmt(r.get('retest_kendall_tau'), '.3f')} | " + " | ".join(cells)
+            + f" | {r['samples']} |"
         )
     lines.append("")
     return "\n".join(lines)
@@ -201,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print(
                         f"{space_name} {backend} b{batch_size}: build {row['build_s']:.1f}s (fit {fmt(row['fit_s'], '.1f')}s), "
-                        f"table {row['table_method']}, spread {fmt(row['validation_median_spread'], '.2f')}; "
+                        f"table {row['table_method']}, spread {fmt(row['validation_median_spread'], '.2f')}, "
+                        f"retest tau {fmt(row['retest_kendall_tau'], '.3f')}; "
                         f"MAPE/within10/tau: {summary}" + (" [busy]" if row["busy"] else ""),
                         flush=True,
                     )

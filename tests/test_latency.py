@@ -17,7 +17,9 @@ from evonas.evaluation.latency import (
     LatencyTable,
     build_latency_table,
     describe_device,
+    retest_tau,
     time_callable,
+    time_interleaved,
     validate_latency,
 )
 
@@ -167,6 +169,7 @@ def test_validate_reports_documented_metrics(macro, table):
     assert res["samples"] == 4 and len(res["archs"]) == 4 and res["correction"] is None
     assert res["mape"] >= 0 and 0 <= res["within_10pct"] <= 1
     assert math.isnan(res["kendall_tau"]) or -1 <= res["kendall_tau"] <= 1
+    assert math.isnan(res["retest_kendall_tau"]) or -1 <= res["retest_kendall_tau"] <= 1
     for row, arch in zip(res["archs"], archs):
         assert row["arch"] == str(arch) and row["predicted_ms"] == pytest.approx(table.predict(arch))
         assert row["measured_ms"] > 0
@@ -180,6 +183,25 @@ def test_validate_reports_documented_metrics(macro, table):
     assert res["samples"] == 3 and corr["calibration_samples"] == 2 and corr["samples"] == 3
     assert isinstance(corr["improves"], bool) and math.isfinite(corr["a"]) and math.isfinite(corr["b"])
     assert [r["role"] for r in res["archs"]] == ["calibration"] * 2 + ["test"] * 3
+
+
+def test_retest_tau_compares_the_two_interleaved_halves_of_a_timing():
+    """Even and odd rounds are two half-measurements; their Kendall tau is the timing's own repeatability."""
+    import time as _time
+
+    def sleeper(ms: float):
+        return lambda: _time.sleep(ms / 1000)
+
+    timings = time_interleaved([sleeper(1), sleeper(5), sleeper(15)], warmup=0, rounds=4, min_repeat_ms=0)
+    for t in timings:
+        lo, hi = sorted(t["half_medians_ms"])
+        assert t["min_ms"] <= lo <= hi <= 4 * t["mean_ms"]
+    assert retest_tau(timings) == pytest.approx(1.0)  # 1, 5 and 15 ms keep their order in both halves
+    agree = [{"half_medians_ms": [1.0, 1.1]}, {"half_medians_ms": [2.0, 2.1]}, {"half_medians_ms": [3.0, 3.1]}]
+    swapped = [{"half_medians_ms": [1.0, 2.1]}, {"half_medians_ms": [2.0, 1.1]}, {"half_medians_ms": [3.0, 3.1]}]
+    assert retest_tau(agree) == pytest.approx(1.0) and retest_tau(swapped) == pytest.approx(1 / 3)
+    assert math.isnan(retest_tau([{"half_medians_ms": None}, {"half_medians_ms": None}]))
+    assert time_interleaved([sleeper(1)], warmup=0, rounds=1, min_repeat_ms=0)[0]["half_medians_ms"] is None
 
 
 def test_validate_checks_space_and_device(macro, table):

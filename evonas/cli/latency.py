@@ -127,6 +127,11 @@ def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate
                               ("measured_ms", "measured ms", ".4g"), ("error_pct", "error %", ".1f")])
     click.echo(f"MAPE {rep['mape']:.1f}%, within ±10%: {100 * rep['within_10pct']:.0f}%, Kendall tau "
                f"{rep['kendall_tau']:.3f} over {rep['samples']} networks")
+    retest = rep.get("retest_kendall_tau")
+    if retest is not None and retest == retest:
+        click.echo(f"the timings against themselves (even vs odd rounds): Kendall tau {retest:.3f}"
+                   + (" — timing noise, not the table, limits the ranking: validate again on an idle machine or with "
+                      "more --repeats" if retest < rep["kendall_tau"] + 0.05 else ""))
     corr = rep.get("correction")
     if corr:
         verdict = "kept: constraints now use it" if result.correction_kept else "not kept: it does not predict better"

@@ -304,7 +304,9 @@ def time_interleaved(
 ) -> list[dict]:
     """Time several callables in rounds, each round calling every one once in a fresh order.
 
-    Returns per callable what :func:`time_callable` returns, over ``rounds`` repeats.
+    Returns per callable what :func:`time_callable` returns, over ``rounds`` repeats,
+    plus ``half_medians_ms``: the medians of the even and of the odd rounds (two
+    interleaved half-measurements whose agreement tells how repeatable the timing is).
     Timing network after network in turn would give each the load of its own few
     seconds; in rounds a burst of load from another process lands on every network
     alike, and the median over rounds drops it. Each repeat calls a callable enough
@@ -344,6 +346,7 @@ def time_interleaved(
             "median_ms": median, "p10_ms": p10, "p90_ms": p90, "min_ms": float(times[k].min()),
             "mean_ms": float(times[k].mean()), "spread": (p90 - p10) / median if median > 0 else 0.0,
             "repeats": rounds, "number": numbers[k], "warmup": warmup, "clock": clock,
+            "half_medians_ms": [float(np.median(times[k, 0::2])), float(np.median(times[k, 1::2]))] if rounds >= 2 else None,
         })
     return out
 
@@ -1142,6 +1145,23 @@ def rank_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict:
     }
 
 
+def retest_tau(timings: Sequence[dict]) -> float:
+    """Kendall tau between the two interleaved half-measurements of :func:`time_interleaved` (NaN without them).
+
+    Each half has half the rounds, so this understates the repeatability of the full
+    median a little; it is the ceiling a predicted-versus-measured tau is judged against.
+    """
+    halves = [t.get("half_medians_ms") for t in timings]
+    if len(halves) < 2 or any(h is None for h in halves):
+        return math.nan
+    first, second = np.array([h[0] for h in halves]), np.array([h[1] for h in halves])
+    if np.ptp(first) == 0 or np.ptp(second) == 0:
+        return math.nan
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(first, second).statistic)
+
+
 def validate_latency(
     space: ChainSpace | str,
     table: LatencyTable,
@@ -1246,6 +1266,9 @@ def validate_latency(
         "noisy": int(sum(t["spread"] > settings.get("noise_threshold", math.inf) for t in timings)),
         "median_spread": float(np.median([t["spread"] for t in timings])),
         "method": table.method,
+        # the measurement against itself: Kendall tau between the medians of the even and of the odd rounds. Below
+        # the table's tau, timing noise, not the table, limits how well any prediction can be shown to rank.
+        "retest_kendall_tau": retest_tau(timings[calibrate:]),
         "fit_overlap": int(sum(r["in_fit_set"] for r in rows[calibrate:])),
         "archs": rows,
         "correction": None,
