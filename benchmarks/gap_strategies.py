@@ -139,7 +139,7 @@ def tau_ceiling(tau_ss: float, seeds: int) -> float:
 
 def analyse(args) -> None:
     import numpy as np
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, rankdata, spearmanr
 
     out: dict = {"spaces": {}}
     records = read_records()
@@ -175,9 +175,11 @@ def analyse(args) -> None:
             if not per_seed:
                 continue
             taus, rhos, picks, meds, corrected = [], [], [], [], {str(k): [] for k in ANCHORS}
+            ranks = []  # each seed's scores as ranks: their mean is the ensemble of the supernet seeds
             for seed, got in per_seed.items():
                 score = np.array([got[a]["accuracy"] for a in archs])
                 taus.append(float(kendalltau(score, mean).statistic))
+                ranks.append(rankdata(score))
                 rhos.append(float(spearmanr(score, mean).statistic))
                 ok = np.flatnonzero(flops <= limit)
                 picks.append(float(mean[ok[np.argmax(score[ok])]]))
@@ -192,6 +194,9 @@ def analyse(args) -> None:
                 "median_supernet_accuracy": round(float(np.mean(meds)), 2),
                 "picked_true_accuracy": round(float(np.mean(picks)), 3),
                 "supernet_seeds": len(per_seed),
+                # the supernet seeds' ranks averaged (twice the training): does an ensemble of seeds rank better?
+                "seed_ensemble_tau": (round(float(kendalltau(np.mean(ranks, axis=0), mean).statistic), 4)
+                                      if len(ranks) > 1 else None),
                 "corrected": {k: round(float(np.mean(v)), 4) for k, v in corrected.items() if v},
             }
             rows.append(name)
@@ -201,21 +206,79 @@ def analyse(args) -> None:
                f"full training split); seed-to-seed tau {tau_ss:.3f}, so a perfect estimator reaches about "
                f"{entry['ceiling']:.3f} against the two-seed mean. FLOPs limit for the pick: {limit:,.0f} "
                f"(best true accuracy under it {entry['best_true_under_limit']:.2f}%).", "",
-               "| strategy | images seen | supernet seeds | tau (per seed) | rho | median supernet acc % | picked arch, true acc % | "
-               + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
-               "| --- | ---: | ---: | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
+               "| strategy | images seen | supernet seeds | tau (per seed) | seeds' ranks averaged | rho | median supernet acc % | "
+               "picked arch, true acc % | " + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
+               "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
         for name in rows:
             s = entry["strategies"][name]
+            ens = s["seed_ensemble_tau"]
             md.append(f"| {name} | {s['images_seen']:,} | {s['supernet_seeds']} | {s['kendall_tau']:.3f} "
-                      f"({', '.join(f'{t:.3f}' for t in s['kendall_tau_per_seed'])}) | {s['spearman_rho']:.3f} | "
+                      f"({', '.join(f'{t:.3f}' for t in s['kendall_tau_per_seed'])}) | {'-' if ens is None else f'{ens:.3f}'} | "
+                      f"{s['spearman_rho']:.3f} | "
                       f"{s['median_supernet_accuracy']:.2f} | {s['picked_true_accuracy']:.2f} | "
                       + " | ".join(f"{s['corrected'][str(k)]:.3f}" if str(k) in s["corrected"] else "-" for k in ANCHORS) + " |")
+        if rows:
+            entry["targets"] = targets(space_name, entry)
+            md += ["", "**Targets.** " + entry["targets"]["text"]]
         md.append("")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "gap_strategies.json").write_text(json.dumps(out, indent=2) + "\n")
     (RESULTS / "gap_strategies.md").write_text("\n".join(md) + "\n")
     plot(out)
     print("\n".join(md))
+
+
+def targets(space_name: str, entry: dict) -> dict:
+    """The issue's targets for ``space_name`` against this analysis: met or missed, by how much, and why."""
+    strategies = entry["strategies"]
+    best_alone = max(strategies, key=lambda n: strategies[n]["kendall_tau"])
+    alone = strategies[best_alone]["kendall_tau"]
+    with16 = {n: s["corrected"]["16"] for n, s in strategies.items() if "16" in s["corrected"]}
+    best16 = max(with16, key=with16.get) if with16 else None
+    ensembles = [s["seed_ensemble_tau"] for s in strategies.values() if s["seed_ensemble_tau"] is not None]
+    tuned = finetuned_best(space_name)
+    gains = [with16[n] - strategies[n]["kendall_tau"] for n in with16]
+    out: dict = {"best_alone": best_alone, "best_alone_tau": alone, "best_corrected_16": best16,
+                 "best_corrected_16_tau": with16.get(best16), "best_finetuned_tau": tuned,
+                 "best_seed_ensemble_tau": max(ensembles) if ensembles else None}
+    c16 = "not measured (needs more than 22 truth architectures)" if best16 is None else f"{with16[best16]:.3f} ({best16})"
+    if space_name == "macro-fmnist":
+        out["alone_met"], out["corrected_met"] = alone >= 0.77, best16 is not None and with16[best16] >= 0.78
+        out["text"] = (
+            f"best strategy alone {alone:.3f} ({best_alone}) against 0.77: "
+            + ("met" if out["alone_met"] else f"missed by {0.77 - alone:.3f}")
+            + f"; corrected at 16 anchors {c16} against 0.78: "
+            + ("met" if out["corrected_met"] else "missed" + (f" by {0.78 - with16[best16]:.3f}" if best16 else ""))
+            + f". Why: the supernet's ranking levels off near 0.7 on this truth (ceiling {entry['ceiling']:.3f})"
+            + (f": three times the epochs lift uniform sampling by {strategies['uniform-3x']['kendall_tau'] - strategies['uniform']['kendall_tau']:+.3f}, "
+               "and nothing else tried adds as much" if {"uniform", "uniform-3x"} <= set(strategies) else "")
+            + (f": fine-tuning each path 50 or 100 steps before scoring reaches {tuned:.3f} on the best supernet seed "
+               "(`finetune_scoring.md`)"
+               if tuned is not None else "")
+            + (f", averaging the ranks of two supernet seeds {max(ensembles):.3f}" if ensembles else "")
+            + f"; the corrector learns from 16 labels as noisy as the seed-to-seed tau ({entry['seed_to_seed_tau']:.3f}) "
+            + (f"and adds {min(gains):+.3f} to {max(gains):+.3f} over the strategies alone." if gains else "."))
+    else:
+        need = max(alone + 0.10, 0.0)
+        share = 0.9 * entry["ceiling"]
+        met = best16 is not None and (with16[best16] >= need or with16[best16] >= share)
+        out["corrected_met"] = met
+        out["text"] = (
+            f"corrected at 16 anchors {c16} against the best strategy alone + 0.10 ({need:.3f}) or 90% of the ceiling "
+            f"({share:.3f}): " + ("met" if met else "missed" if best16 is not None else "not measured yet")
+            + f". The best strategy alone ranks with {alone:.3f} ({best_alone}); the truth's own seed-to-seed tau is "
+            f"{entry['seed_to_seed_tau']:.3f}, so any estimate is judged against noisy labels.")
+    return out
+
+
+def finetuned_best(space_name: str) -> float | None:
+    """The best tau with fine-tuned scoring in ``finetune_scoring.json`` for ``space_name`` (None without it)."""
+    path = RESULTS / "finetune_scoring.json"
+    if not path.is_file():
+        return None
+    rows = [row for name, entry in json.loads(path.read_text())["supernets"].items() if name.startswith(space_name + "/")
+            for row in entry.values() if row["steps"] > 0]
+    return max((row["kendall_tau"] for row in rows), default=None)
 
 
 def corrected_tau(space, archs, score, mean, k: int, draws: int) -> float:
