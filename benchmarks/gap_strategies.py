@@ -162,7 +162,9 @@ def analyse(args) -> None:
         space = get_space(space_name)
         flops = np.array([space.cost(space.parse(a)).flops for a in archs], float)
         limit = float(np.median(flops))
+        flops_tau = float(kendalltau(np.log(flops), mean).statistic)  # the cheapest signal: does size alone rank?
         entry = {"ceiling": round(tau_ceiling(tau_ss, 2), 4), "seed_to_seed_tau": round(tau_ss, 4),
+                 "log_flops_tau": round(flops_tau, 4),
                  "truth_archs": len(archs), "truth_seeds": 2, "flops_limit": limit,
                  "best_true_under_limit": float(mean[flops <= limit].max()), "strategies": {}}
         rows = []
@@ -205,7 +207,8 @@ def analyse(args) -> None:
                f"Truth: {len(archs)} architectures, two stand-alone seeds each ({PROTOCOL[space_name]['epochs']} epochs, "
                f"full training split); seed-to-seed tau {tau_ss:.3f}, so a perfect estimator reaches about "
                f"{entry['ceiling']:.3f} against the two-seed mean. FLOPs limit for the pick: {limit:,.0f} "
-               f"(best true accuracy under it {entry['best_true_under_limit']:.2f}%).", "",
+               f"(best true accuracy under it {entry['best_true_under_limit']:.2f}%). FLOPs alone rank the truth with "
+               f"tau {flops_tau:+.3f} (positive: bigger networks train better).", "",
                "| strategy | images seen | supernet seeds | tau (per seed) | seeds' ranks averaged | rho | median supernet acc % | "
                "picked arch, true acc % | " + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
                "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
@@ -267,7 +270,8 @@ def targets(space_name: str, entry: dict) -> dict:
             f"corrected at 16 anchors {c16} against the best strategy alone + 0.10 ({need:.3f}) or 90% of the ceiling "
             f"({share:.3f}): " + ("met" if met else "missed" if best16 is not None else "not measured yet")
             + f". The best strategy alone ranks with {alone:.3f} ({best_alone}); the truth's own seed-to-seed tau is "
-            f"{entry['seed_to_seed_tau']:.3f}, so any estimate is judged against noisy labels.")
+            f"{entry['seed_to_seed_tau']:.3f}, so any estimate is judged against noisy labels; FLOPs alone rank them with "
+            f"{entry['log_flops_tau']:+.3f}, a signal the corrector (log-FLOPs among its features) can learn from anchors.")
     return out
 
 
