@@ -1152,14 +1152,9 @@ def retest_tau(timings: Sequence[dict]) -> float:
     median a little; it is the ceiling a predicted-versus-measured tau is judged against.
     """
     halves = [t.get("half_medians_ms") for t in timings]
-    if len(halves) < 2 or any(h is None for h in halves):
+    if any(h is None for h in halves):
         return math.nan
-    first, second = np.array([h[0] for h in halves]), np.array([h[1] for h in halves])
-    if np.ptp(first) == 0 or np.ptp(second) == 0:
-        return math.nan
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(first, second).statistic)
+    return rank_metrics([h[0] for h in halves], [h[1] for h in halves])["kendall_tau"]  # NaN below 2 or without spread
 
 
 def validate_latency(
