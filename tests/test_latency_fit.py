@@ -236,6 +236,37 @@ def test_choice_is_fitted_when_entries_differ_from_the_isolated_ones_beyond_a_sc
     assert choice.scaled.a_ <= 0 and "scaled" not in choice.cv_mape and choice.kind != "scaled"
 
 
+def test_the_fit_wins_by_ranking_better_at_no_higher_mape():
+    """A fit no better by MAPE margin but ranking the held-out networks better wins for its ranking ("tau")."""
+    from evonas.evaluation.latency_fit import TAU_GAIN, choose_table
+
+    rng, prior, X = _isolated_problem(5, n=200)
+    true = prior * rng.uniform(0.7, 1.3, prior.size)  # the entries reorder a little; the level stays
+    y = (X @ true + 0.1) * (1 + rng.normal(0, 0.01, len(X)))
+    big = 50.0  # no candidate can win by MAPE margin
+    choice = choose_table(X, y, prior, 0.1, min_gain=big, seed=0)
+    assert choice.kind == "fitted" and choice.reason == "tau" and choice.base == "isolated"
+    assert choice.cv_tau["fitted"] >= choice.cv_tau["isolated"] + TAU_GAIN
+    assert choice.cv_mape["fitted"] <= choice.cv_mape["isolated"]
+    assert choice.cv_tau["scaled"] == pytest.approx(choice.cv_tau["isolated"], abs=0.02)  # a scale keeps the ranking
+    assert choose_table(X, y, prior, 0.1, min_gain=big, tau_gain=1.5, seed=0).kind == "isolated"  # asks too much
+
+    class Ranker:  # held out, ranks perfectly but prices everything 20% too high
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def fit(self, X, y):
+            self.cv_pred_, self.cv_mape_ = 1.2 * y, 20.0
+            return self
+
+    worse = choose_table(X, y, prior, 0.1, min_gain=big, seed=0, model=Ranker)
+    assert worse.cv_tau["fitted"] == pytest.approx(1.0) and worse.cv_mape["isolated"] < 20.0
+    assert worse.kind == "isolated" and worse.reason == ""  # ranking better is not enough at a higher MAPE
+    scaled_y = 0.7 * (X @ prior + 0.1) + 0.3  # the isolated table, scaled: the fit has nothing to rank better
+    plain = choose_table(X, scaled_y, prior, 0.1, min_gain=big, seed=0)
+    assert plain.kind == "isolated" and plain.reason == ""
+
+
 def test_fresh_networks_walk_the_choice_down_the_nesting():
     from evonas.evaluation.latency_fit import choose_table, confirm_choice
 

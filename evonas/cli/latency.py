@@ -63,7 +63,8 @@ def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, met
     to them: the isolated one scaled (a * isolated + b, which keeps its ranking) and
     per-entry costs shrunk toward the isolated timings; the scaled table is kept only
     when its cross-validated error beats the isolated table's, and the per-entry fit
-    only when it beats the table chosen so far. A network's
+    only when it beats the table chosen so far, by error or by ranking the held-out
+    networks better (Kendall tau) at no higher error. A network's
     predicted latency is the sum of its entries and the fixed part. The table
     records the device (CPU model, threads, batch size, backend, versions) and is
     refused on another device. Entries whose spread is too large are counted, and the
