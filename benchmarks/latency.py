@@ -151,6 +151,7 @@ def measure_setting(space_name: str, backend: str, batch_size: int, args, export
         "validate_s": validate_s,
         "validation_median_spread": res["median_spread"],
         "retest_kendall_tau": res["retest_kendall_tau"],
+        "drift": res.get("drift"),
         "noisy_measurements": res["noisy"],
         "fit_overlap": res["fit_overlap"],
         "samples": len(archs) - k,
@@ -188,11 +189,13 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         "the odd validation rounds (the timing against itself, each half with half the rounds): where a method's tau "
         "comes near it, timing noise rather than the table limits the ranking. 'tries': a setting the library calls "
         "too busy to measure (build or validation) is measured again, up to --busy-retries times; 'busy' says "
-        "whether the kept try was still too busy.",
+        "whether the kept try was still too busy. 'drift' is how much slower (+) or faster the build's reference network "
+        "ran at validation than during the build, timed the same way: the machine's own change of speed, which every "
+        "prediction inherits.",
         "",
-        "| space | backend | batch | build s (fit s, nets) | table | spread | tries | busy | retest tau | "
+        "| space | backend | batch | build s (fit s, nets) | table | spread | tries | busy | drift % | retest tau | "
         + " | ".join(f"{m} MAPE % / within 10% / tau" for m in METHODS) + " | n |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
     ]
     for r in rows:
         cells = []
@@ -205,7 +208,8 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
             f"| {r['space']} | {r['backend']} | {r['batch_size']} | {r['build_s']:.1f} ({fmt(r['fit_s'], '.1f')}, "
             f"{r['fit_samples'] or 0}) | {r['table_method']}{' (tau)' if r['fit'].get('fitted_for') == 'tau' and r['table_method'] == 'fitted' else ''} | "
             f"{fmt(r['validation_median_spread'], '.2f')} | {r.get('attempts', 1)} | "
-            f"{'yes' if r.get('too_busy') or r['busy'] else 'no'} | {fmt(r.get('retest_kendall_tau'), '.3f')} | " + " | ".join(cells)
+            f"{'yes' if r.get('too_busy') or r['busy'] else 'no'} | {fmt((r.get('drift') or {}).get('pct'), '+.1f')} | "
+            f"{fmt(r.get('retest_kendall_tau'), '.3f')} | " + " | ".join(cells)
             + f" | {r['samples']} |"
         )
     lines.append("")
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"{space_name} {backend} b{batch_size}: build {row['build_s']:.1f}s (fit {fmt(row['fit_s'], '.1f')}s), "
                         f"table {row['table_method']}, spread {fmt(row['validation_median_spread'], '.2f')}, "
-                        f"retest tau {fmt(row['retest_kendall_tau'], '.3f')}; "
+                        f"retest tau {fmt(row['retest_kendall_tau'], '.3f')}, "
+                        f"drift {fmt((row['drift'] or {}).get('pct'), '+.1f', '%')}; "
                         f"MAPE/within10/tau: {summary}" + (" [busy]" if row["too_busy"] else ""),
                         flush=True,
                     )

@@ -185,6 +185,22 @@ def test_validate_reports_documented_metrics(macro, table):
     assert [r["role"] for r in res["archs"]] == ["calibration"] * 2 + ["test"] * 3
 
 
+def test_validate_times_the_reference_network_again_to_see_whether_the_machine_changed(macro, table):
+    """The build's reference network, timed as the build timed it: a table built on a slower machine is flagged."""
+    from dataclasses import replace
+
+    archs = [macro.sample(random.Random(2)) for _ in range(3)]
+    ref, built = table.overhead["reference_arch"], table.overhead["reference_e2e_ms"]
+    drift = validate_latency(macro, table, archs, warmup=1, repeats=3)["drift"]
+    assert drift["reference_arch"] == ref and drift["built_ms"] == built and drift["now_ms"] > 0
+    assert drift["pct"] == pytest.approx(100 * (drift["now_ms"] / built - 1))
+    slow = replace(table, overhead={**table.overhead, "reference_e2e_ms": 4 * drift["now_ms"]})  # built when 4x slower
+    drift = validate_latency(macro, slow, archs, warmup=1, repeats=3)["drift"]
+    assert drift["pct"] < -40 and drift["changed"] is True
+    no_ref = replace(table, overhead={k: v for k, v in table.overhead.items() if k != "reference_arch"})
+    assert validate_latency(macro, no_ref, archs, warmup=1, repeats=3)["drift"] is None
+
+
 def test_retest_tau_compares_the_two_interleaved_halves_of_a_timing():
     """Even and odd rounds are two half-measurements; their Kendall tau is the timing's own repeatability."""
     import time as _time

@@ -133,6 +133,13 @@ def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate
         click.echo(f"the timings against themselves (even vs odd rounds): Kendall tau {retest:.3f}"
                    + (" — timing noise, not the table, limits the ranking: validate again on an idle machine or with "
                       "more --repeats" if retest < rep["kendall_tau"] + 0.05 else ""))
+    drift = rep.get("drift")
+    if drift:
+        slower = "slower" if drift["pct"] > 0 else "faster"
+        click.echo(f"the build's reference network {drift['reference_arch']} runs {abs(drift['pct']):.1f}% {slower} "
+                   f"now than when the table was built ({drift['now_ms']:.4g} ms vs {drift['built_ms']:.4g} ms)"
+                   + (": the machine's speed has changed, so every prediction is off by about that much; rebuild "
+                      "the table (--rebuild) with the machine as it will be used" if drift["changed"] else ""))
     corr = rep.get("correction")
     if corr:
         verdict = "kept: constraints now use it" if result.correction_kept else "not kept: it does not predict better"

@@ -1173,6 +1173,29 @@ def retest_tau(timings: Sequence[dict]) -> float:
     return rank_metrics([h[0] for h in halves], [h[1] for h in halves])["kendall_tau"]  # NaN below 2 or without spread
 
 
+DRIFT_WARN_PCT = 5.0  # a reference network this much slower or faster than at build time: the machine has changed
+
+
+def _drift(space: ChainSpace, table: LatencyTable, runner: "_Runner", x: torch.Tensor) -> dict | None:
+    """Time the build's reference network again, exactly as the build timed it: has the machine's speed changed?
+
+    A table predicts the machine as it was while it was built; a laptop on battery, a
+    throttled CPU or a neighbour on a shared VM can make every network 10% slower an hour
+    later, and every prediction then misses by that much, whatever the table. None when
+    the table has no reference network (a partial table).
+    """
+    from evonas.supernet.chain import build_standalone
+
+    ref, built = table.overhead.get("reference_arch"), table.overhead.get("reference_e2e_ms")
+    if not ref or not built:
+        return None
+    probe = runner.time(build_standalone(space, space.parse(ref)), x, table.settings.get("warmup", 10),
+                        table.settings.get("repeats", 50))
+    pct = 100 * (probe["median_ms"] / built - 1)
+    return {"reference_arch": ref, "built_ms": float(built), "now_ms": probe["median_ms"], "pct": pct,
+            "spread": probe["spread"], "changed": bool(abs(pct) > DRIFT_WARN_PCT)}
+
+
 def validate_latency(
     space: ChainSpace | str,
     table: LatencyTable,
@@ -1201,6 +1224,9 @@ def validate_latency(
     ``in_fit_set``), ``mape`` (percent), ``within_10pct`` (fraction), ``kendall_tau`` and
     ``samples``, computed on the held-out architectures; ``fit_overlap`` counts those a
     fitted table was fitted to (an honest check samples others, see :func:`sample_archs`).
+    ``drift`` times the build's reference network again as the build did (:func:`_drift`):
+    ``drift["pct"]`` is how much slower (+) or faster the machine runs now, and
+    ``drift["changed"]`` is True beyond ``DRIFT_WARN_PCT``.
 
     The networks are timed in ``repeats`` interleaved rounds (:func:`time_interleaved`)
     after ``warmup`` calls each. With onnxruntime each network is exported; with
@@ -1253,6 +1279,7 @@ def validate_latency(
             key = _piece_key(space, f"net-{space.format(arch)}") if export_dir is not None else None
             fns.append(runner.callable(module_factory(arch), x, key))
         timings = time_interleaved(fns, warmup=warmup, rounds=repeats, clock=clock, seed=seed)
+        drift = _drift(space, table, runner, x)
     fitted_on = set(networks_used(table.fit))
     rows = []
     for k, (arch, pred, t) in enumerate(zip(archs, predicted, timings)):
@@ -1281,6 +1308,7 @@ def validate_latency(
         # the table's tau, timing noise, not the table, limits how well any prediction can be shown to rank.
         "retest_kendall_tau": retest_tau(timings[calibrate:]),
         "fit_overlap": int(sum(r["in_fit_set"] for r in rows[calibrate:])),
+        "drift": drift,
         "archs": rows,
         "correction": None,
     }
