@@ -327,6 +327,27 @@ def test_a_fitted_table_from_before_the_scaled_candidate_still_loads_as_fitted(f
     assert old.isolated().method == "isolated" and old.isolated().predict("12012200") == fitted.isolated().predict("12012200")
 
 
+def test_the_fresh_networks_are_timed_in_the_fitting_networks_rounds(monkeypatch):
+    """Timed apart, a few networks run faster than among many (warm caches): the check shares the fit's rounds."""
+    import evonas.evaluation.latency as L
+
+    calls = []
+    real = L.time_interleaved
+
+    def counting(fns, **kwargs):
+        calls.append(len(fns))
+        return real(fns, **kwargs)
+
+    monkeypatch.setattr(L, "time_interleaved", counting)
+    monkeypatch.setattr(L, "CONFIRM_MARGIN", -1e9)  # whatever the timings, the choice is confirmed and reported
+    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+                                min_gain=-1e9)
+    assert calls == [30]  # the 20 fitting networks and the 10 fresh ones, in one interleaved timing
+    confirm = table.fit["confirm"]
+    assert confirm["samples"] == 10 and not set(confirm["archs"]) & set(table.fit["archs"])
+    assert "timed in the same rounds" in table.fit["verdict"]
+
+
 def test_the_build_keeps_a_candidate_that_does_no_worse_on_fresh_networks(monkeypatch):
     """The margin is asked of cross-validation only: on the few fresh networks, not doing worse is enough."""
     import evonas.evaluation.latency as L

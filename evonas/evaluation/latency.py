@@ -979,6 +979,11 @@ def _fit_to_networks(
 
     started = time.perf_counter()
     archs = sample_archs(space, n, random.Random(f"latency-fit-{seed}"))
+    # the fresh networks of the confirmation, whole (a real export with onnxruntime), as `latency validate` builds
+    # them, but timed in the same rounds as the fitting networks: timed apart, ten networks at a time, they ran up to
+    # a third faster than among many (caches stay warm), and the check rejected tables that validated well
+    fresh = sample_archs(space, confirm_samples, random.Random(f"latency-confirm-{seed}"),
+                         exclude=set(map(space.format, archs))) if confirm_samples > 0 else []
     fns = []
     timed = {(e.layer, e.code) for e in entries if e.measured}
     for arch in archs:
@@ -990,7 +995,9 @@ def _fit_to_networks(
                        for i, c in enumerate(arch.choices) if (i, c) in timed]
             pieces.append(runner.export_dir / f"{_piece_key(space, 'head')}.onnx")
             fns.append(runner.composed(pieces, x))
-    stats = time_interleaved(fns, warmup=warmup, rounds=fit_rounds, clock=runner.clock, seed=seed)
+    fns += [runner.callable(build_standalone(space, a), x) for a in fresh]
+    timed_all = time_interleaved(fns, warmup=warmup, rounds=fit_rounds, clock=runner.clock, seed=seed)
+    stats, fresh_ms = timed_all[:len(archs)], np.array([t["median_ms"] for t in timed_all[len(archs):]])
     y = np.array([t["median_ms"] for t in stats])
     columns = [e for e in entries if e.measured]
     index = {(e.layer, e.code): j for j, e in enumerate(columns)}
@@ -1004,9 +1011,8 @@ def _fit_to_networks(
     scaled_ok = "scaled" in choice.cv_mape
     path = [choice.kind]
     confirm = None
-    if choice.kind != "isolated" and confirm_samples > 0:
-        confirm = _confirm_fit(space, runner, x, index, prior, isolated_overhead, choice.fitted, confirm_samples,
-                               set(map(space.format, archs)), rounds=fit_rounds, warmup=warmup, seed=seed,
+    if choice.kind != "isolated" and fresh:
+        confirm = _confirm_fit(space, fresh, fresh_ms, index, prior, isolated_overhead, choice.fitted,
                                scaled=(choice.scaled.a_, choice.scaled.b_) if scaled_ok else None)
         path = confirm_choice(choice, {k: confirm.get(f"{k}_mape") for k in KINDS}, CONFIRM_MARGIN)
     kept = path[-1]
@@ -1049,25 +1055,16 @@ def _fit_to_networks(
     return info, entries
 
 
-def _confirm_fit(space: ChainSpace, runner: "_Runner", x: torch.Tensor, index: dict, prior: np.ndarray,
-                 isolated_overhead: float, fitted: Any, n: int, exclude: set[str], *, rounds: int, warmup: int,
-                 seed: int, scaled: tuple[float, float] | None = None) -> dict:
-    """MAPE of the isolated, the scaled (``scaled = (a, b)``; None: no candidate) and the fitted table on ``n``
-    fresh networks, each timed whole (a real export with onnxruntime), the way ``validate_latency`` times them.
+def _confirm_fit(space: ChainSpace, archs: Sequence[Arch], y: np.ndarray, index: dict, prior: np.ndarray,
+                 isolated_overhead: float, fitted: Any, scaled: tuple[float, float] | None = None) -> dict:
+    """MAPE of the isolated, the scaled (``scaled = (a, b)``; None: no candidate) and the fitted table on fresh
+    networks ``archs``, each timed whole (a real export with onnxruntime), as ``validate_latency`` builds them, in
+    the fitting networks' rounds (``y``: their median times).
 
-    The fitting networks are timed many at a time (and, with onnxruntime, chained from
-    per-layer pieces), which can bias them against a network timed alone; a candidate is
-    only kept when it does no worse than the one below it here (:func:`confirm_choice`,
-    ``CONFIRM_MARGIN``).
+    With onnxruntime the fitting networks chain per-layer pieces, which can bias them
+    against a whole network; a candidate is only kept when it does no worse than the one
+    below it here (:func:`confirm_choice`, ``CONFIRM_MARGIN``).
     """
-    import random
-
-    from evonas.supernet.chain import build_standalone
-
-    rng = random.Random(f"latency-confirm-{seed}")
-    archs = sample_archs(space, n, rng, exclude=exclude)
-    fns = [runner.callable(build_standalone(space, a), x) for a in archs]
-    y = np.array([t["median_ms"] for t in time_interleaved(fns, warmup=warmup, rounds=rounds, clock=runner.clock, seed=seed)])
     X = np.zeros((len(archs), len(index)))
     for r, arch in enumerate(archs):
         for i, c in enumerate(arch.choices):
@@ -1085,7 +1082,7 @@ def _confirm_fit(space: ChainSpace, runner: "_Runner", x: torch.Tensor, index: d
 
 
 _NAMES = {"isolated": "the isolated table", "scaled": "the scaled table", "fitted": "the fit"}
-_FRESH = "fresh networks timed as `latency validate` times them"
+_FRESH = "fresh networks, whole as `latency validate` builds them, timed in the same rounds"
 # On the fresh networks a candidate must only do no worse than the one below it: the
 # margin (min_gain) was already required by cross-validation on hundreds of networks,
 # and asking for it again on ten threw away tables that held out well (benchmarks/
