@@ -189,9 +189,9 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         "the odd validation rounds (the timing against itself, each half with half the rounds): where a method's tau "
         "comes near it, timing noise rather than the table limits the ranking. 'tries': a setting the library calls "
         "too busy to measure (build or validation) is measured again, up to --busy-retries times; 'busy' says "
-        "whether the kept try was still too busy. 'drift' is how much slower (+) or faster the build's reference network "
-        "ran at validation than during the build, timed the same way: the machine's own change of speed, which every "
-        "prediction inherits.",
+        "whether the kept try was still too busy. 'drift' is how much slower (+) or faster the build's 10 fresh whole "
+        "networks (timed among its fitting networks) ran at validation, timed among the validation networks: the "
+        "machine's own change of speed, which every prediction inherits.",
         "",
         "| space | backend | batch | build s (fit s, nets) | table | spread | tries | busy | drift % | retest tau | "
         + " | ".join(f"{m} MAPE % / within 10% / tau" for m in METHODS) + " | n |",

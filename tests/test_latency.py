@@ -17,6 +17,7 @@ from evonas.evaluation.latency import (
     LatencyTable,
     build_latency_table,
     describe_device,
+    networks_used,
     retest_tau,
     time_callable,
     time_interleaved,
@@ -185,19 +186,26 @@ def test_validate_reports_documented_metrics(macro, table):
     assert [r["role"] for r in res["archs"]] == ["calibration"] * 2 + ["test"] * 3
 
 
-def test_validate_times_the_reference_network_again_to_see_whether_the_machine_changed(macro, table):
-    """The build's reference network, timed as the build timed it: a table built on a slower machine is flagged."""
+def test_validate_times_the_builds_fresh_networks_again_to_see_whether_the_machine_changed(macro, table):
+    """The build's fresh networks, timed among the validation's: a table built on a slower machine is flagged."""
     from dataclasses import replace
 
     archs = [macro.sample(random.Random(2)) for _ in range(3)]
-    ref, built = table.overhead["reference_arch"], table.overhead["reference_e2e_ms"]
-    drift = validate_latency(macro, table, archs, warmup=1, repeats=3)["drift"]
-    assert drift["reference_arch"] == ref and drift["built_ms"] == built and drift["now_ms"] > 0
-    assert drift["pct"] == pytest.approx(100 * (drift["now_ms"] / built - 1))
-    slow = replace(table, overhead={**table.overhead, "reference_e2e_ms": 4 * drift["now_ms"]})  # built when 4x slower
-    drift = validate_latency(macro, slow, archs, warmup=1, repeats=3)["drift"]
-    assert drift["pct"] < -40 and drift["changed"] is True
-    no_ref = replace(table, overhead={k: v for k, v in table.overhead.items() if k != "reference_arch"})
+    fresh = table.fit["fresh"]
+    assert len(fresh["archs"]) == len(fresh["times_ms"]) == 10 and set(fresh["archs"]) <= set(networks_used(table.fit))
+    res = validate_latency(macro, table, archs, warmup=1, repeats=3)
+    drift = res["drift"]
+    assert drift["source"] == "fresh networks" and drift["networks"] == 10 and len(res["archs"]) == 3  # not scored
+    assert drift["pct_range"][0] <= drift["pct"] <= drift["pct_range"][1]
+    slow = replace(table, fit={**table.fit, "fresh": {**fresh, "times_ms": [1e3 * t for t in fresh["times_ms"]]}})
+    drift = validate_latency(macro, slow, archs, warmup=1, repeats=3)["drift"]  # built when 1000x slower
+    assert drift["pct"] < -90 and drift["changed"] is True
+    # a table without them (older, or built without a fit) times its reference network again, alone
+    old = replace(table, fit={k: v for k, v in table.fit.items() if k != "fresh"})
+    old = replace(old, overhead={**old.overhead, "reference_e2e_ms": 1e3 * old.overhead["reference_e2e_ms"]})
+    drift = validate_latency(macro, old, archs, warmup=1, repeats=3)["drift"]
+    assert drift["source"] == "reference network" and drift["pct"] < -90 and drift["changed"] is True
+    no_ref = replace(old, overhead={k: v for k, v in old.overhead.items() if k != "reference_arch"})
     assert validate_latency(macro, no_ref, archs, warmup=1, repeats=3)["drift"] is None
 
 

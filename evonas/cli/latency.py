@@ -136,8 +136,9 @@ def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate
     drift = rep.get("drift")
     if drift:
         slower = "slower" if drift["pct"] > 0 else "faster"
-        click.echo(f"the build's reference network {drift['reference_arch']} runs {abs(drift['pct']):.1f}% {slower} "
-                   f"now than when the table was built ({drift['now_ms']:.4g} ms vs {drift['built_ms']:.4g} ms)"
+        what = (f"the build's {drift['networks']} fresh networks run" if drift["source"] == "fresh networks" else
+                f"the build's reference network {drift['reference_arch']} runs")
+        click.echo(f"{what} {abs(drift['pct']):.1f}% {slower} now than when the table was built"
                    + (": the machine's speed has changed, so every prediction is off by about that much; rebuild "
                       "the table (--rebuild) with the machine as it will be used" if drift["changed"] else ""))
     corr = rep.get("correction")

@@ -720,7 +720,8 @@ def fit_sample_size(space: ChainSpace | str) -> int:
 def networks_used(fit: dict | None) -> tuple[str, ...]:
     """Every network a table's build timed whole (fitting and confirming): validation samples none of them."""
     fit = fit or {}
-    return tuple(fit.get("archs", ())) + tuple((fit.get("confirm") or {}).get("archs", ()))
+    return tuple(dict.fromkeys(tuple(fit.get("archs", ())) + tuple((fit.get("confirm") or {}).get("archs", ()))
+                               + tuple((fit.get("fresh") or {}).get("archs", ()))))
 
 
 def sample_archs(space: ChainSpace, n: int, rng: Any, exclude: Iterable[str] = ()) -> list[Arch]:
@@ -1044,6 +1045,9 @@ def _fit_to_networks(
         "noisy_share": float((spreads > noise_threshold).mean()),
         "seconds": time.perf_counter() - started,
         "archs": [space.format(a) for a in archs],
+        # the fresh whole networks and their times in these rounds: `validate_latency` times them again to see
+        # whether the machine has changed since (its drift)
+        "fresh": {"archs": [space.format(a) for a in fresh], "times_ms": [float(v) for v in fresh_ms]} if fresh else None,
         "confirm": confirm,
         "verdict": _verdict(choice, path, confirm, min_gain),
     }
@@ -1173,24 +1177,42 @@ def retest_tau(timings: Sequence[dict]) -> float:
 DRIFT_WARN_PCT = 5.0  # a reference network this much slower or faster than at build time: the machine has changed
 
 
-def _drift(space: ChainSpace, table: LatencyTable, runner: "_Runner", x: torch.Tensor) -> dict | None:
-    """Time the build's reference network again, exactly as the build timed it: has the machine's speed changed?
+def _drift_networks(table: LatencyTable) -> tuple[list[str], list[float]]:
+    """The whole networks the build timed among its fitting networks, and their times then (none: empty)."""
+    fresh = (table.fit or {}).get("fresh") or {}
+    return list(fresh.get("archs", ())), list(fresh.get("times_ms", ()))
+
+
+def _drift(space: ChainSpace, table: LatencyTable, runner: "_Runner", x: torch.Tensor,
+           now: Sequence[dict] = ()) -> dict | None:
+    """Has the machine's speed changed since the build? (+: slower now.)
 
     A table predicts the machine as it was while it was built; a laptop on battery, a
     throttled CPU or a neighbour on a shared VM can make every network 10% slower an hour
-    later, and every prediction then misses by that much, whatever the table. None when
-    the table has no reference network (a partial table).
+    later, and every prediction then misses by that much, whatever the table. ``now``
+    holds the timings, in the validation's rounds, of the build's fresh networks
+    (:func:`_drift_networks`): the drift is the median of their time ratios. A table
+    without them (built before they were kept, or without a fit) times its reference
+    network again as the build timed it, one network, alone: a rougher probe. None when
+    the table has neither (a partial table).
     """
     from evonas.supernet.chain import build_standalone
 
+    archs, then = _drift_networks(table)
+    if archs and len(now) == len(archs):
+        ratios = np.array([t["median_ms"] for t in now]) / np.array(then)
+        pct = 100 * (float(np.median(ratios)) - 1)
+        return {"source": "fresh networks", "networks": len(archs), "pct": pct,
+                "pct_range": [100 * (float(ratios.min()) - 1), 100 * (float(ratios.max()) - 1)],
+                "changed": bool(abs(pct) > DRIFT_WARN_PCT)}
     ref, built = table.overhead.get("reference_arch"), table.overhead.get("reference_e2e_ms")
     if not ref or not built:
         return None
     probe = runner.time(build_standalone(space, space.parse(ref)), x, table.settings.get("warmup", 10),
                         table.settings.get("repeats", 50))
     pct = 100 * (probe["median_ms"] / built - 1)
-    return {"reference_arch": ref, "built_ms": float(built), "now_ms": probe["median_ms"], "pct": pct,
-            "spread": probe["spread"], "changed": bool(abs(pct) > DRIFT_WARN_PCT)}
+    return {"source": "reference network", "networks": 1, "reference_arch": ref, "built_ms": float(built),
+            "now_ms": probe["median_ms"], "pct": pct, "spread": probe["spread"], "changed": bool(abs(pct) > DRIFT_WARN_PCT)}
 
 
 def validate_latency(
@@ -1221,9 +1243,9 @@ def validate_latency(
     ``in_fit_set``), ``mape`` (percent), ``within_10pct`` (fraction), ``kendall_tau`` and
     ``samples``, computed on the held-out architectures; ``fit_overlap`` counts those a
     fitted table was fitted to (an honest check samples others, see :func:`sample_archs`).
-    ``drift`` times the build's reference network again as the build did (:func:`_drift`):
-    ``drift["pct"]`` is how much slower (+) or faster the machine runs now, and
-    ``drift["changed"]`` is True beyond ``DRIFT_WARN_PCT``.
+    ``drift`` (:func:`_drift`) times the build's fresh networks again with the others (left
+    out of the metrics): ``drift["pct"]`` is how much slower (+) or faster the machine
+    runs them now, and ``drift["changed"]`` is True beyond ``DRIFT_WARN_PCT``.
 
     The networks are timed in ``repeats`` interleaved rounds (:func:`time_interleaved`)
     after ``warmup`` calls each. With onnxruntime each network is exported; with
@@ -1272,11 +1294,13 @@ def validate_latency(
             Path(export_dir).mkdir(parents=True, exist_ok=True)
         runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir)
         fns = []
-        for arch in tqdm(archs, desc=f"validate {space.name} {backend} b{batch_size}", disable=not progress):
+        probes = [space.parse(a) for a in _drift_networks(table)[0]]  # timed with the others, left out of the metrics
+        for arch in tqdm([*archs, *probes], desc=f"validate {space.name} {backend} b{batch_size}", disable=not progress):
             key = _piece_key(space, f"net-{space.format(arch)}") if export_dir is not None else None
             fns.append(runner.callable(module_factory(arch), x, key))
         timings = time_interleaved(fns, warmup=warmup, rounds=repeats, clock=clock, seed=seed)
-        drift = _drift(space, table, runner, x)
+        timings, probe_timings = timings[:len(archs)], timings[len(archs):]
+        drift = _drift(space, table, runner, x, probe_timings)
     fitted_on = set(networks_used(table.fit))
     rows = []
     for k, (arch, pred, t) in enumerate(zip(archs, predicted, timings)):
