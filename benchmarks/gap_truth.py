@@ -26,6 +26,13 @@ Usage (one thread, in the background)::
   .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 1/2 &
   # short labels for benchmarks/multi_fidelity.py: one seed, one epoch
   .venv/bin/python benchmarks/gap_truth.py --space macro-fmnist --threads 1 --epochs 1 --seeds 1
+  # a third seed on a GPU, 20 processes sharing it (each record then says "device": "cuda")
+  for i in $(seq 0 19); do python benchmarks/gap_truth.py --seeds 3 --shard $i/20 --device cuda & done
+
+Same protocol on a GPU: the network, initialisation, schedule, data split and order
+are the same; only the arithmetic differs, as between two CPUs. The analyses average
+the seeds every architecture has, so a seed still being collected waits until it is
+complete.
 """
 
 from __future__ import annotations
@@ -99,8 +106,26 @@ def load_truth(space: str, results: Path = RESULTS, epochs: int | None = None) -
     return out
 
 
+def complete_seeds(truth: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
+    """``truth`` (of :func:`load_truth`) with every architecture of two seeds or more cut to the seeds they all have.
+
+    A seed still being collected (on some architectures only) waits until it is
+    complete, so every mean averages the same seeds; architectures with a single seed
+    are left out.
+    """
+    kept = {a: s for a, s in truth.items() if len(s) >= 2}
+    if not kept:
+        return {}
+    common = set.intersection(*(set(s) for s in kept.values()))
+    if len(common) < 2:
+        raise ValueError(f"the truth's architectures share {len(common)} seed(s) ({sorted(common)}); every mean needs "
+                         "two: finish the collection (gap_truth.py) before analysing")
+    return {a: {seed: acc for seed, acc in s.items() if seed in common} for a, s in kept.items()}
+
+
 def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | None,
-            seeds: int | None = None, shard: tuple[int, int] = (0, 1), epochs: int | None = None) -> None:
+            seeds: int | None = None, shard: tuple[int, int] = (0, 1), epochs: int | None = None,
+            device: str = "cpu") -> None:
     import torch
 
     from evonas.run.config import TrainConfig
@@ -126,9 +151,10 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
     results.mkdir(parents=True, exist_ok=True)
     for i, (text, seed) in enumerate(jobs):
         t = time.perf_counter()
-        m = train_standalone(space.parse(text), cfg.replace(seed=seed), splits, progress=False)
+        m = train_standalone(space.parse(text), cfg.replace(seed=seed), splits, progress=False, device=device)
         record = {"arch": text, "seed": seed, "epochs": epochs, "train_images": len(splits.train_x),
-                  "accuracy": m["accuracy"], "loss": m.get("loss"), "seconds": m["seconds"], "threads": threads}
+                  "accuracy": m["accuracy"], "loss": m.get("loss"), "seconds": m["seconds"], "threads": threads,
+                  **({} if device == "cpu" else {"device": device})}
         with open(truth_path(space_name, results), "a") as fh:
             fh.write(json.dumps(record) + "\n")
         print(f"[{i + 1}/{len(jobs)}] {text} seed {seed}: {m['accuracy']:.2f}% in {time.perf_counter() - t:.0f}s", flush=True)
@@ -147,6 +173,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None,
                     help="another schedule than the protocol's (kept apart from the truth by its epochs field), "
                          "e.g. 1 for the short labels of multi_fidelity.py")
+    ap.add_argument("--device", default="cpu", help="where to train (cpu, cuda); each record says so when not cpu")
     args = ap.parse_args()
     if args.epochs is not None and args.epochs < 1:
         ap.error(f"--epochs {args.epochs}: expected at least 1")
@@ -159,7 +186,7 @@ def main() -> None:
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds {args.seeds}: expected at least 1")
     collect(args.space, threads=args.threads, results=args.results, limit_archs=args.archs,
-            seeds=args.seeds, shard=(index, count), epochs=args.epochs)
+            seeds=args.seeds, shard=(index, count), epochs=args.epochs, device=args.device)
 
 
 if __name__ == "__main__":

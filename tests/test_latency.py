@@ -196,7 +196,8 @@ def test_validate_times_the_builds_fresh_networks_again_to_see_whether_the_machi
     res = validate_latency(macro, table, archs, warmup=1, repeats=3)
     drift = res["drift"]
     assert drift["source"] == "fresh networks" and drift["networks"] == 10 and len(res["archs"]) == 3  # not scored
-    assert drift["pct_range"][0] <= drift["pct"] <= drift["pct_range"][1]
+    assert validate_latency(macro, table, archs, warmup=1, repeats=3, drift=False)["drift"] is None
+    assert validate_latency(macro, table, archs, warmup=1, repeats=3, clock="cpu")["drift"] is None  # not comparable
     slow = replace(table, fit={**table.fit, "fresh": {**fresh, "times_ms": [1e3 * t for t in fresh["times_ms"]]}})
     drift = validate_latency(macro, slow, archs, warmup=1, repeats=3)["drift"]  # built when 1000x slower
     assert drift["pct"] < -90 and drift["changed"] is True
@@ -207,6 +208,20 @@ def test_validate_times_the_builds_fresh_networks_again_to_see_whether_the_machi
     assert drift["source"] == "reference network" and drift["pct"] < -90 and drift["changed"] is True
     no_ref = replace(old, overhead={k: v for k, v in old.overhead.items() if k != "reference_arch"})
     assert validate_latency(macro, no_ref, archs, warmup=1, repeats=3)["drift"] is None
+
+
+def test_one_exported_module_is_timed_alone_against_its_table(macro, table, monkeypatch):
+    """measure_latency (export) times the module and nothing else: no drift networks beside it."""
+    import evonas.evaluation.latency as L
+    from evonas.export.module import measure_latency
+    from evonas.supernet.chain import build_standalone
+
+    calls = []
+    real = L.time_interleaved
+    monkeypatch.setattr(L, "time_interleaved", lambda fns, **kw: calls.append(len(fns)) or real(fns, **kw))
+    arch = macro.parse("12012200")
+    out = measure_latency(macro, table, arch, build_standalone(macro, arch), repeats=3)
+    assert calls == [1] and out["measured_ms"] > 0
 
 
 def test_retest_tau_compares_the_two_interleaved_halves_of_a_timing():

@@ -278,6 +278,16 @@ def test_fresh_networks_walk_the_choice_down_the_nesting():
     assert confirm_choice(choice, {"isolated": 9.0, "scaled": 3.0, "fitted": 2.5}, 1.0) == ["fitted", "scaled"]
     assert confirm_choice(choice, {"isolated": 3.5, "scaled": 3.0, "fitted": 2.5}, 1.0) == ["fitted", "scaled", "isolated"]
     assert confirm_choice(choice, {"isolated": 3.5, "fitted": 2.5}, -5.0) == ["fitted", "scaled", "isolated"]  # no number: loses
+    # a fit chosen for its ranking prices about as the table below it: up to TAU_CONFIRM_SLACK worse is kept
+    from dataclasses import replace
+
+    from evonas.evaluation.latency_fit import TAU_CONFIRM_SLACK
+
+    by_tau = replace(choice, reason="tau")
+    assert confirm_choice(by_tau, {"isolated": 9.0, "scaled": 3.0, "fitted": 3.0 + TAU_CONFIRM_SLACK}, 0.0) == ["fitted"]
+    assert confirm_choice(by_tau, {"isolated": 9.0, "scaled": 3.0, "fitted": 3.1 + TAU_CONFIRM_SLACK}, 0.0) == [
+        "fitted", "scaled"]
+    assert confirm_choice(choice, {"isolated": 9.0, "scaled": 3.0, "fitted": 3.5}, 0.0) == ["fitted", "scaled"]  # by MAPE
 
 
 @pytest.fixture(scope="module")

@@ -139,8 +139,9 @@ def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate
         what = (f"the build's {drift['networks']} fresh networks run" if drift["source"] == "fresh networks" else
                 f"the build's reference network {drift['reference_arch']} runs")
         click.echo(f"{what} {abs(drift['pct']):.1f}% {slower} now than when the table was built"
-                   + (": the machine's speed has changed, so every prediction is off by about that much; rebuild "
-                      "the table (--rebuild) with the machine as it will be used" if drift["changed"] else ""))
+                   + (": the machine has likely changed speed (on a quiet machine they differ by a few percent, "
+                      "as they are timed among other networks), so every prediction may be off by about that much; "
+                      "rebuild the table (--rebuild) with the machine as it will be used" if drift["changed"] else ""))
     corr = rep.get("correction")
     if corr:
         verdict = "kept: constraints now use it" if result.correction_kept else "not kept: it does not predict better"

@@ -50,7 +50,7 @@ def measure_latency(space, table, arch: Arch, module: torch.nn.Module, *, repeat
     """
     from evonas.evaluation.latency import validate_latency
 
-    rep = validate_latency(space, table, [arch], module_factory=lambda _: module, warmup=5, repeats=repeats)
+    rep = validate_latency(space, table, [arch], module_factory=lambda _: module, warmup=5, repeats=repeats, drift=False)
     row = rep["archs"][0]
     out = {"predicted_ms": round(row["predicted_ms"], 5), "measured_ms": round(row["measured_ms"], 5),
            "error_pct": round(row["error_pct"], 2), "spread": round(float(row.get("spread", float("nan"))), 4),

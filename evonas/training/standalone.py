@@ -27,25 +27,29 @@ def train_standalone(
     *,
     progress: bool = True,
     eval_split: str = "val",
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Train ``arch`` from scratch with ``cfg``'s schedule and score it on ``eval_split``.
 
-    Returns accuracy (percent), loss, seconds of training, and epochs.
+    Returns accuracy (percent), loss, seconds of training, and epochs. ``device`` is
+    where the network trains and runs (the images stay on the CPU until each batch).
     """
     space = get_space(cfg.space)
     arch = space.validate(arch)
     torch.manual_seed(cfg.seed)
-    model = build_standalone(space, arch)
+    device = torch.device(device)
+    model = build_standalone(space, arch).to(device)
     norm = Normalizer(splits.mean, splits.std)
     opt, sched = make_optimizer(model, cfg, steps_per_epoch(splits, cfg) * cfg.epochs)
     model.train()
     t0 = time.perf_counter()
     step = lambda x, y: supervised_step(model, x, y, cfg)  # noqa: E731
     for epoch in range(cfg.epochs):
-        train_epoch(step, splits, cfg, epoch, norm, opt, sched, f"{arch} epoch {epoch + 1}/{cfg.epochs}", progress)
+        train_epoch(step, splits, cfg, epoch, norm, opt, sched, f"{arch} epoch {epoch + 1}/{cfg.epochs}", progress,
+                    device=device)
     seconds = time.perf_counter() - t0
     model.eval()
     x, y = splits.split(eval_split)
-    metrics = evaluate_module(model, x, y, norm)
+    metrics = evaluate_module(lambda xb: model(xb.to(device)).cpu(), x, y, norm)  # (B, classes) on the CPU
     metrics.update(seconds=round(seconds, 2), epochs=cfg.epochs)
     return metrics
