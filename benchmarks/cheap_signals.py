@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gap_truth import load_truth  # noqa: E402
+from gap_truth import complete_seeds, load_truth  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -54,7 +54,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run = Run.open(args.run)
     space = run.space
-    truth = {a: s for a, s in load_truth(space.name).items() if len(s) >= 2}
+    truth = complete_seeds(load_truth(space.name))
     archs = sorted(truth)
     mean = np.array([np.mean(list(truth[a].values())) for a in archs])
     ev = SupernetEvaluator(run, recalib_images=2000, val_images=None)  # the former defaults, as its records

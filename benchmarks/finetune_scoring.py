@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from gap_strategies import ANCHORS, corrected_tau  # noqa: E402
-from gap_truth import PROTOCOL, load_truth, read_jsonl, truth_archs  # noqa: E402
+from gap_truth import PROTOCOL, complete_seeds, load_truth, read_jsonl, truth_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "finetune_scoring_records.jsonl"
@@ -109,7 +109,7 @@ def analyse(args) -> None:
     corrected_gains: dict = {}
     cache: dict = {}
     for (space, run), settings in sorted(by.items()):
-        truth, search_space = load_truth(space), get_space(space)
+        truth, search_space = complete_seeds(load_truth(space)), get_space(space)
         both = {a: float(np.mean(list(v.values()))) for a, v in truth.items() if len(v) >= 2}
         plain = next((v for (s, _), v in settings.items() if s == 0), None)  # plain scoring does not depend on the lr
         entry = {}

@@ -23,11 +23,17 @@ Usage (one thread, in the background; run ``gap_truth.py`` for the truth)::
 
   .venv/bin/python benchmarks/gap_strategies.py supernets --space macro-fmnist --threads 1
   .venv/bin/python benchmarks/gap_strategies.py analyse
+
+On a machine with a GPU, ``supernets --device cuda`` trains and scores there (same
+schedules, same images seen, same scoring settings; each record says ``device``), and
+``--records`` / ``--runs-dir`` put the scores and the runs elsewhere, to append to the
+committed records afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -38,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gap_truth import PROTOCOL, load_truth, read_jsonl, truth_archs  # noqa: E402
+from gap_truth import PROTOCOL, complete_seeds, load_truth, read_jsonl, truth_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "gap_strategies_records.jsonl"
@@ -58,6 +64,8 @@ SCHEDULES = {
         "few-shot": {"strategy": "few-shot", "epochs": 6},
         # three times the budget: does a longer schedule lift the ranking? (a point further right on the plot)
         "uniform-3x": {"strategy": "uniform", "epochs": 18},
+        # six times: does the lift go on? (trained on a GPU, see --device)
+        "uniform-6x": {"strategy": "uniform", "epochs": 36},
     },
     "mobilenet-fmnist": {
         # the default 12-epoch schedule (benchmarks/mobilenet_supernet.py); fair trains 7 paths a step, so
@@ -81,10 +89,20 @@ def read_records() -> list[dict]:
     return read_jsonl(RECORDS)
 
 
-def append(record: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RECORDS, "a") as fh:
+def append(record: dict, path: Path = RECORDS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def evaluator_on(ev, device: str):
+    """Move a SupernetEvaluator's supernet and images to ``device`` (its scores need nothing else; no fine-tuning)."""
+    if device != "cpu":
+        ev.model.to(device)
+        ev.x, ev.y = ev.x.to(device), ev.y.to(device)
+        if ev.calib_x is not None:
+            ev.calib_x = ev.calib_x.to(device)
+    return ev
 
 
 def supernets(args) -> None:
@@ -100,29 +118,40 @@ def supernets(args) -> None:
     torch.set_num_threads(args.threads)
     space = get_space(args.space)
     archs = truth_archs(args.space, PROTOCOL[args.space]["archs"])
-    done = {(r["space"], r["strategy"], r["seed"], r["arch"]) for r in read_records()}
+    records = Path(args.records)
+    runs = Path(args.runs_dir)
+    done = {(r["space"], r["strategy"], r["seed"], r["arch"]) for r in read_records() + read_jsonl(records)}
     names = args.strategies.split(",") if args.strategies else list(SCHEDULES[args.space])
     for seed in (int(x) for x in args.seeds.split(",")):
         for name in names:
             todo = [a for a in archs if (args.space, name, seed, a) not in done]
             if not todo:
                 continue
-            layout = RunLayout(RUNS / args.space / f"{name}-s{seed}")
+            layout = RunLayout(runs / args.space / f"{name}-s{seed}")
             cfg = TrainConfig(space=args.space, seed=seed, **SCHEDULES[args.space][name])
             t0 = time.perf_counter()
             if not layout.weights.is_file():
-                train_supernet(layout, cfg, resume=layout.checkpoint.is_file(), progress=False)
+                train_supernet(layout, cfg, resume=layout.checkpoint.is_file(), progress=False, device=args.device)
             train_s = time.perf_counter() - t0
             log = [json.loads(x) for x in layout.train_log.read_text().splitlines() if x.strip()]
             images = sum(int(e.get("images_seen", 0)) for e in log)
             # the scoring settings of every record so far (the defaults before 250 / 5,000), fixed so records pool
-            ev = SupernetEvaluator(Run.open(layout), recalib_images=SCORING[0], val_images=SCORING[1])
+            ev = evaluator_on(SupernetEvaluator(Run.open(layout), recalib_images=SCORING[0], val_images=SCORING[1]),
+                              args.device)
+            on = {} if args.device == "cpu" else {"device": args.device}
             for text in todo:
                 m = ev.evaluate(space.parse(text))
                 append({"space": args.space, "strategy": name, "seed": seed, "arch": text, "accuracy": m["accuracy"],
                         "loss": m["loss"], "images_seen": images, "epochs": cfg.epochs,
-                        "train_seconds": round(sum(e.get("seconds", 0) for e in log), 1)})
+                        "train_seconds": round(sum(e.get("seconds", 0) for e in log), 1), **on}, records)
             print(f"{args.space} {name} seed {seed}: trained ({train_s:.0f}s this call) and scored {len(todo)}", flush=True)
+
+
+def truth_devices(space_name: str) -> set[tuple[str, int]]:
+    """(arch, seed) of the truth trainings that ran on another device than the CPU (their records say so)."""
+    from gap_truth import truth_path
+
+    return {(r["arch"], int(r["seed"])) for r in read_jsonl(truth_path(space_name)) if r.get("device", "cpu") != "cpu"}
 
 
 def tau_ceiling(tau_ss: float, seeds: int) -> float:
@@ -148,24 +177,28 @@ def analyse(args) -> None:
           "`.venv/bin/python benchmarks/gap_strategies.py supernets --space SPACE --threads 1`, then "
           "`.venv/bin/python benchmarks/gap_strategies.py analyse`.", ""]
     for space_name in SCHEDULES:
-        truth = {a: s for a, s in load_truth(space_name).items() if len(s) >= 2}
+        truth = complete_seeds(load_truth(space_name))
         if len(truth) < 10:
             md += [f"## {space_name}", "", f"Not enough stand-alone truth yet ({len(truth)} architectures with two seeds).", ""]
             continue
         archs = sorted(truth)
-        mean = np.array([np.mean(list(truth[a].values())) for a in archs])
-        s0 = np.array([truth[a][0] for a in archs])
-        s1 = np.array([truth[a][1] for a in archs])
-        tau_ss = float(kendalltau(s0, s1).statistic)
+        seeds = sorted(truth[archs[0]])  # the seeds every architecture has (complete_seeds)
+        by_seed = np.array([[truth[a][s] for a in archs] for s in seeds])  # (seeds, archs)
+        mean = by_seed.mean(axis=0)
+        tau_ss = float(np.mean([kendalltau(by_seed[i], by_seed[j]).statistic
+                                for i, j in itertools.combinations(range(len(seeds)), 2)]))
+        on_gpu = truth_devices(space_name)
+        gpu_seeds = sorted({seed for a in archs for seed in seeds if (a, seed) in on_gpu})
         from search_spaces import get_space
 
         space = get_space(space_name)
         flops = np.array([space.cost(space.parse(a)).flops for a in archs], float)
         limit = float(np.median(flops))
         flops_tau = float(kendalltau(np.log(flops), mean).statistic)  # the cheapest signal: does size alone rank?
-        entry = {"ceiling": round(tau_ceiling(tau_ss, 2), 4), "seed_to_seed_tau": round(tau_ss, 4),
+        entry = {"ceiling": round(tau_ceiling(tau_ss, len(seeds)), 4), "seed_to_seed_tau": round(tau_ss, 4),
                  "log_flops_tau": round(flops_tau, 4),
-                 "truth_archs": len(archs), "truth_seeds": 2, "flops_limit": limit,
+                 "truth_archs": len(archs), "truth_seeds": len(seeds), "truth_seeds_on_gpu": gpu_seeds,
+                 "flops_limit": limit,
                  "best_true_under_limit": float(mean[flops <= limit].max()), "strategies": {}}
         rows = []
         for name in SCHEDULES[space_name]:
@@ -190,7 +223,9 @@ def analyse(args) -> None:
                     if k <= len(archs) - 6:
                         corrected[str(k)].append(corrected_tau(space, archs, score, mean, k, args.draws))
             images = [next(iter(g.values()))["images_seen"] for g in per_seed.values()]
+            devices = [next(iter(g.values())).get("device", "cpu") for g in per_seed.values()]
             entry["strategies"][name] = {
+                "devices": devices,  # where each seed's supernet was trained and scored (same schedule either way)
                 "kendall_tau": round(float(np.mean(taus)), 4), "kendall_tau_per_seed": [round(t, 4) for t in taus],
                 "spearman_rho": round(float(np.mean(rhos)), 4), "images_seen": int(np.mean(images)),
                 "median_supernet_accuracy": round(float(np.mean(meds)), 2),
@@ -204,18 +239,22 @@ def analyse(args) -> None:
             rows.append(name)
         out["spaces"][space_name] = entry
         md += [f"## {space_name}", "",
-               f"Truth: {len(archs)} architectures, two stand-alone seeds each ({PROTOCOL[space_name]['epochs']} epochs, "
-               f"full training split); seed-to-seed tau {tau_ss:.3f}, so a perfect estimator reaches about "
-               f"{entry['ceiling']:.3f} against the two-seed mean. FLOPs limit for the pick: {limit:,.0f} "
+               f"Truth: {len(archs)} architectures, {len(seeds)} stand-alone seeds each "
+               f"({PROTOCOL[space_name]['epochs']} epochs, full training split"
+               + (f"; seed{'s' if len(gpu_seeds) > 1 else ''} {', '.join(map(str, gpu_seeds))} trained on a GPU"
+                  if gpu_seeds else "")
+               + f"); seed-to-seed tau {entry['seed_to_seed_tau']:.3f} (mean over pairs of seeds), so a perfect estimator reaches about "
+               f"{entry['ceiling']:.3f} against the {len(seeds)}-seed mean. FLOPs limit for the pick: {limit:,.0f} "
                f"(best true accuracy under it {entry['best_true_under_limit']:.2f}%). FLOPs alone rank the truth with "
                f"tau {flops_tau:+.3f} (positive: bigger networks train better).", "",
-               "| strategy | images seen | supernet seeds | tau (per seed) | seeds' ranks averaged | rho | median supernet acc % | "
-               "picked arch, true acc % | " + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
-               "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
+               "| strategy | images seen | supernet seeds (trained on) | tau (per seed) | seeds' ranks averaged | rho | "
+               "median supernet acc % | picked arch, true acc % | " + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
+               "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
         for name in rows:
             s = entry["strategies"][name]
             ens = s["seed_ensemble_tau"]
-            md.append(f"| {name} | {s['images_seen']:,} | {s['supernet_seeds']} | {s['kendall_tau']:.3f} "
+            md.append(f"| {name} | {s['images_seen']:,} | {s['supernet_seeds']} ({', '.join(s['devices'])}) | "
+                      f"{s['kendall_tau']:.3f} "
                       f"({', '.join(f'{t:.3f}' for t in s['kendall_tau_per_seed'])}) | {'-' if ens is None else f'{ens:.3f}'} | "
                       f"{s['spearman_rho']:.3f} | "
                       f"{s['median_supernet_accuracy']:.2f} | {s['picked_true_accuracy']:.2f} | "
@@ -257,10 +296,14 @@ def targets(space_name: str, entry: dict) -> dict:
             + f"; corrected at 16 anchors {c16} against 0.78: "
             + ("met" if out["corrected_met"] else "missed" + (f" by {0.78 - with16[best16]:.3f}" if best16 else ""))
             + f". Why: the supernet's ranking levels off near 0.7 on this truth (ceiling {entry['ceiling']:.3f})"
-            + (f": three times the epochs lift uniform sampling by {strategies['uniform-3x']['kendall_tau'] - strategies['uniform']['kendall_tau']:+.3f}, "
-               "and nothing else tried adds as much" if {"uniform", "uniform-3x"} <= set(strategies) else "")
+            + (f": three times the epochs lift uniform sampling by {strategies['uniform-3x']['kendall_tau'] - strategies['uniform']['kendall_tau']:+.3f}"
+               if {"uniform", "uniform-3x"} <= set(strategies) else "")
+            + (f" and six times rank with {strategies['uniform-6x']['kendall_tau']:.3f}, "
+               + ("no better" if strategies["uniform-6x"]["kendall_tau"] <= strategies["uniform-3x"]["kendall_tau"]
+                  else "better still") if {"uniform-3x", "uniform-6x"} <= set(strategies) else "")
+            + ("; nothing else tried adds as much" if {"uniform", "uniform-3x"} <= set(strategies) else "")
             + (f": fine-tuning each path 50 or 100 steps before scoring reaches {tuned:.3f} on the best supernet seed "
-               "(`finetune_scoring.md`)"
+               "(`finetune_scoring.md`, against the truth of its own run)"
                if tuned is not None else "")
             + (f", averaging the ranks of two supernet seeds {max(ensembles):.3f}" if ensembles else "")
             + f"; the corrector learns from 16 labels as noisy as the seed-to-seed tau ({entry['seed_to_seed_tau']:.3f}) "
@@ -348,6 +391,9 @@ def main() -> None:
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma list of supernet seeds to train (one "
                     "process per seed runs two at once)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="supernets: where to train and score (cpu, cuda)")
+    ap.add_argument("--records", default=str(RECORDS), help="supernets: the JSONL file the scores are appended to")
+    ap.add_argument("--runs-dir", default=str(RUNS), help="supernets: where the supernet runs live")
     ap.add_argument("--draws", type=int, default=20, help="random anchor sets per K in the analysis")
     args = ap.parse_args()
     supernets(args) if args.phase == "supernets" else analyse(args)

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gap_truth import load_truth, read_jsonl, truth_archs  # noqa: E402
+from gap_truth import complete_seeds, load_truth, read_jsonl, truth_archs  # noqa: E402
 
 SPACE = "mobilenet-fmnist"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -126,7 +126,7 @@ def report(args) -> None:
     records = [r for r in read_records() if r["run"] == _tag(args)]
     if not records:
         sys.exit(f"no records for run {_tag(args)} in {RECORDS}; run `train` first")
-    truth = load_truth(SPACE)
+    truth = complete_seeds(load_truth(SPACE))
     log_path = RUNS / _tag(args) / "train_log.jsonl"
     log = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()] if log_path.is_file() else []
     train_s = sum(e["seconds"] for e in log)

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from corrector_heldout import summarise  # noqa: E402  (paired gains over the supernet, the same table)
-from gap_truth import PROTOCOL, load_truth, read_jsonl, truth_archs  # noqa: E402
+from gap_truth import PROTOCOL, complete_seeds, load_truth, read_jsonl, truth_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 NAME = "multi_fidelity"
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
     space = get_space(SPACE)
     archs = truth_archs(SPACE, PROTOCOL[SPACE]["archs"])
-    records = load_truth(SPACE)
+    records = complete_seeds(load_truth(SPACE))
     short_rec = load_truth(SPACE, epochs=SHORT_EPOCHS)
     lacking = [a for a in archs if a not in records or 0 not in records[a] or 0 not in short_rec.get(a, {})]
     if lacking:

@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
-from gap_truth import load_truth, truth_archs  # noqa: E402
+from gap_truth import complete_seeds, load_truth, truth_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "bench-strategies" / "macro-fmnist"
@@ -298,7 +298,7 @@ def deep_check(reuse: bool) -> None:
             print(f"  {TODAY[0]}/{TODAY[1]} recalibration seed 1 [{i + 1}/{len(archs)}] {text}: {floor[-1]:.2f}%",
                   flush=True)
         accuracy[f"{TODAY[0]}/{TODAY[1]} (other recalibration images)"] = floor
-    records = load_truth(DEEP_SPACE)
+    records = complete_seeds(load_truth(DEEP_SPACE))
     have = [i for i, a in enumerate(archs) if a in records]
     truth = [sum(records[archs[i]].values()) / len(records[archs[i]]) for i in have]
     rows = {}
@@ -397,7 +397,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
     archs = truth_archs(SPACE, N_ARCHS)
-    records = load_truth(SPACE)
+    records = complete_seeds(load_truth(SPACE))
     missing = [a for a in archs if a not in records]
     if missing:
         raise SystemExit(f"no stand-alone truth for {len(missing)} of the {N_ARCHS} architectures (e.g. {missing[0]})")
