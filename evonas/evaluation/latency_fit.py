@@ -224,7 +224,7 @@ class TableChoice:
 
 
 def choose_table(X: np.ndarray, y: np.ndarray, prior: Sequence[float], prior_intercept: float, *, min_gain: float,
-                 tau_gain: float = TAU_GAIN, folds: int = 5, seed: int = 0, model: Any = None) -> TableChoice:
+                 tau_gain: float | None = None, folds: int = 5, seed: int = 0, model: Any = None) -> TableChoice:
     """Fit the scaled and the per-entry table to ``(X, y)`` and choose among them and the isolated one.
 
     ``X`` holds one-hot rows (a network's options), ``y`` their measured times, ``prior``
@@ -234,8 +234,9 @@ def choose_table(X: np.ndarray, y: np.ndarray, prior: Sequence[float], prior_int
     lower; the per-entry fit (``model``, default :class:`AdditiveLatencyFit`) replaces
     the current choice when it beats that choice by ``min_gain`` points too, or when its
     held-out predictions rank the networks ``tau_gain`` better (Kendall tau) at no higher
-    MAPE (``reason`` says which).
+    MAPE (``reason`` says which; ``tau_gain`` None: ``TAU_GAIN``).
     """
+    tau_gain = TAU_GAIN if tau_gain is None else tau_gain
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     prior = np.asarray(prior, dtype=float)
