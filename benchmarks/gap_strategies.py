@@ -27,7 +27,13 @@ Usage (one thread, in the background; run ``gap_truth.py`` for the truth)::
 On a machine with a GPU, ``supernets --device cuda`` trains and scores there (same
 schedules, same images seen, same scoring settings; each record says ``device``), and
 ``--records`` / ``--runs-dir`` put the scores and the runs elsewhere, to append to the
-committed records afterwards.
+committed records afterwards. The GPU rows of ``gap_strategies.md`` came from one process
+per supernet, all sharing one GPU (about 8 minutes for eleven)::
+
+  for s in fair sandwich few-shot uniform uniform-legacy; do for seed in 0 1; do
+    python benchmarks/gap_strategies.py supernets --space mobilenet-fmnist --strategies $s --seeds $seed \
+      --device cuda --records out/records.jsonl --runs-dir /tmp/runs &
+  done; done; wait   # then append out/records.jsonl to benchmarks/results/gap_strategies_records.jsonl
 """
 
 from __future__ import annotations
