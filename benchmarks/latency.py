@@ -187,15 +187,16 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         ">= 0.90, Kendall tau >= 0.9; the kept table's figures are in bold. 'spread' is the median (p90 - p10) / "
         "median of the validation timings; 'retest tau' is the Kendall tau between the medians of the even and of "
         "the odd validation rounds (the timing against itself, each half with half the rounds): where a method's tau "
-        "comes near it, timing noise rather than the table limits the ranking. 'tries': a setting the library calls "
+        "comes near it, timing noise rather than the table limits the ranking; 'fit retest tau' is the same for the "
+        "build's fitting networks (their rounds against themselves: what the fit learned from). 'tries': a setting the library calls "
         "too busy to measure (build or validation) is measured again, up to --busy-retries times; 'busy' says "
         "whether the kept try was still too busy. 'drift' is how much slower (+) or faster the build's 10 fresh whole "
         "networks (timed among its fitting networks) ran at validation, timed among the validation networks: the "
         "machine's own change of speed, which every prediction inherits.",
         "",
-        "| space | backend | batch | build s (fit s, nets) | table | spread | tries | busy | drift % | retest tau | "
+        "| space | backend | batch | build s (fit s, nets) | table | spread | tries | busy | drift % | fit retest tau | retest tau | "
         + " | ".join(f"{m} MAPE % / within 10% / tau" for m in METHODS) + " | n |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
     ]
     for r in rows:
         cells = []
@@ -209,7 +210,7 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
             f"{r['fit_samples'] or 0}) | {r['table_method']}{' (tau)' if r['fit'].get('fitted_for') == 'tau' and r['table_method'] == 'fitted' else ''} | "
             f"{fmt(r['validation_median_spread'], '.2f')} | {r.get('attempts', 1)} | "
             f"{'yes' if r.get('too_busy') or r['busy'] else 'no'} | {fmt((r.get('drift') or {}).get('pct'), '+.1f')} | "
-            f"{fmt(r.get('retest_kendall_tau'), '.3f')} | " + " | ".join(cells)
+            f"{fmt(r['fit'].get('retest_kendall_tau'), '.3f')} | {fmt(r.get('retest_kendall_tau'), '.3f')} | " + " | ".join(cells)
             + f" | {r['samples']} |"
         )
     lines.append("")

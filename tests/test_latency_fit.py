@@ -79,7 +79,8 @@ def test_fitted_table_records_how_it_was_built(fitted, tmp_path):
     assert fitted.method == "fitted" and fitted.settings["method"] == "fitted"
     fit = fitted.fit
     assert fit["used"] and fit["samples"] == len(fit["archs"]) == 20 and len(set(fit["archs"])) == 20
-    assert {"cv_mape", "isolated_mape", "lambda", "intercept_ms", "verdict", "median_spread"} <= set(fit)
+    assert {"cv_mape", "isolated_mape", "lambda", "intercept_ms", "verdict", "median_spread", "retest_kendall_tau"} <= set(fit)
+    assert -1 <= fit["retest_kendall_tau"] <= 1  # two rounds: the even one against the odd one (one round: None)
     assert fitted.overhead_ms == fit["intercept_ms"]
     assert all(e.median_ms >= 0 for e in fitted.entries)
     arch = space.parse("12012200")
@@ -325,6 +326,7 @@ def test_a_scaled_table_scales_the_isolated_one_and_round_trips(scaled, tmp_path
     loaded = LatencyTable.load(scaled.save(tmp_path / "scaled.json"))
     assert loaded == scaled and loaded.method == "scaled" and loaded.predict("12012200") == scaled.predict("12012200")
     assert loaded.isolated() == iso
+    assert fit["retest_kendall_tau"] is None  # one fitting round has no halves: None, never NaN (which breaks equality)
 
 
 def test_a_fitted_table_from_before_the_scaled_candidate_still_loads_as_fitted(fitted, tmp_path):

@@ -1030,7 +1030,7 @@ def _fit_to_networks(
         "cv_mape_by_lambda": {str(k): v for k, v in fitted.cv_mape_by_lambda_.items()},
         "train_mape": fitted.train_mape_,
         "isolated_mape": choice.cv_mape["isolated"],
-        "cv_kendall_tau": choice.cv_tau,  # per candidate, of the same held-out predictions as the MAPEs
+        "cv_kendall_tau": {k: _finite(v) for k, v in choice.cv_tau.items()},  # of the held-out predictions
         "fitted_for": choice.reason or None,  # why the fit won on these networks: "mape" or "tau" (None: it did not)
         # the per-entry fit, kept or not, so a benchmark can judge it on the networks it validates
         "fitted_coef": [[e.layer, e.code, float(w)] for e, w in zip(columns, fitted.coef_)],
@@ -1041,6 +1041,9 @@ def _fit_to_networks(
         "scaled_cv_mape": scaled.cv_mape_ if scaled_ok else None,  # None: a <= 0, not a candidate
         "scaled_train_mape": scaled.train_mape_,
         "median_spread": float(np.median(spreads)),
+        # the fitting rounds against themselves (even vs odd rounds, as `validate_latency` reports its own): low, and
+        # the fit learns the noise of these rounds (benchmarks/latency.py shows it per setting)
+        "retest_kendall_tau": _finite(retest_tau(stats)),  # None: a single round
         "noisy_networks": int((spreads > noise_threshold).sum()),
         "noisy_share": float((spreads > noise_threshold).mean()),
         "seconds": time.perf_counter() - started,
@@ -1057,6 +1060,11 @@ def _fit_to_networks(
     elif kept == "scaled":
         entries = [replace(e, median_ms=float(scaled.a_ * e.median_ms)) if e.measured else e for e in entries]
     return info, entries
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None for NaN: a table saved as JSON must load back equal (NaN never equals itself)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _confirm_fit(space: ChainSpace, archs: Sequence[Arch], y: np.ndarray, index: dict, prior: np.ndarray,
