@@ -1159,11 +1159,9 @@ def rank_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict:
     if len(measured) == 0:
         return {"mape": math.nan, "within_10pct": math.nan, "kendall_tau": math.nan, "samples": 0}
     error = np.abs(predicted - measured) / measured
-    tau = math.nan
-    if len(measured) >= 2 and np.ptp(predicted) > 0 and np.ptp(measured) > 0:
-        from scipy.stats import kendalltau
+    from evonas.evaluation.latency_fit import _tau
 
-        tau = float(kendalltau(predicted, measured).statistic)
+    tau = _tau(predicted, measured)  # NaN below 2 networks or without spread
     return {
         "mape": float(100 * error.mean()),
         "within_10pct": float((error <= 0.10).mean()),
