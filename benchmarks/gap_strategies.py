@@ -84,6 +84,7 @@ SCHEDULES = {
     },
 }
 SEEDS = (0, 1)
+DEFAULT = "uniform"  # what `train-supernet` does unless told otherwise: every strategy is compared with it
 ANCHORS = (8, 16, 32)
 # fit-predictor's candidates in the analysis: the supernet-anchored shrinkage corrector (the
 # baseline, the calibrated supernet score, is always among them); every estimator would cost
@@ -207,6 +208,7 @@ def analyse(args) -> None:
                  "flops_limit": limit,
                  "best_true_under_limit": float(mean[flops <= limit].max()), "strategies": {}}
         rows = []
+        seed_scores: dict[str, list] = {}  # per strategy, each supernet seed's scores of ``archs``
         for name in SCHEDULES[space_name]:
             per_seed = {}
             for seed in SEEDS:
@@ -219,6 +221,7 @@ def analyse(args) -> None:
             ranks = []  # each seed's scores as ranks: their mean is the ensemble of the supernet seeds
             for seed, got in per_seed.items():
                 score = np.array([got[a]["accuracy"] for a in archs])
+                seed_scores.setdefault(name, []).append(score)
                 taus.append(float(kendalltau(score, mean).statistic))
                 ranks.append(rankdata(score))
                 rhos.append(float(spearmanr(score, mean).statistic))
@@ -243,6 +246,11 @@ def analyse(args) -> None:
                 "corrected": {k: round(float(np.mean(v)), 4) for k, v in corrected.items() if v},
             }
             rows.append(name)
+        if DEFAULT in seed_scores:
+            for name in rows:
+                if name != DEFAULT:
+                    entry["strategies"][name]["vs_default"] = paired_difference(seed_scores[name], seed_scores[DEFAULT],
+                                                                                mean, args.boot)
         out["spaces"][space_name] = entry
         md += [f"## {space_name}", "",
                f"Truth: {len(archs)} architectures, {len(seeds)} stand-alone seeds each "
@@ -254,18 +262,23 @@ def analyse(args) -> None:
                f"(best true accuracy under it {entry['best_true_under_limit']:.2f}%). FLOPs alone rank the truth with "
                f"tau {flops_tau:+.3f} (positive: bigger networks train better).", "",
                "| strategy | images seen | supernet seeds (trained on) | tau (per seed) | seeds' ranks averaged | rho | "
+               f"vs {DEFAULT} (90% interval) | "
                "median supernet acc % | picked arch, true acc % | " + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
-               "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
+               "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
         for name in rows:
             s = entry["strategies"][name]
             ens = s["seed_ensemble_tau"]
             md.append(f"| {name} | {s['images_seen']:,} | {s['supernet_seeds']} ({', '.join(s['devices'])}) | "
                       f"{s['kendall_tau']:.3f} "
                       f"({', '.join(f'{t:.3f}' for t in s['kendall_tau_per_seed'])}) | {'-' if ens is None else f'{ens:.3f}'} | "
-                      f"{s['spearman_rho']:.3f} | "
+                      f"{s['spearman_rho']:.3f} | {vs_text(s.get('vs_default'))} | "
                       f"{s['median_supernet_accuracy']:.2f} | {s['picked_true_accuracy']:.2f} | "
                       + " | ".join(f"{s['corrected'][str(k)]:.3f}" if str(k) in s["corrected"] else "-" for k in ANCHORS) + " |")
         if rows:
+            md += ["", f"vs {DEFAULT}: the strategy's tau minus {DEFAULT}'s (each the mean over its supernet seeds) on "
+                   f"the same architectures, with the 5th-95th percentile of that difference over {args.boot:,} "
+                   "bootstrap resamples of the architectures: an interval that holds 0 does not tell the two apart "
+                   "on this truth (the supernet seeds add their own spread, in the per-seed column)."]
             entry["targets"] = targets(space_name, entry)
             md += ["", "**Targets.** " + entry["targets"]["text"]]
         md.append("")
@@ -274,6 +287,37 @@ def analyse(args) -> None:
     (RESULTS / "gap_strategies.md").write_text("\n".join(md) + "\n")
     plot(out)
     print("\n".join(md))
+
+
+def paired_difference(a: list, b: list, truth, boot: int, seed: int = 0) -> dict:
+    """Mean Kendall tau of the score arrays ``a`` minus that of ``b`` against ``truth``, and its bootstrap interval.
+
+    Each resample draws the architectures with replacement and scores both on the same
+    draw, so the spread of the architectures drawn is shared by the two; the truth itself
+    is not resampled (its own noise is what the seed-to-seed tau measures).
+    """
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    truth = np.asarray(truth, dtype=float)
+
+    def diff(idx):
+        return (np.mean([kendalltau(x[idx], truth[idx]).statistic for x in a])
+                - np.mean([kendalltau(x[idx], truth[idx]).statistic for x in b]))
+
+    rng = np.random.default_rng(seed)
+    n = len(truth)
+    draws = np.array([diff(rng.integers(0, n, n)) for _ in range(boot)])
+    lo, hi = np.nanpercentile(draws, [5, 95])
+    return {"difference": round(float(diff(np.arange(n))), 4), "interval_90": [round(float(lo), 4), round(float(hi), 4)],
+            "resamples": boot}
+
+
+def vs_text(v: dict | None) -> str:
+    if v is None:
+        return "-"
+    lo, hi = v["interval_90"]
+    return f"{v['difference']:+.3f} ({lo:+.3f}, {hi:+.3f})"
 
 
 def targets(space_name: str, entry: dict) -> dict:
@@ -401,6 +445,8 @@ def main() -> None:
     ap.add_argument("--records", default=str(RECORDS), help="supernets: the JSONL file the scores are appended to")
     ap.add_argument("--runs-dir", default=str(RUNS), help="supernets: where the supernet runs live")
     ap.add_argument("--draws", type=int, default=20, help="random anchor sets per K in the analysis")
+    ap.add_argument("--boot", type=int, default=2000,
+                    help="bootstrap resamples of the architectures for each strategy's difference to uniform")
     args = ap.parse_args()
     supernets(args) if args.phase == "supernets" else analyse(args)
 

@@ -35,7 +35,7 @@ from evonas.jobs.predict import PredictOptions, predict
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the pool sampling, anchor choice and estimators.")
 @click.option("--finetune-steps", default=0, show_default=True, type=int,
               help="Score the pool (anchors included) after this many SGD steps of each path alone from its inherited "
-                   "weights: about 4x the scoring time at 50; on macro-fmnist the corrector then ranked +0.03 Kendall "
+                   "weights: about 4x the scoring time at 50; on macro-fmnist the corrector then ranked +0.01 Kendall "
                    "tau better on average, not on every supernet (see the README). "
                    "`predict` and `export` then score the same way.")
 @click.option("--finetune-lr", default=FINETUNE_LR, show_default=True, type=float,
