@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evonas.evaluation.latency import build_latency_table, networks_used, rank_metrics, sample_archs, validate_latency  # noqa: E402
+from evonas.evaluation.latency import FIT_GROUP, build_latency_table, networks_used, rank_metrics, sample_archs, validate_latency  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 METHODS = ("isolated", "corrected", "scaled", "fitted")
@@ -63,6 +63,14 @@ def clean(value):
     if isinstance(value, (list, tuple)):
         return [clean(v) for v in value]
     return value
+
+
+def rounds_text(fit: dict) -> str:
+    """' x 7' or ' x 7-50': the least and the most fitting rounds of the build's groups (empty without a fit)."""
+    if not fit.get("rounds"):
+        return ""
+    low, high = fit["rounds"], fit.get("rounds_max", fit["rounds"])
+    return f" x {low}" if low == high else f" x {low}-{high}"
 
 
 def fitted_candidate(space, fit: dict, archs) -> np.ndarray | None:
@@ -94,7 +102,7 @@ def measure_setting(space_name: str, backend: str, batch_size: int, args, export
     table = build_latency_table(
         space, batch_size=batch_size, threads=args.threads, backend=backend, warmup=args.warmup,
         repeats=args.repeats, progress=not args.quiet, clock=args.clock, seed=args.seed, method="fitted",
-        fit_samples=args.fit_samples, fit_rounds=args.fit_rounds, export_dir=export_dir,
+        fit_samples=args.fit_samples, fit_rounds=args.fit_rounds, fit_seconds=args.fit_seconds, export_dir=export_dir,
     )
     fit = table.fit or {}
     archs = sample_archs(space, args.archs, random.Random(args.seed), exclude=networks_used(fit))
@@ -188,13 +196,15 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
         "median of the validation timings; 'retest tau' is the Kendall tau between the medians of the even and of "
         "the odd validation rounds (the timing against itself, each half with half the rounds): where a method's tau "
         "comes near it, timing noise rather than the table limits the ranking; 'fit retest tau' is the same for the "
-        "build's fitting networks (their rounds against themselves: what the fit learned from). 'tries': a setting the library calls "
+        "build's fitting networks (their rounds against themselves: what the fit learned from), timed in groups of at "
+        f"most {FIT_GROUP} with the fresh networks, in at least --fit-rounds rounds and more while they fit in the build's time "
+        "budget ('nets x rounds': the least and the most rounds of any group). 'tries': a setting the library calls "
         "too busy to measure (build or validation) is measured again, up to --busy-retries times; 'busy' says "
         "whether the kept try was still too busy. 'drift' is how much slower (+) or faster the build's 10 fresh whole "
         "networks (timed among its fitting networks) ran at validation, timed among the validation networks: the "
         "machine's own change of speed, which every prediction inherits.",
         "",
-        "| space | backend | batch | build s (fit s, nets) | table | spread | tries | busy | drift % | fit retest tau | retest tau | "
+        "| space | backend | batch | build s (fit s, nets x rounds) | table | spread | tries | busy | drift % | fit retest tau | retest tau | "
         + " | ".join(f"{m} MAPE % / within 10% / tau" for m in METHODS) + " | n |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in METHODS) + " | --- |",
     ]
@@ -207,7 +217,7 @@ def markdown(rows: list[dict], command: str, wall_s: float) -> str:
             cells.append(f"**{text}**" if x and m == r["table_method"] else text)
         lines.append(
             f"| {r['space']} | {r['backend']} | {r['batch_size']} | {r['build_s']:.1f} ({fmt(r['fit_s'], '.1f')}, "
-            f"{r['fit_samples'] or 0}) | {r['table_method']}{' (tau)' if r['fit'].get('fitted_for') == 'tau' and r['table_method'] == 'fitted' else ''} | "
+            f"{r['fit_samples'] or 0}{rounds_text(r['fit'])}) | {r['table_method']}{' (tau)' if r['fit'].get('fitted_for') == 'tau' and r['table_method'] == 'fitted' else ''} | "
             f"{fmt(r['validation_median_spread'], '.2f')} | {r.get('attempts', 1)} | "
             f"{'yes' if r.get('too_busy') or r['busy'] else 'no'} | {fmt((r.get('drift') or {}).get('pct'), '+.1f')} | "
             f"{fmt(r['fit'].get('retest_kendall_tau'), '.3f')} | {fmt(r.get('retest_kendall_tau'), '.3f')} | " + " | ".join(cells)
@@ -234,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure a setting again this many times while its build or validation is too busy")
     parser.add_argument("--busy-pause", type=float, default=30.0, help="seconds to wait before measuring again")
     parser.add_argument("--fit-samples", type=int, default=None, help="networks the fit uses (default: 3 per entry, 60-300)")
-    parser.add_argument("--fit-rounds", type=int, default=7)
+    parser.add_argument("--fit-rounds", type=int, default=7, help="the least fitting rounds")
+    parser.add_argument("--fit-seconds", type=float, default=None,
+                        help="more fitting rounds while they fit in this many seconds (default: the library's)")
     parser.add_argument("--clock", default="wall", choices=("wall", "cpu"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")

@@ -174,7 +174,7 @@ def test_export_killed_after_first_rank_folder_is_redone_cleanly(tmp_path, tiny_
 def test_latency_build_killed_midway_leaves_no_temporary_file(tmp_path, tiny_run):
     rng = random.Random(3)
     killed, reference = _copy(tiny_run, tmp_path / "killed"), _copy(tiny_run, tmp_path / "reference")
-    args = ["latency", "build", "--repeats", "3", "--warmup", "1", "--quiet"]
+    args = ["latency", "build", "--repeats", "3", "--warmup", "1", "--fit-seconds", "0", "--quiet"]
     t0 = time.perf_counter()
     _run(_cli(*args[:2], "--run", str(reference), *args[2:]))
     whole = time.perf_counter() - t0  # mostly start-up: the kill lands anywhere in imports, timing or saving

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import numpy as np
 import pytest
 
 from evonas.evaluation.latency import (LatencyTable, _compose_onnx, build_latency_table, sample_archs, time_interleaved,
                                        validate_latency)
+import evonas.evaluation.latency as L
+from evonas.errors import ConfigError
 from evonas.evaluation.latency_fit import AdditiveLatencyFit
 from search_spaces import get_space
 
@@ -70,7 +73,7 @@ def fitted():
 
     with pytest.MonkeyPatch.context() as mp:  # always keep the fit, to test the fitted table itself:
         mp.setattr(L, "CONFIRM_MARGIN", -1e9)  # on fresh networks too
-        return build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=2,
+        return build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=2, fit_seconds=0,
                                    min_gain=-1e9)
 
 
@@ -98,7 +101,7 @@ def test_isolated_method_and_a_fit_that_does_not_win_keep_the_isolated_entries(m
     monkeypatch.setattr(LF, "TAU_GAIN", 1e9)  # nor by its ranking, whatever the timings say
     iso = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, method="isolated")
     assert iso.method == "isolated" and iso.fit is None and iso.settings["method"] == "isolated"
-    kept = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+    kept = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1, fit_seconds=0,
                                min_gain=1e9)  # no fit can win by that much
     assert kept.method == "isolated" and not kept.fit["used"] and "isolated kept" in kept.fit["verdict"]
     assert all(e.median_ms == e.isolated_ms for e in kept.entries)
@@ -171,7 +174,7 @@ def test_a_fit_that_wins_on_its_own_networks_but_not_on_fresh_ones_is_not_used(m
         return {"samples": 3, "isolated_mape": 5.0, "scaled_mape": 2e9, "fitted_mape": math.inf, "archs": []}
 
     monkeypatch.setattr(L, "_confirm_fit", losing)
-    kept = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+    kept = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1, fit_seconds=0,
                                min_gain=-1e9)  # wins on its own networks whatever they say
     assert kept.method == "isolated" and not kept.fit["used"]
     assert "did worse on 3 fresh networks" in kept.fit["verdict"]
@@ -307,7 +310,7 @@ def scaled(fitted):
         mp.setattr(F, "choose_table", lambda *a, **k: replace(real(*a, **k), kind="scaled", base="scaled"))
         mp.setattr(L, "CONFIRM_MARGIN", -1e9)  # the confirmation keeps it whatever the fresh networks time
         return build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
-                                   min_gain=-1e9)
+                                   fit_seconds=0, min_gain=-1e9)
 
 
 def test_a_scaled_table_scales_the_isolated_one_and_round_trips(scaled, tmp_path):
@@ -327,6 +330,25 @@ def test_a_scaled_table_scales_the_isolated_one_and_round_trips(scaled, tmp_path
     assert loaded == scaled and loaded.method == "scaled" and loaded.predict("12012200") == scaled.predict("12012200")
     assert loaded.isolated() == iso
     assert fit["retest_kendall_tau"] is None  # one fitting round has no halves: None, never NaN (which breaks equality)
+    assert fit["rounds"] == fit["rounds_max"] == 1 and scaled.settings["fit_seconds"] == 0  # no budget: exactly 1
+
+
+def test_cheap_networks_get_more_fitting_rounds_within_the_budget():
+    """At batch 1 seven rounds ranked the fitting networks against themselves with 0.81-0.86: cheap rounds are added."""
+    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=2,
+                                fit_seconds=5.0, min_gain=-1e9)
+    assert table.fit["rounds"] > 2
+    assert table.settings["fit_seconds"] == 5.0
+
+
+def test_interleaved_rounds_grow_with_the_budget_between_the_least_and_the_most():
+    fast = [lambda: None, lambda: sum(range(10))]
+    assert {t["repeats"] for t in time_interleaved(fast, warmup=0, rounds=2)} == {2}  # no budget: as asked
+    assert {t["repeats"] for t in time_interleaved(fast, warmup=0, rounds=2, budget_s=1.0, max_rounds=9)} == {9}
+    slow = [lambda: time.sleep(0.01)]  # a round takes 10 ms: 5 ms of budget adds none
+    assert {t["repeats"] for t in time_interleaved(slow, warmup=0, rounds=3, budget_s=0.005, max_rounds=50)} == {3}
+    with pytest.raises(ConfigError, match="budget_s"):
+        time_interleaved(fast, budget_s=-1.0)
 
 
 def test_a_fitted_table_from_before_the_scaled_candidate_still_loads_as_fitted(fitted, tmp_path):
@@ -355,12 +377,63 @@ def test_the_fresh_networks_are_timed_in_the_fitting_networks_rounds(monkeypatch
 
     monkeypatch.setattr(L, "time_interleaved", counting)
     monkeypatch.setattr(L, "CONFIRM_MARGIN", -1e9)  # whatever the timings, the choice is confirmed and reported
-    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1, fit_seconds=0,
                                 min_gain=-1e9)
     assert calls == [30]  # the 20 fitting networks and the 10 fresh ones, in one interleaved timing
     confirm = table.fit["confirm"]
     assert confirm["samples"] == 10 and not set(confirm["archs"]) & set(table.fit["archs"])
     assert "timed in the same rounds" in table.fit["verdict"]
+
+
+def test_the_build_times_its_networks_in_groups_as_large_as_validate_times_together(monkeypatch):
+    """Among hundreds of networks at once they ran slower: the fit learned that setting, not the networks."""
+    calls = []
+    real = L.time_interleaved
+
+    def recording(fns, **kwargs):
+        calls.append((len(fns), kwargs["seed"], kwargs["budget_s"]))
+        return real(fns, **kwargs)
+
+    monkeypatch.setattr(L, "time_interleaved", recording)
+    monkeypatch.setattr(L, "FIT_GROUP", 12)
+    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+                                fit_seconds=0.3, min_gain=-1e9)
+    assert [n for n, _, _ in calls] == [10, 10, 10]  # 20 fitting + 10 fresh networks in three groups of at most 12
+    assert len({seed for _, seed, _ in calls}) == 3  # each group in its own order
+    assert [b for _, _, b in calls] == pytest.approx([0.1] * 3)  # the budget shared among the groups
+    assert table.fit["group"] == 12 and table.fit["groups"] == 3 and len(table.fit["fresh"]["times_ms"]) == 10
+
+
+def test_groups_deal_the_networks_out_in_turn_and_keep_their_order(monkeypatch):
+    from evonas.evaluation.latency import _time_in_groups
+
+    made = []
+
+    def make(k):
+        made.append(k)
+        fn = lambda: None  # noqa: E731
+        fn.k = k
+        return fn
+
+    def fake(fns, **kwargs):  # "times" each callable as its own index: where a timing lands is checked exactly
+        return [{"median_ms": float(fn.k), "repeats": kwargs["rounds"]} for fn in fns]
+
+    monkeypatch.setattr(L, "time_interleaved", fake)
+    out = _time_in_groups(make, 10, group=4, warmup=0, rounds=2, seed=0)
+    # three groups of at most 4, dealt in turn: 7 fitting networks (0-6) and 3 fresh ones (7-9) spread over them
+    assert made == [0, 3, 6, 9, 1, 4, 7, 2, 5, 8]
+    assert [t["median_ms"] for t in out] == list(range(10))
+    with pytest.raises(ConfigError, match="group"):
+        _time_in_groups(make, 10, group=0, rounds=1)
+
+
+def test_the_cli_repeats_the_librarys_fitting_defaults():
+    import evonas.jobs.latency as J
+
+    assert (J.FIT_SECONDS, J.MAX_FIT_ROUNDS) == (L.FIT_SECONDS, L.MAX_FIT_ROUNDS)
+    for bad in (-1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(ConfigError, match="fit_seconds"):
+            J.LatencyBuildOptions(fit_seconds=bad)
 
 
 def test_the_build_keeps_a_candidate_that_does_no_worse_on_fresh_networks(monkeypatch):
@@ -375,7 +448,7 @@ def test_the_build_keeps_a_candidate_that_does_no_worse_on_fresh_networks(monkey
         return {"samples": 10, "isolated_mape": 14.1, "scaled_mape": 13.7, "fitted_mape": 40.0, "archs": []}
 
     monkeypatch.setattr(L, "_confirm_fit", fresh)
-    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1,
+    table = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, fit_samples=20, fit_rounds=1, fit_seconds=0,
                                 min_gain=1.0)
     assert table.method == "scaled", table.fit["verdict"]  # 13.7 <= 14.1, though not by min_gain = 1
     assert "did worse on 10 fresh networks" in table.fit["verdict"] and "the scaled table held" in table.fit["verdict"]

@@ -20,13 +20,13 @@ def latency_run(tiny_run, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("latency") / "run"
     shutil.copytree(tiny_run, run)
-    build(run, LatencyBuildOptions(**QUICK))
+    build(run, LatencyBuildOptions(**QUICK, fit_seconds=0))
     return run
 
 
 def test_build_stores_one_entry_per_layer_option_and_reuses_it(latency_run):
     run = Run.open(latency_run)
-    again = build(latency_run, LatencyBuildOptions(**QUICK))
+    again = build(latency_run, LatencyBuildOptions(**QUICK, fit_seconds=0))
     assert not again.built and again.table_file == run.latency_table_file("macro-fmnist", "eager", 1, 1)
     assert again.entries == sum(len(d.options) for d in run.space.dims)
     assert again.min_latency_ms > 0

@@ -7,8 +7,8 @@ import json
 import click
 
 from evonas.cli.common import echo_table, json_safe
-from evonas.jobs.latency import (BACKENDS, CLOCKS, METHODS, LatencyBuildOptions, LatencySetting, LatencyValidateOptions,
-                                 build, validate)
+from evonas.jobs.latency import (BACKENDS, CLOCKS, FIT_SECONDS, MAX_FIT_ROUNDS, METHODS, LatencyBuildOptions,
+                                 LatencySetting, LatencyValidateOptions, build, validate)
 
 
 def _setting(backend: str, batch_size: int, threads: int) -> LatencySetting:
@@ -48,12 +48,17 @@ def latency() -> None:
                    "(each kept only when it predicts better than the simpler table); isolated: each layer timed alone.")
 @click.option("--fit-samples", default=None, type=int,
               help="Networks timed end to end for the fit  [default: 3 per entry, 60 to 300].")
-@click.option("--fit-rounds", default=7, show_default=True, type=int, help="Interleaved timing rounds per fitting network.")
+@click.option("--fit-rounds", default=7, show_default=True, type=int,
+              help="The least interleaved timing rounds per fitting network (more while they fit in --fit-seconds).")
+@click.option("--fit-seconds", default=None, type=float,
+              help=f"Add fitting rounds while all the rounds take about this many seconds, up to {MAX_FIT_ROUNDS} "
+                   "rounds: cheap networks get more rounds (steadier times to fit to) for at most about this much "
+                   f"more build time; 0: exactly --fit-rounds  [default: {FIT_SECONDS:g}].")
 @click.option("--rebuild", is_flag=True, help="Measure anew even when a table for this setting exists.")
 @click.option("--allow-foreign", is_flag=True, help="Accept a stored table measured on another device.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, method, fit_samples, fit_rounds, rebuild,
-              allow_foreign, quiet) -> None:
+def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, method, fit_samples, fit_rounds, fit_seconds,
+              rebuild, allow_foreign, quiet) -> None:
     """Time every (layer, option) of the run's space on this device and store the table.
 
     Each searchable layer's module is timed alone at its input shape (warm-up, then
@@ -77,7 +82,8 @@ def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, met
     """
     result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads), warmup=warmup,
                                                 repeats=repeats, clock=clock, method=method,
-                                                fit_samples=fit_samples, fit_rounds=fit_rounds, rebuild=rebuild,
+                                                fit_samples=fit_samples, fit_rounds=fit_rounds, fit_seconds=fit_seconds,
+                                                rebuild=rebuild,
                                                 allow_foreign=allow_foreign, quiet=quiet))
     how = f"built in {result.build_seconds:.0f}s" if result.built else "already built on this device (--rebuild to measure anew)"
     click.echo(f"latency table: {result.table_file} ({result.entries} entries, {how})")

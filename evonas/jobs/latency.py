@@ -13,6 +13,7 @@ read: the table for this device, refused when it was measured elsewhere.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,9 @@ from evonas.run.run import Run, RunLayout
 BACKENDS = ("eager", "onnxruntime")
 CLOCKS = ("wall", "cpu")
 METHODS = ("fitted", "isolated")
+# the library's defaults, repeated so that the CLI's help needs no torch (a test checks they agree)
+FIT_SECONDS = 20.0
+MAX_FIT_ROUNDS = 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +60,8 @@ class LatencyBuildOptions:
     clock: str = "wall"  # wall time, or this process's CPU time (1 thread; robust on a busy machine)
     method: str = "fitted"  # fit a scale and the entries to whole networks (kept when better), or "isolated" only
     fit_samples: int | None = None  # networks timed end to end for the fit (None: 3 per entry, 60 to 300)
-    fit_rounds: int = 7  # interleaved timing rounds per fitting network (the median is kept)
+    fit_rounds: int = 7  # the least interleaved timing rounds per fitting network (the median is kept)
+    fit_seconds: float | None = None  # more rounds while they fit in this many seconds (None: FIT_SECONDS; 0: no more)
     rebuild: bool = False  # build anew even when a table for this setting exists
     allow_foreign: bool = False  # accept a stored table measured on another device
     quiet: bool = False
@@ -77,6 +82,10 @@ class LatencyBuildOptions:
         if not isinstance(self.fit_rounds, int) or self.fit_rounds < 1:
             raise ConfigError(f"The 'fit_rounds' parameter must be an integer >= 1; got {self.fit_rounds!r}",
                               param="fit_rounds")
+        if self.fit_seconds is not None and (isinstance(self.fit_seconds, bool) or not isinstance(self.fit_seconds, (int, float))
+                                             or not 0 <= self.fit_seconds < math.inf):
+            raise ConfigError(f"The 'fit_seconds' parameter must be a finite number of seconds >= 0; got {self.fit_seconds!r}",
+                              param="fit_seconds")
         if self.clock == "cpu" and self.setting.threads != 1:
             raise ConfigError(f"The 'clock' parameter 'cpu' needs 1 thread; got threads={self.setting.threads}",
                               param="clock")
@@ -117,6 +126,7 @@ def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> La
                                 rebuild=options.rebuild, allow_foreign=options.allow_foreign, warmup=options.warmup,
                                 repeats=options.repeats, clock=options.clock, method=options.method,
                                 fit_samples=options.fit_samples, fit_rounds=options.fit_rounds,
+                                fit_seconds=options.fit_seconds,
                                 progress=progress_enabled(options.quiet))
     return LatencyBuildResult(table_file=path, built=not existed, entries=len(table.entries),
                               min_latency_ms=table.min_latency(), build_seconds=table.build_seconds,
