@@ -319,8 +319,8 @@ def time_interleaved(
     times for ``min_repeat_ms`` (measured once, after its ``warmup`` calls).
 
     ``budget_s`` > 0 adds rounds while they fit in about that many seconds (estimated
-    from those single calls), up to ``max_rounds`` (None: ``rounds``): cheap callables
-    then get many rounds for the same wall time, and ``rounds`` stays the least.
+    from those single calls), up to ``max_rounds`` (None: ``rounds``, so no more): cheap
+    callables then get many rounds within that time, and ``rounds`` stays the least.
     """
     clock = _choice_param("clock", clock, CLOCKS)
     now = time.perf_counter_ns if clock == "wall" else time.process_time_ns
