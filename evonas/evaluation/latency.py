@@ -1049,7 +1049,7 @@ def _fit_to_networks(
         "rounds": int(min((t["repeats"] for t in timed_all), default=fit_rounds)),  # the least of any group
         "rounds_max": int(max((t["repeats"] for t in timed_all), default=fit_rounds)),
         "group": FIT_GROUP,  # at most this many networks timed together (fitting and fresh ones alike)
-        "groups": max(1, math.ceil(len(timed_all) / FIT_GROUP)),
+        "groups": _group_count(len(timed_all)),
         "lambda": fitted.lambda_,
         "cv_mape": fitted.cv_mape_,
         "cv_mape_by_lambda": {str(k): v for k, v in fitted.cv_mape_by_lambda_.items()},
@@ -1088,24 +1088,29 @@ def _fit_to_networks(
 
 
 # How many networks the build times together. Timed among 288 more, the same 35 networks (mobilenet-fmnist, eager,
-# batch 32) ran 5% slower at the median (up to 24%; 21% and 44% in an earlier run) than among themselves, and
+# batch 32) ran 5% slower at the median (up to 24%) than among themselves, and
 # ranked with Kendall tau 0.84 against that timing (0.95 for 7 rounds in a group; benchmarks/results/
 # latency_context.md). A fit to networks timed all at once learned that setting: the isolated table was 21.8% off
-# them and the fit kept validated at 26.8% MAPE; timed in these groups, the isolated table was 2.4% off them and
-# validated at 1.6-5.2% (benchmarks/latency.py). Groups about as large as `latency validate` times together (40
+# them and the fit kept validated at 26.8% MAPE; timed in these groups, the isolated table was 3.0% off them and
+# validated at 1.6% (benchmarks/results/latency.md). Groups about as large as `latency validate` times together (40
 # networks by default, its samples and the 10 drift networks; 45 in benchmarks/latency.py) give the fit, the
 # check on fresh networks and the validation one setting. The price: groups are timed one after another, so a
 # burst of load moves one group's networks together rather than every network alike. Not solved here: the
 # process's memory history moves single networks too (right after 288 networks were let go, the 35 timed
 # erratically, retest tau 0.44; at the end of the process a tenth of them ran 30% faster than at its start).
 FIT_GROUP = 45
-# The fitting rounds: at least `fit_rounds`, more while they take about FIT_SECONDS in all (warm-up apart). With 7
-# rounds the fitting networks' medians ranked themselves with 0.81-0.86 (even against odd rounds) at batch 1, and
-# the fit to them did no better than the table; on mobilenet-fmnist onnxruntime batch 1, in one run with 30
-# rounds, the fit ranked the validation networks with 0.885 (0.789 with 7), its fit taking 46.8 s against 46.1 s
-# (benchmarks/latency.py --fit-rounds 30; the build's time goes to preparing the networks).
+# The fitting rounds: at least `fit_rounds`, more while they take about FIT_SECONDS in all (warm-up apart). At
+# batch 1, up to 50 rounds let the fitting networks' medians rank themselves (even against odd rounds) with
+# 0.92-0.95 (benchmarks/results/latency.md); with 7 rounds a run of `benchmarks/latency.py --fit-seconds 0` gave
+# 0.81-0.86 there. Rounds of cheap networks cost little: the build's time goes to preparing the networks.
 FIT_SECONDS = 20.0
 MAX_FIT_ROUNDS = 50
+
+
+def _group_count(total: int, group: int | None = None) -> int:
+    """How many groups of at most ``group`` (None: ``FIT_GROUP``) networks ``total`` networks make (at least one)."""
+    group = _int_param("group", FIT_GROUP if group is None else group, 1)
+    return max(1, math.ceil(total / group))
 
 
 def _time_in_groups(make: Callable[[int], Callable[[], Any]], total: int, *, group: int | None = None,
@@ -1119,8 +1124,7 @@ def _time_in_groups(make: Callable[[int], Callable[[], Any]], total: int, *, gro
     ``seconds`` is shared among the groups as their ``budget_s``. Returns the timings in
     ``make``'s order.
     """
-    group = _int_param("group", FIT_GROUP if group is None else group, 1)
-    count = max(1, math.ceil(total / group))
+    count = _group_count(total, group)
     seed = timing.pop("seed", 0)
     out: list[dict | None] = [None] * total
     for g in range(count):
