@@ -47,8 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["AdditiveLatencyFit", "AffineLatencyFit", "KINDS", "LAMBDAS", "TAU_CONFIRM_SLACK", "TAU_GAIN", "TableChoice",
-           "affine_fit",
-           "choose_table", "confirm_choice", "fold_ids"]
+           "affine_fit", "choose_table", "confirm_choice", "fold_ids"]
 
 LAMBDAS = (0.003, 0.03, 0.3, 3.0, 30.0)  # prior strengths tried by cross-validation
 KINDS = ("isolated", "scaled", "fitted")  # the candidate tables, simplest first
