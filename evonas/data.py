@@ -3,10 +3,13 @@
 Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` package (gzipped IDX
 files under ``/usr/share/datasets/fashion-mnist``); CIFAR-10 from a user's copy of the
 python version (``cifar-10-batches-py``). Nothing is ever downloaded. ``synthetic``
-makes a small random dataset of any shape, for tests.
+makes a small random dataset of any shape, for tests. A user's own data is named by a
+data spec (``imagefolder:DIR``, ``torchvision:NAME``, ``PATH.py:FUNC``), read by
+:mod:`evonas.datasets`.
 
-The 60k (50k for CIFAR-10) training images are split once, with a seed, into train
-and validation; the test images stay untouched for final reports.
+The training images are split once, with a seed, into train and validation; the test
+images stay untouched for final reports. :func:`augment_batch` applies the CIFAR
+crop-and-flip recipe to uint8 batches.
 """
 
 from __future__ import annotations
@@ -35,11 +38,22 @@ STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
 DATASETS = ("fmnist", "cifar10", "synthetic")
+# Prefixes of the data specs of a user's own data (besides PATH.py:FUNC / package.module:FUNC).
+DATA_SPECS = ("imagefolder:DIR", "torchvision:NAME", "PATH.py:FUNC", "package.module:FUNC")
+CLASSES = {
+    "fmnist": ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+AUGMENTATIONS = ("none", "standard")
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Train/validation/test tensors: images uint8 (N, C, H, W), labels int64 (N,)."""
+    """Train/validation/test tensors: images uint8 (N, C, H, W), labels int64 (N,).
+
+    ``mean``/``std`` are per channel on the 0..1 scale; ``classes`` names the labels
+    0..num_classes-1 (empty when unknown).
+    """
 
     name: str
     train_x: torch.Tensor
@@ -50,6 +64,21 @@ class Splits:
     test_y: torch.Tensor
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    num_classes: int = 10
+    classes: tuple[str, ...] = ()
+
+    @property
+    def in_channels(self) -> int:
+        """Channels per image (1 grayscale, 3 RGB)."""
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_height(self) -> int:
+        return int(self.train_x.shape[2])
+
+    @property
+    def image_width(self) -> int:
+        return int(self.train_x.shape[3])
 
     def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         if which not in ("train", "val", "test"):
@@ -126,56 +155,207 @@ def _make_synthetic(shape: tuple[int, int, int], n: int, seed: int, classes: int
     return x[n_test:], y[n_test:].astype(np.int64), x[:n_test], y[:n_test].astype(np.int64)
 
 
+def _val_count(val_size: int | float, n_train: int, name: str) -> int:
+    """The number of validation images: ``val_size`` itself (int) or that fraction of ``n_train`` (float in (0, 1))."""
+    fix = "use a smaller number, or a fraction such as 0.1"
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"The 'val_size' parameter must be a number of images or a fraction in (0, 1); "
+                          f"got {val_size!r}.", param="val_size")
+    if isinstance(val_size, (float, np.floating)) and not float(val_size).is_integer():
+        if not 0 < val_size < 1:
+            raise ConfigError(f"The 'val_size' parameter must be a whole number of images or a fraction in (0, 1); "
+                              f"got {val_size}.", param="val_size")
+        count = int(round(val_size * n_train))
+        if not 0 < count < n_train:
+            raise ConfigError(f"The 'val_size' parameter ({val_size}) leaves {count} of the {n_train} training images "
+                              f"of {name} for validation; it must hold out between 1 and {n_train - 1}: use a "
+                              "different fraction, or a number of images.", param="val_size")
+        return count
+    count = int(val_size)
+    if not 0 < count < n_train:
+        raise ConfigError(
+            f"The 'val_size' parameter must be between 1 and {n_train - 1} for {name} ({n_train} training "
+            f"images); got {val_size}: {fix}.", param="val_size"
+        )
+    return count
+
+
+def _channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale; a std of 0 becomes 1/255."""
+    c = x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        part = x[i:i + chunk].to(torch.float64).div_(255.0).transpose(0, 1).reshape(c, -1)
+        total += part.sum(1)
+        squares += (part * part).sum(1)
+    count = max(1, x.numel() // max(c, 1))
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(0).sqrt().clamp_min(1 / 255)
+    return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+
+
+def _read_user_data(name: str, root: Path | None, image_size: int | None, param: str):
+    """The RawData of a data spec, or None when ``name`` is not one."""
+    from evonas import datasets
+    from evonas.refs import is_reference
+
+    if name.startswith("imagefolder:"):
+        folder = name[len("imagefolder:"):]
+        if not folder:
+            raise ConfigError(f"The '{param}' parameter must name a folder after imagefolder:, e.g. "
+                              f"imagefolder:data/pets; got {name!r}.", param=param)
+        return datasets.read_image_folder(folder, image_size=image_size, param=param, spec=name)
+    if name.startswith("torchvision:"):
+        return datasets.read_torchvision(name[len("torchvision:"):], root, image_size=image_size, param=param)
+    if is_reference(name):
+        return datasets.read_function(name, image_size=image_size, param=param)
+    return None
+
+
 def load_splits(
     name: str,
     *,
     root: str | Path | None = None,
-    val_size: int = 10_000,
+    val_size: int | float = 10_000,
     seed: int = 0,
     train_limit: int | None = None,
     image_shape: tuple[int, int, int] = (1, 28, 28),
     synthetic_size: int = 1200,
+    image_size: int | None = None,
+    param: str = "dataset",
 ) -> Splits:
     """Load a dataset and split its training images into train and validation.
 
-    ``val_size`` images are held out with a permutation drawn from ``seed``;
-    ``train_limit`` keeps only the first N of the remaining train images (for quick
-    runs). The test split is returned whole.
+    ``name`` is a built-in dataset (``fmnist``, ``cifar10``, ``synthetic``) or a data spec:
+
+    * ``imagefolder:DIR`` -- one sub-folder of images per class; ``DIR/train`` and
+      ``DIR/test`` are the splits when both exist, else 20% of each class of ``DIR``
+      (a fixed draw, the same for every ``seed``) is the test split
+      (see :func:`evonas.datasets.read_image_folder`);
+    * ``torchvision:NAME`` -- a torchvision dataset class (case-insensitive) already
+      under ``root``, never downloaded (:func:`evonas.datasets.read_torchvision`);
+    * ``PATH.py:FUNC`` / ``package.module:FUNC`` -- ``FUNC()`` returns ``(train, test)``
+      datasets of ``(image, label)`` (:func:`evonas.datasets.read_function`).
+
+    Images are uint8 (N, C, H, W): 1 channel when every image is grayscale, else RGB.
+    ``image_size`` resizes every image to image_size x image_size (any dataset); without
+    it a user's images must all share one size. For a user's data ``mean``/``std`` are
+    computed per channel from all its training images (0..1 scale), and ``classes`` and
+    ``num_classes`` come from the data.
+
+    ``val_size`` images (an int), or that fraction of the training images (a float in
+    (0, 1)), are held out with a permutation drawn from ``seed``; ``train_limit`` keeps
+    only the first N of the remaining train images (for quick runs). The test split is
+    returned whole. Nothing is written anywhere, so a caller can load the data before
+    it creates a run directory.
+
+    Raises ConfigError (``param`` names the dataset parameter, ``val_size``,
+    ``train_limit`` or ``image_size``) for a bad value or bad data, and
+    DatasetMissingError when a dataset's files are not where they are looked for.
     """
+    if not isinstance(name, str):
+        raise ConfigError(f"The '{param}' parameter must be a dataset name or data spec; got {name!r}.", param=param)
+    classes: tuple[str, ...]
     if name == "fmnist":
         tx, ty, sx, sy = _load_fmnist(Path(root) if root else None)
         mean, std = STATS["fmnist"]
+        classes = CLASSES["fmnist"]
     elif name == "cifar10":
         tx, ty, sx, sy = _load_cifar10(Path(root) if root else None)
         mean, std = STATS["cifar10"]
+        classes = CLASSES["cifar10"]
     elif name == "synthetic":
         tx, ty, sx, sy = _make_synthetic(image_shape, synthetic_size, seed)
         mean, std = (0.5,) * image_shape[0], (0.25,) * image_shape[0]
+        classes = tuple(str(i) for i in range(10))
     else:
-        raise ConfigError(f"The 'dataset' parameter must be one of {', '.join(DATASETS)}; got {name!r}.")
-    if not 0 < val_size < len(tx):
-        raise ConfigError(
-            f"The 'val_size' parameter must be between 1 and {len(tx) - 1} for {name} ({len(tx)} training "
-            f"images); got {val_size}"
-        )
-    perm = np.random.default_rng(seed).permutation(len(tx))
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
+        raw = _read_user_data(name, Path(root).expanduser() if root else None, image_size, param)
+        if raw is None:
+            raise ConfigError(f"The '{param}' parameter must be one of {', '.join(DATASETS)}, or a data spec "
+                              f"({', '.join(DATA_SPECS)}); got {name!r}.", param=param)
+        tx, ty, sx, sy = raw.train_x, raw.train_y, raw.test_x, raw.test_y
+        classes = raw.classes
+        mean, std = _channel_stats(tx)
+    if not isinstance(tx, torch.Tensor):
+        tx, ty, sx, sy = (torch.from_numpy(np.ascontiguousarray(a)) for a in (tx, ty, sx, sy))
+        if image_size is not None:
+            from evonas.datasets import _check_image_size, _resize_batch
+
+            _check_image_size(image_size)
+            tx, sx = _resize_batch(tx, image_size), _resize_batch(sx, image_size)
+    n_val = _val_count(val_size, len(tx), name)
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(tx)))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
     if train_limit is not None:
         if train_limit < 1:
-            raise ConfigError(f"The 'train_limit' parameter must be a positive number of images; got {train_limit}.")
+            raise ConfigError(f"The 'train_limit' parameter must be a positive number of images; got {train_limit}.",
+                              param="train_limit")
         train_idx = train_idx[:train_limit]
-    t = torch.from_numpy
     return Splits(
         name=name,
-        train_x=t(np.ascontiguousarray(tx[train_idx])),
-        train_y=t(ty[train_idx]),
-        val_x=t(np.ascontiguousarray(tx[val_idx])),
-        val_y=t(ty[val_idx]),
-        test_x=t(np.ascontiguousarray(sx)),
-        test_y=t(sy),
+        train_x=tx[train_idx].contiguous(),
+        train_y=ty[train_idx].contiguous(),
+        val_x=tx[val_idx].contiguous(),
+        val_y=ty[val_idx].contiguous(),
+        test_x=sx.contiguous(),
+        test_y=sy.contiguous(),
         mean=tuple(mean),
         std=tuple(std),
+        num_classes=len(classes),
+        classes=tuple(classes),
     )
+
+
+def describe_data(splits: Splits) -> dict:
+    """What a model factory needs to know of ``splits``, plus the split sizes.
+
+    Keys: ``in_channels`` (1 or 3), ``image_size`` (the height H; images may be
+    non-square, so ``image_height`` and ``image_width`` are given too), ``num_classes``,
+    ``classes`` (tuple of names, possibly empty), ``num_train``, ``num_val``, ``num_test``.
+    """
+    return {
+        "in_channels": splits.in_channels,
+        "image_size": splits.image_height,
+        "image_height": splits.image_height,
+        "image_width": splits.image_width,
+        "num_classes": splits.num_classes,
+        "classes": tuple(splits.classes),
+        "num_train": int(len(splits.train_x)),
+        "num_val": int(len(splits.val_x)),
+        "num_test": int(len(splits.test_x)),
+    }
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, kind: str = "standard") -> torch.Tensor:
+    """Augment a uint8 (B, C, H, W) batch; ``kind`` is one of :data:`AUGMENTATIONS`.
+
+    ``"none"`` returns ``x`` itself. ``"standard"`` is the CIFAR recipe: pad 4 zero pixels
+    on every side, crop a random H x W window, and flip it horizontally with probability
+    1/2. Offsets and flips are drawn on the CPU from ``generator`` (the global RNG when
+    None): B row offsets, then B column offsets, then B flips, so one generator state
+    gives one result. One gather for the whole batch, no loop per image; the result is
+    a new tensor on ``x``'s device, same dtype.
+    """
+    if kind not in AUGMENTATIONS:
+        raise ConfigError(f"The 'augment' parameter must be one of {', '.join(AUGMENTATIONS)}; got {kind!r}.",
+                          param="augment")
+    if kind == "none" or x.numel() == 0:
+        return x
+    if x.dim() != 4:
+        raise ConfigError(f"augment_batch needs a (B, C, H, W) batch; got shape {tuple(x.shape)}.")
+    pad = 4
+    b, _, h, w = x.shape
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    flip = torch.randint(0, 2, (b,), generator=generator).bool()
+    dev = x.device
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (B, H+8, W+8, C)
+    rows = dy[:, None] + torch.arange(h)[None, :]  # (B, H)
+    j = torch.arange(w)[None, :]
+    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - j, j)  # (B, W)
+    out = padded[torch.arange(b, device=dev)[:, None, None], rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 class Normalizer:
