@@ -81,7 +81,7 @@ def _from_pil(img: Any, source: str) -> np.ndarray:
             if img.mode == "F" and a.max(initial=0) <= 1.0:
                 top = 1.0
             return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)[None]
-        return np.asarray(img.convert("L"), dtype=np.uint8)[None]
+        return np.array(img.convert("L"), dtype=np.uint8)[None]
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
 
 
@@ -116,7 +116,7 @@ def _resize(a: np.ndarray, size: int) -> np.ndarray:
         return a
     from torchvision.transforms.v2 import functional as F
 
-    return F.resize(torch.from_numpy(a), [size, size], antialias=True).numpy()
+    return F.resize(torch.from_numpy(np.ascontiguousarray(a)), [size, size], antialias=True).numpy()
 
 
 def _stack(images: Sequence[_Image], channels: int, image_size: int | None, param: str) -> torch.Tensor:
