@@ -217,7 +217,7 @@ def load_splits(
     name: str,
     *,
     root: str | Path | None = None,
-    val_size: int | float = 10_000,
+    val_size: int | float | None = 10_000,
     seed: int = 0,
     train_limit: int | None = None,
     image_shape: tuple[int, int, int] = (1, 28, 28),
@@ -245,7 +245,8 @@ def load_splits(
     ``num_classes`` come from the data.
 
     ``val_size`` images (an int), or that fraction of the training images (a float in
-    (0, 1)), are held out with a permutation drawn from ``seed``; ``train_limit`` keeps
+    (0, 1)), are held out with a permutation drawn from ``seed``; None means 10,000 for
+    fmnist and cifar10 and 10% of the training images otherwise; ``train_limit`` keeps
     only the first N of the remaining train images (for quick runs). The test split is
     returned whole. Nothing is written anywhere, so a caller can load the data before
     it creates a run directory.
@@ -284,6 +285,8 @@ def load_splits(
 
             _check_image_size(image_size)
             tx, sx = _resize_batch(tx, image_size), _resize_batch(sx, image_size)
+    if val_size is None:
+        val_size = 10_000 if name in ("fmnist", "cifar10") else 0.1
     n_val = _val_count(val_size, len(tx), name)
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(tx)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
@@ -332,9 +335,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, kin
 
     ``"none"`` returns ``x`` itself. ``"standard"`` is the CIFAR recipe: pad 4 zero pixels
     on every side, crop a random H x W window, and flip it horizontally with probability
-    1/2. Offsets and flips are drawn on the CPU from ``generator`` (the global RNG when
-    None): B row offsets, then B column offsets, then B flips, so one generator state
-    gives one result. One gather for the whole batch, no loop per image; the result is
+    1/2. Offsets and flips are drawn from ``generator`` on its own device (the global CPU
+    RNG when None): B row offsets, then B column offsets, then B flips, so one generator
+    state gives one result. One gather for the whole batch, no loop per image; the result is
     a new tensor on ``x``'s device, same dtype.
     """
     if kind not in AUGMENTATIONS:
@@ -346,15 +349,16 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, kin
         raise ConfigError(f"augment_batch needs a (B, C, H, W) batch; got shape {tuple(x.shape)}.")
     pad = 4
     b, _, h, w = x.shape
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    flip = torch.randint(0, 2, (b,), generator=generator).bool()
+    draw = {"generator": generator, "device": generator.device if generator is not None else "cpu"}
     dev = x.device
+    dy = torch.randint(0, 2 * pad + 1, (b,), **draw).to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (b,), **draw).to(dev)
+    flip = torch.randint(0, 2, (b,), **draw).bool().to(dev)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (B, H+8, W+8, C)
-    rows = dy[:, None] + torch.arange(h)[None, :]  # (B, H)
-    j = torch.arange(w)[None, :]
+    rows = dy[:, None] + torch.arange(h, device=dev)[None, :]  # (B, H)
+    j = torch.arange(w, device=dev)[None, :]
     cols = dx[:, None] + torch.where(flip[:, None], w - 1 - j, j)  # (B, W)
-    out = padded[torch.arange(b, device=dev)[:, None, None], rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]]
+    out = padded[torch.arange(b, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
 
 

@@ -154,6 +154,10 @@ def _check_image_size(image_size: int | None) -> None:
 def _assemble(train: list[_Image], train_y: Sequence[int], test: list[_Image], test_y: Sequence[int],
               classes: tuple[str, ...], image_size: int | None, param: str) -> RawData:
     _check_image_size(image_size)
+    if not train or not test:
+        which = "training" if not train else "test"
+        raise _err(f"The '{param}' parameter gives data with no {which} images; it needs both training and test "
+                   "images (an image folder holds out 20% of each class with two or more images).", param)
     _check_sizes(train + test, image_size, param)
     channels = 1 if all(im.array.shape[0] == 1 for im in train + test) else 3
     return RawData(
@@ -319,6 +323,9 @@ def _tv_split(cls: type, root: Path, train: bool, name: str, param: str):
             f"downloaded: fetch it yourself (e.g. torchvision.datasets.{cls.__name__}({str(root)!r}, "
             "download=True)) or set the 'data_root' parameter to the folder that holds it."
         ) from None
+    except ImportError as exc:
+        raise _err(f"The '{param}' parameter names {name!r}, whose torchvision reader needs a module that is not "
+                   f"installed ({exc}); install it.", param) from None
     except (TypeError, ValueError) as exc:
         raise _err(f"The '{param}' parameter names {name!r}, which torchvision could not open with "
                    f"{kwargs} ({type(exc).__name__}: {exc}); use a data function (PATH.py:FUNC) instead.", param) from None
@@ -452,8 +459,6 @@ def _items(ds: Any, split: str, spec: str, param: str) -> tuple[list[_Image], li
 def _from_datasets(train: Any, test: Any, spec: str, image_size: int | None, param: str) -> RawData:
     tx, ty = _items(train, "train", spec, param)
     sx, sy = _items(test, "test", spec, param)
-    if not tx:
-        raise _err(f"The '{param}' parameter gives an empty training set ({spec}); it needs images.", param)
     classes = _class_names(getattr(train, "classes", None), np.asarray(ty), np.asarray(sy))
     return _assemble(tx, ty, sx, sy, classes, image_size, param)
 

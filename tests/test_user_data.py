@@ -106,6 +106,7 @@ def test_fractional_val_size(tmp_path):
     s = load_splits(_spec(folder), val_size=0.25)
     assert len(s.val_x) == 9 and len(s.train_x) == 27
     assert len(load_splits("synthetic", val_size=0.1).val_x) == 100  # 1000 training images
+    assert len(load_splits(_spec(folder), val_size=None).val_x) == 4  # None: 10% for a user's data
     with pytest.raises(ConfigError, match=r"between 1 and 35 for imagefolder:.* \(36 training images\); got 100"
                                           r".*fraction such as 0\.1"):
         load_splits(_spec(folder), val_size=100)
@@ -157,6 +158,9 @@ def not_pairs():
 def big():
     return [(torch.zeros(1, 4, 4), 0), (torch.zeros(1, 5, 5), 0)], [(torch.zeros(1, 4, 4), 0)]
 
+def notest():
+    return [(torch.zeros(1, 4, 4), 0)] * 3, []
+
 NOT_A_FUNCTION = 3
 '''
 
@@ -184,6 +188,7 @@ def test_function_dataset(data_file):
     ("normalised", r"train item 0 of .*mydata\.py:normalised as floats in \[-0\.4, -0\.4\]; float images must be in"),
     ("not_pairs", r"train item 0 of .*mydata\.py:not_pairs as Tensor; each item must be an \(image, label\) pair"),
     ("big", r"train item 0 of .* is 4x4 .*train item 1 of .* is 5x5.*'image_size' parameter"),
+    ("notest", r"gives data with no test images"),
     ("NOT_A_FUNCTION", r"which is a int, not a function"),
     ("missing", r"'missing' in .*mydata\.py', which has no such attribute"),
 ])
