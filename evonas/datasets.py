@@ -328,11 +328,12 @@ def _tv_split(cls: type, root: Path, train: bool, name: str, param: str):
                    f"installed ({exc}); install it.", param) from None
     except (TypeError, ValueError) as exc:
         raise _err(f"The '{param}' parameter names {name!r}, which torchvision could not open with "
-                   f"{kwargs} ({type(exc).__name__}: {exc}); use a data function (PATH.py:FUNC) instead.", param) from None
+                   f"{kwargs} ({type(exc).__name__}: {exc}); use a data function (PATH.py:FUNC) instead.",
+                   param) from None
 
 
 def _fast_arrays(ds: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """(uint8 (N, C, H, W), int64 labels) straight from ``ds.data`` and ``ds.targets``/``ds.labels``, if that is safe."""
+    """(uint8 (N, C, H, W), int64 labels) from ``ds.data`` and ``ds.targets``/``ds.labels``, or None if unsafe."""
     if getattr(ds, "transform", None) is not None or getattr(ds, "transforms", None) is not None:
         return None
     data = getattr(ds, "data", None)

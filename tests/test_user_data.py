@@ -219,7 +219,8 @@ def test_torchvision_dataset_on_disk(tmp_path):
     assert s.train_x.shape == (30, 1, 28, 28) and s.test_x.shape == (10, 1, 28, 28)
     assert s.num_classes == 10 and s.classes[0] == "T-shirt/top"
     assert s.test_y.tolist() == list(range(10))
-    assert load_splits("torchvision:FashionMNIST", root=tmp_path, val_size=10, image_size=14).test_x.shape[2:] == (14, 14)
+    small = load_splits("torchvision:FashionMNIST", root=tmp_path, val_size=10, image_size=14)
+    assert small.test_x.shape[2:] == (14, 14)
 
 
 def test_torchvision_missing_data_is_not_downloaded(tmp_path):
