@@ -6,3 +6,18 @@ best sub-networks as plain PyTorch modules.
 """
 
 __version__ = "0.1.0"
+
+from evonas import spaces as _spaces  # noqa: E402  (lets get_space open PATH.py:FACTORY references)
+
+_spaces.install()
+
+__all__ = ["__version__", "evaluate", "export", "fit_predictor", "open_run", "predict", "search", "train"]
+
+
+def __getattr__(name: str):
+    """``evonas.train``, ``evonas.search``, ...: the workflow functions of :mod:`evonas.api`, imported on first use."""
+    if name in __all__ and name != "__version__":
+        from evonas import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'evonas' has no attribute {name!r}")

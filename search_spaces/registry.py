@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .base import SPACES as _SPACES
 from .base import Space
 from .errors import SpaceError, UnknownNameError
 
 DEFAULT_SPACE = "macro-fmnist"
+
+# Functions asked, in order, for a name that is not registered (evonas adds one that
+# builds a space from a user's model reference); each returns a Space or None.
+_RESOLVERS: list[Callable[[str], "Space | None"]] = []
+
+
+def add_resolver(resolver: Callable[[str], "Space | None"]) -> None:
+    """Ask ``resolver`` for names that are not registered (once per function)."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
+
+
+def unregister_space(name: str) -> None:
+    """Forget the space registered as ``name`` (tests, and user spaces rebuilt from a changed file)."""
+    _SPACES.pop(name, None)
 
 
 def register_space(space: Space) -> Space:
@@ -18,13 +35,18 @@ def register_space(space: Space) -> Space:
 
 
 def get_space(name: str) -> Space:
-    """The space registered as ``name``; an unknown name lists the valid ones."""
-    try:
-        return _SPACES[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown search space {name!r}; choose one of: {', '.join(sorted(_SPACES))}"
-        ) from None
+    """The space registered as ``name`` (or built by a resolver); an unknown name lists the valid ones."""
+    space = _SPACES.get(name)
+    if space is not None:
+        return space
+    for resolver in _RESOLVERS:
+        space = resolver(name)
+        if space is not None:
+            return space
+    raise UnknownNameError(
+        f"unknown search space {name!r}; choose one of: {', '.join(sorted(_SPACES))}, or your own model as "
+        "PATH.py:FACTORY or package.module:FACTORY"
+    )
 
 
 def list_spaces() -> list[str]:

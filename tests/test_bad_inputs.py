@@ -40,7 +40,7 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("batch-size-0", ["--run", "{new}", "--batch-size", "0", "--dataset", "synthetic"], "--batch-size"),
         ("val-size-negative", ["--run", "{new}", "--val-size", "-1", "--dataset", "synthetic"], "--val-size"),
         ("unknown-strategy", ["--run", "{new}", "--strategy", "nope", "--dataset", "synthetic"], "--strategy must be one of"),
-        ("unknown-space", ["--run", "{new}", "--space", "nope"], "'nope' is not one of"),
+        ("unknown-space", ["--run", "{new}", "--space", "nope"], "'nope' is not a search space"),
         ("unknown-dataset", ["--run", "{new}", "--dataset", "bogus"], "--dataset must be one of"),
         ("dataset-not-installed", ["--run", "{new}", "--space", "macro-cifar10"], "CIFAR-10 is never downloaded"),
         ("data-root-missing", ["--run", "{new}", "--dataset", "fmnist", "--data-root", "{missing}"], "Fashion-MNIST is not in"),
@@ -70,7 +70,7 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("archs-file-missing", ["--archs", "{missing}"], "does not exist"),
         ("archs-file-binary", ["--archs", "{bin}"], "not a text file"),
         ("archs-file-gzip", ["--archs", "{gz}"], "not a text file"),
-        ("unknown-space", ["--space", "nope", "--arch", "0"], "'nope' is not one of"),
+        ("unknown-space", ["--space", "nope", "--arch", "0"], "'nope' is not a search space"),
         ("nothing-to-profile", [], "nothing to profile"),
     ],
     "export": [

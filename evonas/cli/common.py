@@ -44,6 +44,46 @@ class SciNumber(click.ParamType):
 SCI = SciNumber()
 
 
+class SpaceName(click.ParamType):
+    """A preset's name, an installed space (entry point) or your model's factory as PATH.py:FACTORY."""
+
+    name = "space"
+
+    def convert(self, value: Any, param, ctx) -> str:
+        from search_spaces import list_spaces
+
+        from evonas.refs import is_reference
+        from evonas.spaces import entry_point_spaces
+
+        if value in list_spaces() or is_reference(value) or value in entry_point_spaces():
+            return value
+        self.fail(f"{value!r} is not a search space; choose one of {', '.join(list_spaces() + sorted(entry_point_spaces()))}, "
+                  "or give your model's factory as PATH.py:FACTORY or package.module:FACTORY", param, ctx)
+
+
+SPACE = SpaceName()
+
+
+class Number(click.ParamType):
+    """An integer, or a share written as a float in (0, 1) (``--val-size 5000`` or ``--val-size 0.1``)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param, ctx) -> int | float:
+        if isinstance(value, (int, float)):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a number (write e.g. 5000, or 0.1 for a share)", param, ctx)
+
+
+NUMBER = Number()
+
+
 def json_safe(data: Any) -> Any:
     """Replace NaN and infinities (not valid JSON) by None, recursively."""
     if isinstance(data, float) and not math.isfinite(data):

@@ -41,11 +41,19 @@ def cli() -> None:
 
 @cli.command("spaces")
 def spaces_cmd() -> None:
-    """List the registered search spaces and their sizes."""
+    """List the preset search spaces and their sizes, and the spaces installed packages register.
+
+    Your own model is a space too: give its factory as --space PATH.py:FACTORY.
+    """
     from search_spaces import get_space, list_spaces
 
+    from evonas.spaces import SPACES_BUILTIN, entry_point_spaces
+
     for name in list_spaces():
-        click.echo(get_space(name).describe())
+        if name in SPACES_BUILTIN:
+            click.echo(get_space(name).describe())
+    for name, ref in sorted(entry_point_spaces().items()):
+        click.echo(f"{name}: installed, {ref} (package entry point evonas.spaces)")
 
 
 for _module in (train, search, gap, latency, bench):

@@ -9,7 +9,7 @@ import click
 
 from search_spaces import list_spaces
 
-from evonas.cli.common import SCI
+from evonas.cli.common import SCI, SPACE
 from evonas.jobs.search import SEARCHER_OPTIONS, SearchOptions, search as run_search_job, searcher_names
 
 
@@ -46,7 +46,7 @@ def _summary(out: dict[str, Any]) -> None:
 @click.command("search")
 @click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
               help="Run directory: its supernet scores, its evaluation store keeps every score (optional with --table).")
-@click.option("--space", default=None, type=click.Choice(list_spaces()), help="Search space (default: the run's).")
+@click.option("--space", default=None, type=SPACE, help="Search space (default: the run's).")
 @click.option("--algo", default="evolution", show_default=True, type=click.Choice(searcher_names()), help="Searcher.")
 @click.option("--budget", default=100, show_default=True, type=int, help="Distinct architectures to score.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the searcher (same seed, same search).")

@@ -6,7 +6,7 @@ import click
 
 from search_spaces import DEFAULT_SPACE, list_spaces
 
-from evonas.cli.common import SCI, echo_json_lines, echo_table
+from evonas.cli.common import NUMBER, SCI, SPACE, echo_json_lines, echo_table
 from evonas.jobs.evaluate import FINETUNE_LR, EvalOptions, evaluate, scoring_defaults_text
 from evonas.jobs.export import RANKERS, ExportOptions, export
 from evonas.jobs.profile import ProfileOptions, profile
@@ -24,16 +24,26 @@ RESULT_COLUMNS = [
 @click.command("train-supernet")
 @click.option("--run", "--run-dir", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory to create (or resume); under torchrun write --run-dir (torchrun takes --run for its --run-path).")
-@click.option("--space", default=DEFAULT_SPACE, show_default=True, type=click.Choice(list_spaces()), help="Search space.")
+@click.option("--space", default=DEFAULT_SPACE, show_default=True, type=SPACE,
+              help=f"Search space: a preset ({', '.join(list_spaces())}) or your model's factory, PATH.py:FACTORY or "
+                   "package.module:FACTORY (a function returning a model with evonas.nn.Choice points).")
 @click.option("--epochs", default=None, type=int, help="Passes over the train split [default: 18 on macro-fmnist, where longer training ranked best; 12 on mobilenet-fmnist; 10 elsewhere].")
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--lr", default=0.1, show_default=True, type=float, help="Peak learning rate (SGD, Nesterov).")
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--schedule", default="cosine", show_default=True, type=click.Choice(SCHEDULES))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the split, data order, paths and init.")
-@click.option("--dataset", default="", help="fmnist, cifar10 or synthetic (random images, for smoke tests); default: the space's own.")
+@click.option("--data", "--dataset", "dataset", default="",
+              help="fmnist, cifar10, synthetic (random images, for smoke tests), imagefolder:DIR (one folder per class; "
+                   "DIR/train and DIR/test when both exist), torchvision:NAME (a torchvision dataset under --data-root, "
+                   "never downloaded) or PATH.py:FUNCTION (returns train and test datasets); default: the preset's own.")
 @click.option("--data-root", default=None, help="Dataset folder (default: Debian's Fashion-MNIST; CIFAR-10 needs one).")
-@click.option("--val-size", default=10_000, show_default=True, type=int, help="Training images held out for validation.")
+@click.option("--image-size", default=None, type=click.IntRange(min=1), help="Resize every image to this square side.")
+@click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "standard"]),
+              help="standard: random crop with 4-pixel padding and horizontal flip (the CIFAR recipe; not for data where "
+                   "flips are wrong). Stand-alone anchors train with the same recipe.")
+@click.option("--val-size", default=10_000, show_default=True, type=NUMBER,
+              help="Training images held out for validation, or a share such as 0.1 [default for your own data: 0.1].")
 @click.option("--train-limit", default=None, type=int, help="Use only this many training images (quick runs).")
 @click.option("--label-smoothing", default=0.0, show_default=True, type=float, help="Cross-entropy label smoothing.")
 @click.option("--strategy", default="uniform", show_default=True,
@@ -78,6 +88,7 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
       evonas train-supernet --run runs/demo --resume
       evonas train-supernet --run runs/ddp --nproc-per-node 2 --epochs 10
       evonas train-supernet --space macro-cifar10 --data-root ~/data/cifar10 --run runs/c10
+      evonas train-supernet --space my_model.py:build --data imagefolder:~/images --run runs/mine
     """
     given = {k: v for k, v in opts.items() if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
     result = train(run_dir, TrainOptions(settings=given, resume=resume, quiet=quiet, threads=threads,
@@ -130,12 +141,14 @@ def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recal
 
 
 @click.command("profile")
-@click.option("--space", default=DEFAULT_SPACE, show_default=True, type=click.Choice(list_spaces()))
+@click.option("--space", default=None, type=SPACE, help=f"Search space [default: the run's, else {DEFAULT_SPACE}].")
+@click.option("--run", "run_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Profile the space of this run (your model as it was trained).")
 @click.option("--arch", "arch_opts", multiple=True, help="Architecture string (repeatable).")
 @click.option("--archs", "archs_file", default=None, help="File with one architecture string per line.")
 @click.option("--check", is_flag=True, help="Also build each network and count with torch.utils.flop_counter.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -> None:
+def profile_cmd(space: str | None, run_dir: str | None, arch_opts, archs_file, check: bool, as_json: bool) -> None:
     """FLOPs (multiply-accumulates) and parameters, counted from the description.
 
     No training and no forward pass: the count comes from the space's cost model.
@@ -145,8 +158,9 @@ def profile_cmd(space: str, arch_opts, archs_file, check: bool, as_json: bool) -
     Examples:
       evonas profile --space macro-cifar10 --arch 02012100
       evonas profile --space macro-cifar10 --archs archs.txt --json
+      evonas profile --run runs/mine --arch block1=conv5,block2=skip --check
     """
-    result = profile(ProfileOptions(space=space, archs=arch_opts, archs_file=archs_file, check=check))
+    result = profile(ProfileOptions(space=space, run_dir=run_dir, archs=arch_opts, archs_file=archs_file, check=check))
     if as_json:
         echo_json_lines(result.rows)
         return

@@ -80,8 +80,10 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
     module = ev.model.extract(arch).eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    net = space.net
-    example = torch.zeros(2, net.in_channels, net.image_size, net.image_size)
+    from evonas.supernet import input_shape
+
+    shape = input_shape(space)
+    example = torch.zeros(2, *shape)
     save_module(module, example, out_dir)
     extra: dict = {}
     if "onnx" in formats:
@@ -98,7 +100,7 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
         "space": space.name,
         "flops": cost.flops,
         "params": cost.params,
-        "input_shape": [net.in_channels, net.image_size, net.image_size],
+        "input_shape": list(shape),
         "mean": list(ev.splits.mean),
         "std": list(ev.splits.std),
         "load": f"torch.export.load('{PROGRAM}').module()(x) with x normalised by mean/std (0..1 pixel scale)",

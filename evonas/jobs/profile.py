@@ -16,13 +16,20 @@ from evonas.jobs.archs import read_archs
 class ProfileOptions:
     """Which architectures to count, in which space."""
 
-    space: str = DEFAULT_SPACE  # registered search space
+    space: str | None = None  # a preset or your model's factory (PATH.py:FACTORY); None: the run's, else the default
+    run_dir: str | Path | None = None  # profile the space of this run (your model as trained, with the data's shape)
     archs: tuple[str, ...] = ()  # architecture strings
     archs_file: str | Path | None = None  # file with one architecture string per line
     check: bool = False  # also build each network and count it with torch.utils.flop_counter
 
     def __post_init__(self) -> None:
-        get_space(self.space)  # an unknown name lists the valid ones
+        if self.space is not None and self.run_dir is not None:
+            raise ConfigError("The 'space' parameter and the 'run_dir' parameter are exclusive: a run knows its space; "
+                              "drop one.", param="space")
+        if self.run_dir is None and self.space is None:
+            object.__setattr__(self, "space", DEFAULT_SPACE)
+        if self.space is not None:
+            get_space(self.space)  # an unknown name lists the valid ones
         object.__setattr__(self, "archs", tuple(self.archs))
 
 
@@ -38,7 +45,12 @@ def profile(options: ProfileOptions) -> ProfileResult:
     """Count FLOPs and parameters of ``options.archs`` (no training, no data)."""
     from evonas.evaluation.profile import count_module, describe_cost
 
-    sp = get_space(options.space)
+    if options.run_dir is not None:
+        from evonas.run.run import Run
+
+        sp = Run.open(options.run_dir).space
+    else:
+        sp = get_space(options.space)
     archs = read_archs(sp, options.archs, options.archs_file)
     if not archs:
         raise ConfigError("nothing to profile: give --arch STRING or --archs FILE")
@@ -46,10 +58,9 @@ def profile(options: ProfileOptions) -> ProfileResult:
     for arch in archs:
         row = describe_cost(sp, arch)
         if options.check:
-            from evonas.supernet.chain import build_standalone
+            from evonas.supernet import build_standalone, input_shape
 
-            net = sp.net
-            measured = count_module(build_standalone(sp, arch), (net.in_channels, net.image_size, net.image_size))
+            measured = count_module(build_standalone(sp, arch), input_shape(sp))
             row.update(measured_flops=measured["flops"], measured_params=measured["params"])
         rows.append(row)
     return ProfileResult(rows=rows, checked=options.check)

@@ -23,6 +23,7 @@ from evonas.jobs.threads import check_threads, use_threads
 from evonas.jobs.train import remove_if_empty
 from evonas.progress import progress_enabled
 from evonas.run.run import Run, RunLayout
+from evonas.spaces import canonical_name, is_user_space
 
 # searcher options: passed only when given; a searcher without that config field rejects it
 SEARCHER_OPTIONS = ("population", "parents", "mutation_prob", "crossover_fraction", "crossover_prob", "tournament",
@@ -82,8 +83,8 @@ class SearchOptions:
         if not isinstance(self.budget, int) or self.budget < 1:
             raise ConfigError(f"The 'budget' parameter must be an integer >= 1 (distinct architectures to score); "
                               f"got {self.budget!r}", param="budget")
-        if self.space is not None:
-            get_space(self.space)
+        if self.space is not None and not is_user_space(self.space):
+            get_space(self.space)  # a user's model is built from its run
         build_config(get_searcher(self.algo), opts)  # unknown searcher, or an option it lacks or a bad value
         if self.scorer is not None and self.scorer not in list_scorers():
             raise ConfigError(f"The 'scorer' parameter must be one of {', '.join(list_scorers())}; got {self.scorer!r}",
@@ -146,7 +147,7 @@ def resolve_space_and_scorer(layout: RunLayout | None, options: SearchOptions) -
         if run is None:
             Run.open(layout)  # raises RunDirError with the fix
     run_space = run.config.space if run else None
-    if options.space and run_space and options.space != run_space:
+    if options.space and run_space and canonical_name(options.space) != run_space:
         raise ConfigError(f"--space {options.space} differs from the space of run {layout.path} ({run_space}); drop --space")
     space = options.space or run_space
     if not space:

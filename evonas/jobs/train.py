@@ -20,7 +20,8 @@ from evonas.errors import ConfigError, EvonasError, RunDirError
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.config import SCHEDULES, TrainConfig
-from evonas.run.run import Run, RunLayout, load_run_splits
+from evonas.run.run import Run, RunLayout, load_config_splits, load_run_splits
+from evonas.spaces import canonical_name, is_user_space
 
 __all__ = ["SCHEDULES", "TrainOptions", "TrainResult", "train"]
 
@@ -64,23 +65,59 @@ class TrainResult:
     main_process: bool = True  # False in the other ranks of a torchrun launch (they print nothing)
 
 
+# The validation share of a user's data when none is given (presets keep their 10,000 images).
+USER_VAL_SHARE = 0.1
+
+
 def resolve_config(layout: RunLayout, options: TrainOptions) -> TrainConfig:
     """The config to train with: the saved one when resuming, else one built from the settings."""
+    return config_and_data(layout, options)[0]
+
+
+def config_and_data(layout: RunLayout, options: TrainOptions) -> tuple[TrainConfig, Any]:
+    """The config to train with (the saved one when resuming, else one built from the settings) and, when
+    reading them was needed to build it, the data splits (None otherwise).
+
+    A user's model is called with the data's ``in_channels``, ``num_classes`` and
+    ``image_size``, so its config needs the data first; a preset's does not.
+    """
     if options.resume and layout.has_config():
         cfg = Run.open(layout).config
-        clash = {k: (getattr(cfg, k), v) for k, v in options.settings.items() if getattr(cfg, k) != v}
+        clash = {k: (getattr(cfg, k), v) for k, v in options.settings.items()
+                 if getattr(cfg, k) != (canonical_name(v) if k == "space" else v)}
         if clash:
             raise ConfigError(
                 f"--resume continues the run with its saved config; these options differ (saved, given): {clash}. "
                 "Drop them, or start a new --run directory."
             )
-        return cfg
+        return cfg, None
     from search_spaces import DEFAULT_SPACE
 
     from evonas.run.config import default_epochs
 
-    space = options.settings.get("space", DEFAULT_SPACE)
-    return TrainConfig(**{"epochs": default_epochs(space), **options.settings})
+    settings = dict(options.settings)
+    space = settings.get("space", DEFAULT_SPACE)
+    splits = None
+    if is_user_space(space) and "space_kwargs" not in settings:
+        if not settings.get("dataset"):
+            raise ConfigError("The 'dataset' parameter is required with your own model: imagefolder:DIR, "
+                              "torchvision:NAME (with data_root) or PATH.py:FUNCTION.", param="dataset")
+        settings.setdefault("val_size", USER_VAL_SHARE)
+        splits = load_config_splits(space, settings["dataset"], data_root=settings.get("data_root"),
+                                    val_size=settings["val_size"], seed=settings.get("seed", 0),
+                                    train_limit=settings.get("train_limit"), image_size=settings.get("image_size"))
+        settings["space_kwargs"] = space_kwargs(splits)
+    return TrainConfig(**{"epochs": default_epochs(space), **settings}), splits
+
+
+def space_kwargs(splits) -> dict[str, Any]:
+    """What a user's factory is called with: the data's channels, classes and image size."""
+    from evonas.data import describe_data
+
+    info = describe_data(splits)
+    height, width = info["image_size"] if isinstance(info["image_size"], (tuple, list)) else (info["image_size"],) * 2
+    return {"in_channels": info["in_channels"], "num_classes": info["num_classes"],
+            "image_size": height if height == width else [height, width]}
 
 
 def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:
@@ -124,8 +161,9 @@ def _prepare(layout: RunLayout, options: TrainOptions) -> tuple[TrainConfig, Any
     if options.resume and not (layout.checkpoint.is_file() or layout.weights.is_file()):
         raise RunDirError(f"there is nothing to resume in {layout.path} (no {layout.checkpoint.name}); "
                           "drop --resume to start a new training there")
-    cfg = resolve_config(layout, options)
-    splits = load_run_splits(cfg)  # the dataset options too, before the run directory is created
+    cfg, splits = config_and_data(layout, options)
+    if splits is None:
+        splits = load_run_splits(cfg)  # the dataset options too, before the run directory is created
     return cfg, splits, options.resume and layout.checkpoint.is_file()
 
 

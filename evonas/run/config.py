@@ -89,10 +89,13 @@ def default_epochs(space: str) -> int:
 class TrainConfig:
     """Everything that decides a supernet's (or a stand-alone network's) weights."""
 
-    space: str = "macro-fmnist"  # registered search space (see `evonas spaces`)
-    dataset: str = ""  # dataset name; empty means the space's default dataset
+    space: str = "macro-fmnist"  # a preset (see `evonas spaces`) or your model's factory, PATH.py:FACTORY
+    space_kwargs: dict | None = None  # your model only: in_channels, num_classes, image_size its factory got (the data's)
+    dataset: str = ""  # fmnist, cifar10, synthetic, imagefolder:DIR, torchvision:NAME or PATH.py:FUNCTION; empty: the preset's
     data_root: str | None = None  # where the dataset lives; None = the packaged location
-    val_size: int = 10_000  # training images held out for validation (seeded split)
+    image_size: int | None = None  # resize every image to this square side (None: keep the data's size)
+    augment: str = "none"  # none, or standard (random crop with 4-pixel padding and horizontal flip)
+    val_size: int | float = 10_000  # training images held out for validation (seeded split); a float in (0, 1): a share
     train_limit: int | None = None  # keep only this many train images (quick runs)
     epochs: int = 10  # passes over the train split (the CLI and jobs use default_epochs(space) when not given)
     batch_size: int = 128  # images per SGD step
@@ -110,10 +113,27 @@ class TrainConfig:
     few_shot_layer: int | None = None  # few-shot: layer to split on; None = the default rule (see strategies)
 
     def __post_init__(self) -> None:
-        space = get_space(self.space)  # raises with the list of valid names
+        from evonas.data import AUGMENTATIONS
+        from evonas.spaces import canonical_name, is_user_space, resolve_space
+
+        object.__setattr__(self, "dataset", absolute_data(self.dataset))
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", str(Path(self.data_root).expanduser().resolve()))
+        if is_user_space(self.space):  # a file path is stored absolute: the run reopens from any folder
+            object.__setattr__(self, "space", canonical_name(self.space))
+            space = resolve_space(self.space, self.space_kwargs)
+            if not self.dataset:
+                raise ConfigError("The 'dataset' parameter is required with your own model: imagefolder:DIR, "
+                                  "torchvision:NAME (with data_root) or PATH.py:FUNCTION.", param="dataset")
+        else:
+            space = get_space(self.space)  # raises with the list of valid names
         if not self.dataset:
             object.__setattr__(self, "dataset", getattr(getattr(space, "net", None), "dataset", ""))
+        size_ok = self.image_size is None or (isinstance(self.image_size, int) and not isinstance(self.image_size, bool)
+                                              and self.image_size >= 1)
         checks = [
+            ("augment", self.augment in AUGMENTATIONS, f"one of {', '.join(AUGMENTATIONS)}"),
+            ("image_size", size_ok, "None or an integer >= 1"),
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("lr", self.lr > 0, "a float > 0"),
@@ -164,6 +184,17 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def absolute_data(spec: str) -> str:
+    """A data spec with its folder or file made absolute (``imagefolder:DIR``, ``PATH.py:FUNCTION``)."""
+    from evonas.refs import absolute_reference, is_reference
+
+    if isinstance(spec, str) and spec.startswith("imagefolder:"):
+        return "imagefolder:" + str(Path(spec[len("imagefolder:"):]).expanduser().resolve())
+    if isinstance(spec, str) and not spec.startswith("torchvision:") and is_reference(spec):
+        return absolute_reference(spec)
+    return spec
 
 
 def with_legacy_values(data: dict[str, Any]) -> dict[str, Any]:

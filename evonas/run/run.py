@@ -3,6 +3,7 @@
 :class:`RunLayout` names every path of a run directory, and nothing else builds them::
 
     RUN/config.json            resolved training config + package versions
+    RUN/space.json             your model's space: choices, options, shapes, costs (checked when the run reopens)
     RUN/train_log.jsonl        one line per supernet epoch
     RUN/checkpoints/last.pt    resumable checkpoint (written atomically every epoch)
     RUN/supernet.pt            final supernet weights
@@ -29,23 +30,26 @@ from evonas.run.checkpoint import load_checkpoint
 from evonas.run.config import TrainConfig
 from evonas.data import Splits, load_splits
 from evonas.errors import RunDirError
+from evonas.spaces import check_stored, is_user_space
 
 if TYPE_CHECKING:
     from evonas.run.store import Store
 
 
 def load_run_splits(cfg: TrainConfig) -> Splits:
-    space = get_space(cfg.space)
-    net = getattr(space, "net", None)
-    shape = (net.in_channels, net.image_size, net.image_size) if net else (1, 28, 28)
-    return load_splits(
-        cfg.dataset,
-        root=cfg.data_root,
-        val_size=cfg.val_size,
-        seed=cfg.seed,
-        train_limit=cfg.train_limit,
-        image_shape=shape,
-    )
+    """The data of a run's config: its dataset, split, size and (for synthetic data) its space's image shape."""
+    return load_config_splits(cfg.space, cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, seed=cfg.seed,
+                              train_limit=cfg.train_limit, image_size=cfg.image_size)
+
+
+def load_config_splits(space: str, dataset: str, *, data_root=None, val_size=10_000, seed: int = 0,
+                       train_limit: int | None = None, image_size: int | None = None) -> Splits:
+    """The data a config names; synthetic images take a preset space's shape (or 1 x ``image_size``^2)."""
+    net = getattr(get_space(space), "net", None) if not is_user_space(space) else None
+    side = image_size or 28
+    shape = (net.in_channels, net.image_size, net.image_size) if net else (1, side, side)
+    return load_splits(dataset, root=data_root, val_size=val_size, seed=seed, train_limit=train_limit,
+                       image_shape=shape, image_size=image_size)
 
 
 class RunLayout:
@@ -73,6 +77,11 @@ class RunLayout:
     @property
     def config_file(self) -> Path:
         return self.path / "config.json"
+
+    @property
+    def space_file(self) -> Path:
+        """Your model's space as it was trained (its description), compared whenever the run is opened."""
+        return self.path / "space.json"
 
     @property
     def train_log(self) -> Path:
@@ -207,7 +216,16 @@ class Run(RunLayout):
             config = TrainConfig.from_dict(data["config"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise RunDirError(f"{cfg_file} is unreadable ({exc}); it was not written by evonas") from None
-        return cls(path, config)
+        run = cls(path, config)
+        if is_user_space(config.space):
+            stored = None
+            if layout.space_file.is_file():
+                try:
+                    stored = json.loads(layout.space_file.read_text())
+                except (OSError, json.JSONDecodeError) as exc:
+                    raise RunDirError(f"{layout.space_file} is unreadable ({exc}); it was not written by evonas") from None
+            check_stored(run.space, stored, path)
+        return run
 
     @cached_property
     def space(self) -> Space:

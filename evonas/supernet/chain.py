@@ -58,6 +58,10 @@ class ChainSupernet(nn.Module):
             x = module(x)
         return x
 
+    def keep_only(self, layer: int, code: int) -> None:
+        """Drop every option of layer ``layer`` but ``code`` (a few-shot sub-supernet's own)."""
+        self.choices[layer] = nn.ModuleDict({str(code): self.choices[layer][str(code)]})
+
     def extract(self, arch: Arch | Sequence[int]) -> "ChainSubnet":
         """A standalone module of ``arch`` with copies of the inherited weights and BN stats."""
         codes = self._codes(arch)

@@ -17,12 +17,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from search_spaces import Arch, ChainSpace
+from search_spaces import Arch, ChainSpace, Space
 
 from evonas.supernet.chain import ChainSubnet, ChainSupernet
 
 
-def default_split_layer(space: ChainSpace) -> int:
+def default_split_layer(space: Space) -> int:
     """The layer a few-shot supernet splits on when the config names none.
 
     The first searchable layer none of whose options is a weight-free identity (a
@@ -31,6 +31,12 @@ def default_split_layer(space: ChainSpace) -> int:
     when every layer has a weight-free option. On macro-* and mobilenet-fmnist this
     is layer 0 (3 and 6 sub-supernets).
     """
+    if not isinstance(space, ChainSpace):  # a user's model: options without parameters are the weight-free ones
+        fixed, per_dim = space._cost_table()
+        for i, (dim, table) in enumerate(zip(space.dims, per_dim)):
+            if len(dim.options) > 1 and all(table[c].params > 0 for c in dim.options):
+                return i
+        return next((i for i, d in enumerate(space.dims) if len(d.options) > 1), 0)
     for i, (slot, dim) in enumerate(zip(space.slots, space.dims)):
         if len(dim.options) > 1 and (slot.changes_shape or not any(space.ops[c].is_identity for c in dim.options)):
             return i
@@ -44,7 +50,7 @@ class FewShotSupernet(nn.Module):
     never be trained there), so its state dict holds no dead weights.
     """
 
-    def __init__(self, space: ChainSpace, layer: int, parts: dict[int, ChainSupernet]) -> None:
+    def __init__(self, space: Space, layer: int, parts: dict[int, nn.Module]) -> None:
         super().__init__()
         if sorted(parts) != sorted(space.dims[layer].options):
             raise ValueError(f"layer {layer} of {space.name} has options {space.dims[layer].options}; got parts {sorted(parts)}")
@@ -59,7 +65,7 @@ class FewShotSupernet(nn.Module):
         for code in one_shot.space.dims[layer].options:
             part = copy.deepcopy(one_shot)
             part.zero_grad(set_to_none=True)  # a copy starts with no pending gradients
-            part.choices[layer] = nn.ModuleDict({str(code): part.choices[layer][str(code)]})
+            part.keep_only(layer, code)
             parts[code] = part
         return cls(one_shot.space, layer, parts)
 

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from evonas.progress import progress_enabled
-from evonas.data import Normalizer, Splits, batches
+from evonas.data import Normalizer, Splits, augment_batch, batches
 from evonas.training.distributed import SINGLE, World, average_gradients, sum_over_ranks
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
@@ -76,6 +76,11 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def augment_generator(seed: int, epoch: int) -> torch.Generator:
+    """The augmentation generator of one epoch (derived like the data order, so a resumed run draws the same crops)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
+
+
 def steps_per_epoch(splits: Splits, cfg: TrainConfig) -> int:
     return max(len(splits.train_x) // cfg.batch_size, 1)
 
@@ -105,10 +110,14 @@ def train_epoch(
                unit="step", dynamic_ncols=True)
     loss_sum = 0.0
     correct = count = images = 0
+    augment = getattr(cfg, "augment", "none")
+    aug_gen = augment_generator(cfg.seed, epoch) if augment != "none" else None
     for xb, yb in batches(
         splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch), drop_last=len(splits.train_x) >= cfg.batch_size
     ):
         step_images = len(yb)
+        if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
+            xb = augment_batch(xb, aug_gen, augment)
         xb, yb = world.shard(xb, yb)
         opt.zero_grad(set_to_none=True)
         result = step_fn(norm(xb).to(device), yb.to(device))  # (b, C, H, W), (b,): this rank's shard

@@ -16,7 +16,7 @@ from search_spaces import Arch, get_space
 from evonas.data import Normalizer, Splits
 from evonas.evaluation.scoring import evaluate_module
 from evonas.run.config import TrainConfig
-from evonas.supernet.chain import build_standalone
+from evonas.supernet import build_standalone
 from evonas.training.loop import make_optimizer, steps_per_epoch, supervised_step, train_epoch
 
 

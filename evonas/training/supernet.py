@@ -122,6 +122,8 @@ def train_supernet(
                 "device": device.type}
     if world.is_main:
         write_json_atomic(layout.config_file, run_info)
+        if hasattr(space, "description"):  # a user's model: what the run was trained on, checked when it reopens
+            write_json_atomic(layout.space_file, space.description)
 
     model.train()
     epochs_done = 0
