@@ -4,7 +4,7 @@ from evonas.nn import Choice
 
 
 class Shift(nn.Module):
-    """A parameter-light op of our own: shift half the channels one pixel right, then mix."""
+    """An op of our own: shift half the channels one pixel sideways, then mix them with a 1x1 conv."""
     def __init__(self, c):
         super().__init__()
         self.mix = nn.Conv2d(c, c, 1)
@@ -19,9 +19,8 @@ def conv(c, k):
 
 
 def build(in_channels=1, num_classes=10):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        Choice({"conv3": conv(16, 3), "conv5": conv(16, 5), "shift": Shift(16)}, label="block1"),
-        nn.MaxPool2d(2),
-        Choice({"conv3": conv(16, 3), "skip": nn.Identity()}, label="block2"),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+    blocks = [Choice({"conv3": conv(16, 3), "conv5": conv(16, 5), "shift": Shift(16), "skip": nn.Identity()},
+                     label=f"block{i}") for i in range(3)]
+    pool = Choice({"avg": nn.AdaptiveAvgPool2d(1), "max": nn.AdaptiveMaxPool2d(1)}, label="pool")
+    return nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.MaxPool2d(2), *blocks, pool, nn.Flatten(), nn.Linear(16, num_classes))

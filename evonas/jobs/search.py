@@ -130,6 +130,11 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.summary)
 
+    @property
+    def best_arch(self) -> str | None:
+        """The string of the best architecture found (None when nothing was scored)."""
+        return (self.summary.get("best") or {}).get("arch")
+
     def __getitem__(self, key: str) -> Any:
         return self.summary[key]
 
