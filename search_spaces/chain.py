@@ -128,6 +128,11 @@ class ChainSpace(Space):
                 )
             )
         self.dims = tuple(dims)
+        for op in ops:
+            if not isinstance(op, OpSpec) or (op.expansion is None) != (op.kernel is None):
+                raise SpaceError(f"The 'ops' parameter of ChainSpace holds {op!r}: a chain op is an identity (no expansion, "
+                                 "no kernel) or an inverted-residual block (both expansion and kernel). For any other op, "
+                                 "write your model with evonas.nn.Choice and pass --space PATH.py:FACTORY.")
         if len(ops) > 10:
             raise SpaceError(f"The 'ops' parameter of ChainSpace must list at most 10 ops (one digit per layer); "
                              f"got {len(ops)}.")

@@ -109,7 +109,8 @@ def _space(run: Run):
     from search_spaces import ChainSpace
 
     if not isinstance(run.space, ChainSpace):
-        raise ConfigError(f"latency tables exist for chain spaces; the run's space {run.space.name!r} is scored from tables")
+        raise ConfigError(f"latency tables exist for the chain presets (macro-*, mobilenet-*); the run's space "
+                          f"{run.space.name!r} has none yet: limit FLOPs or parameters instead (--max-flops, --max-params)")
     return run.space
 
 
