@@ -83,8 +83,7 @@ def config_and_data(layout: RunLayout, options: TrainOptions) -> tuple[TrainConf
     """
     if options.resume and layout.has_config():
         cfg = Run.open(layout).config
-        clash = {k: (getattr(cfg, k), v) for k, v in options.settings.items()
-                 if getattr(cfg, k) != (canonical_name(v) if k == "space" else v)}
+        clash = {k: (getattr(cfg, k), v) for k, v in options.settings.items() if getattr(cfg, k) != _as_saved(k, v)}
         if clash:
             raise ConfigError(
                 f"--resume continues the run with its saved config; these options differ (saved, given): {clash}. "
@@ -110,12 +109,25 @@ def config_and_data(layout: RunLayout, options: TrainOptions) -> tuple[TrainConf
     return TrainConfig(**{"epochs": default_epochs(space), **settings}), splits
 
 
+def _as_saved(key: str, value: Any) -> Any:
+    """A setting as the config stores it: file and folder paths absolute (a resume repeats the relative ones)."""
+    from evonas.run.config import absolute_data
+
+    if key == "space":
+        return canonical_name(value)
+    if key == "dataset":
+        return absolute_data(value)
+    if key == "data_root" and value is not None:
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
 def space_kwargs(splits) -> dict[str, Any]:
     """What a user's factory is called with: the data's channels, classes and image size."""
     from evonas.data import describe_data
 
     info = describe_data(splits)
-    height, width = info["image_size"] if isinstance(info["image_size"], (tuple, list)) else (info["image_size"],) * 2
+    height, width = info["image_height"], info["image_width"]  # image_size is the height alone
     return {"in_channels": info["in_channels"], "num_classes": info["num_classes"],
             "image_size": height if height == width else [height, width]}
 

@@ -41,7 +41,10 @@ def collapse(model: nn.Module, space: ModelSpace, codes: Sequence[int]) -> nn.Mo
     """``model`` with every Choice replaced by the option ``codes`` names (in place; returns the model)."""
     for path, dim, code in zip(space.choice_paths, space.dims, codes):
         choice = model.get_submodule(path)
-        _replace(model, path, choice.options[dim.names[dim.options.index(code)]])
+        option = choice.options[dim.names[dim.options.index(code)]]
+        if not path:  # the model is itself the choice (the only one: choices in choices are refused)
+            return option
+        _replace(model, path, option)
     return model
 
 
@@ -57,6 +60,8 @@ class ModelSupernet(nn.Module):
 
     def _fixed_modules(self, module: nn.Module) -> list[nn.Module]:
         """The modules outside every Choice, as few as cover them (whole subtrees without a Choice)."""
+        if isinstance(module, Choice):  # the model itself is the choice: nothing is fixed
+            return []
         if not any(isinstance(m, Choice) for m in module.modules()):
             return [module]
         out: list[nn.Module] = []
