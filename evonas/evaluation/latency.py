@@ -166,15 +166,42 @@ def _check_clock(clock: Any, threads: int) -> str:
     return clock
 
 
-def _chain_space(space: Space | str) -> ChainSpace:
+def _chain_space(space: Space | str) -> Space:
+    """The space of a latency table: a chain preset or a user's model (a ModelSpace); others are refused."""
+    from evonas.supernet.model_space import ModelSpace
+
     space = get_space(space) if isinstance(space, str) else space
-    if not isinstance(space, ChainSpace):
+    if not isinstance(space, (ChainSpace, ModelSpace)):
         raise ConfigError(
-            f"The 'space' parameter must be a chain space (macro-*, mobilenet-*) for a latency table; "
-            f"got {getattr(space, 'name', space)!r}.",
+            f"The 'space' parameter must be a chain space (macro-*, mobilenet-*) or your own model for a latency "
+            f"table; got {getattr(space, 'name', space)!r}.",
             param="space",
         )
     return space
+
+
+def _pieces(space: Space) -> Iterator[tuple[int, int, nn.Module, tuple[int, ...]]]:
+    """(dimension, option code, the option's module, one image's input shape) of every option of the space.
+
+    A chain preset builds each layer's op at its slot; a user's model takes each
+    choice's options from one fresh model, at the input shape its probe recorded.
+    """
+    from evonas.supernet.chain import make_op
+
+    if isinstance(space, ChainSpace):
+        for i, (slot, dim) in enumerate(zip(space.slots, space.dims)):
+            for code in dim.options:
+                yield i, code, make_op(space, i, code, nn.BatchNorm2d), (slot.cin, slot.size_in, slot.size_in)
+        return
+    model = space.new_model()
+    for i, (path, dim, described) in enumerate(zip(space.choice_paths, space.dims, space.description["choices"])):
+        shapes = described["input_shape"]
+        if len(shapes) != 1 or not isinstance(shapes[0], (tuple, list)):
+            raise ConfigError(f"choice {dim.label!r} of {space.name!r} takes {len(shapes)} inputs; latency tables time "
+                              "choices of one tensor input", param="space")
+        options = model.get_submodule(path).options
+        for code, name in zip(dim.options, dim.names):
+            yield i, code, options[name], tuple(int(v) for v in shapes[0][1:])
 
 
 # --- the device ----------------------------------------------------------------------------------
@@ -724,8 +751,7 @@ def _stem_and_head(space: ChainSpace) -> tuple[nn.Module, nn.Module]:
 def fit_sample_size(space: ChainSpace | str) -> int:
     """The default number of networks a fitted table is fitted to: 3 per fitted entry, 60 to 300."""
     space = _chain_space(space)
-    columns = sum(1 for i, dim in enumerate(space.dims) for c in dim.options
-                  if not (space.ops[c].is_identity and not space.slots[i].changes_shape))
+    columns = sum(1 for _, _, module, _ in _pieces(space) if not _identity_vanishes(module))
     return int(min(300, max(60, 3 * columns)))
 
 
@@ -803,10 +829,11 @@ def build_latency_table(
     batch size).
     """
     from evonas.evaluation.latency_fit import AdditiveLatencyFit
-    from evonas.supernet.chain import build_standalone, make_op
+    from evonas.supernet import build_standalone, input_shape
 
     started = time.perf_counter()
     space = _chain_space(space)
+    chain = isinstance(space, ChainSpace)
     batch_size = _int_param("batch_size", batch_size, 1)
     threads = _int_param("threads", threads, 1)
     backend = _choice_param("backend", backend, BACKENDS)
@@ -822,7 +849,7 @@ def build_latency_table(
     noise_threshold = _float_param("noise_threshold", noise_threshold, 0.0, open_low=True)
     max_noisy_share = _float_param("max_noisy_share", max_noisy_share, 0.0, 1.0)
     clock = _check_clock(clock, threads)
-    all_layers = range(len(space.slots))
+    all_layers = range(len(space.dims))
     if layers is None:
         positions = list(all_layers)
     else:
@@ -830,43 +857,48 @@ def build_latency_table(
         bad = [i for i in positions if isinstance(i, bool) or not isinstance(i, int) or i not in all_layers]
         if bad or not positions:
             raise ConfigError(
-                f"The 'layers' parameter must list layer positions in [0, {len(space.slots) - 1}]; got {list(layers)!r}.",
+                f"The 'layers' parameter must list layer positions in [0, {len(space.dims) - 1}]; got {list(layers)!r}.",
                 param="layers",
             )
+    if not chain and backend == "onnxruntime":
+        raise ConfigError("The 'backend' parameter must be 'eager' for your own model's latency table (onnxruntime "
+                          "tables compose the chain presets' layers); got 'onnxruntime'.", param="backend")
+    if not chain and overhead == "components":
+        raise ConfigError("The 'overhead' parameter must be 'residual' for your own model's latency table (the "
+                          "components are the chain presets' stem and head); got 'components'.", param="overhead")
     if backend == "onnxruntime":
         from evonas.export.onnx import _import_ort
 
         _import_ort()  # fail before timing anything when onnxruntime is missing
     full = positions == list(all_layers)
-    fitting = full and method == "fitted"
+    # a fit needs enough distinct networks for its cross-validation (5 folds of 2 at least, and fresh ones to confirm)
+    fitting = full and method == "fitted" and space.num_strings >= MIN_FIT_NETWORKS
     n_fit = (fit_samples or fit_sample_size(space)) if fitting else 0
     device = describe_device(threads, batch_size, backend)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # initial weights (latency does not depend on them, but reproducible)
-    net = space.net
+    image = input_shape(space)
 
-    def batch(c: int, size: int) -> torch.Tensor:  # (B, C, H, W)
-        return torch.randn(batch_size, c, size, size, generator=generator)
+    def batch(shape: tuple[int, ...]) -> torch.Tensor:  # (B, *shape)
+        return torch.randn(batch_size, *shape, generator=generator)
 
-    jobs = [(i, code) for i in positions for code in space.dims[i].options]
+    jobs = [piece for piece in _pieces(space) if piece[0] in positions]
     raw: dict[tuple[int, int], tuple[tuple[int, ...], dict | None]] = {}
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
         runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir)
         # the cost of one call of an empty module: charged once per network
-        call = runner.time(nn.Identity(), batch(net.in_channels, net.image_size), warmup, repeats)
+        call = runner.time(nn.Identity(), batch(image), warmup, repeats)
         total = len(jobs) + (3 if full else 0) + (1 if fitting else 0)
         bar = tqdm(total=total, desc=f"latency {space.name} {backend} b{batch_size}", disable=not progress)
-        for i, code in jobs:
-            slot = space.slots[i]
-            module = make_op(space, i, code, nn.BatchNorm2d)
-            shape = (batch_size, slot.cin, slot.size_in, slot.size_in)
+        for i, code, module, piece_shape in jobs:
+            shape = (batch_size, *piece_shape)
             if _identity_vanishes(module):
                 raw[(i, code)] = (shape, None)
             else:
                 key = _piece_key(space, f"L{i}-c{code}")
-                raw[(i, code)] = (shape, runner.time(module, batch(slot.cin, slot.size_in), warmup, repeats, key))
+                raw[(i, code)] = (shape, runner.time(module, batch(piece_shape), warmup, repeats, key))
             bar.update(1)
 
         # onnxruntime: each isolated layer pays the session's per-call cost that a network pays once
@@ -884,24 +916,28 @@ def build_latency_table(
                 )
         info: dict[str, Any] = {"method": overhead if full else "none", "call_ms": call["median_ms"]}
         fit_info: dict[str, Any] | None = None
-        if full:
+        if full and chain:
             # the components estimate: stem and head alone, plus one empty call
             stem, head = _stem_and_head(space)
-            stem_t = runner.time(stem, batch(net.in_channels, net.image_size), warmup, repeats, _piece_key(space, "stem"))
+            stem_t = runner.time(stem, batch(image), warmup, repeats, _piece_key(space, "stem"))
             bar.update(1)
-            head_t = runner.time(head, batch(net.stages[-1].width, space.final_size), warmup, repeats,
+            net = space.net
+            head_t = runner.time(head, batch((net.stages[-1].width, space.final_size, space.final_size)), warmup, repeats,
                                  _piece_key(space, "head"))
             bar.update(1)
             stem_ms = max(stem_t["median_ms"] - per_call, 0.0)
             head_ms = max(head_t["median_ms"] - per_call, 0.0)
             info.update(components_ms=stem_ms + head_ms + call["median_ms"], stem_ms=stem_ms, head_ms=head_ms)
+        elif full:
+            bar.update(2)  # a user's model has no separate stem and head: the residual is its fixed part
+        if full:
             # the residual estimate: the fastest network by the table, end to end, minus its table sum
             by_layer: dict[int, list[LatencyEntry]] = {}
             for e in entries:
                 by_layer.setdefault(e.layer, []).append(e)
             fastest = tuple(min(by_layer[i], key=lambda e: e.median_ms).code for i in all_layers)
             ref = space.make(fastest)
-            e2e = runner.time(build_standalone(space, ref), batch(net.in_channels, net.image_size), warmup, repeats)
+            e2e = runner.time(build_standalone(space, ref), batch(image), warmup, repeats)
             chosen = set(enumerate(fastest))
             layer_sum = sum(e.median_ms for e in entries if (e.layer, e.code) in chosen)
             info.update(
@@ -914,7 +950,7 @@ def build_latency_table(
             isolated_overhead = info["residual_ms"] if overhead == "residual" else info["components_ms"]
             if fitting:
                 fit_info, entries = _fit_to_networks(
-                    space, entries, isolated_overhead, runner, batch(net.in_channels, net.image_size), n_fit,
+                    space, entries, isolated_overhead, runner, batch(image), n_fit,
                     fit_rounds=fit_rounds, fit_seconds=fit_seconds, warmup=min(warmup, 2), min_gain=min_gain, seed=seed,
                     noise_threshold=noise_threshold, model=AdditiveLatencyFit,
                 )
@@ -994,7 +1030,7 @@ def _fit_to_networks(
     import random
 
     from evonas.evaluation.latency_fit import KINDS, choose_table, confirm_choice
-    from evonas.supernet.chain import build_standalone
+    from evonas.supernet import build_standalone
 
     started = time.perf_counter()
     archs = sample_archs(space, n, random.Random(f"latency-fit-{seed}"))
@@ -1099,6 +1135,7 @@ def _fit_to_networks(
 # process's memory history moves single networks too (right after 288 networks were let go, the 35 timed
 # erratically, retest tau 0.44; at the end of the process a tenth of them ran 30% faster than at its start).
 FIT_GROUP = 45
+MIN_FIT_NETWORKS = 30  # a space with fewer distinct networks keeps its isolated table (nothing to fit it to)
 # The fitting rounds: at least `fit_rounds`, more while they take about FIT_SECONDS in all (warm-up apart). At
 # batch 1, up to 50 rounds let the fitting networks' medians rank themselves (even against odd rounds) with
 # 0.92-0.95 (benchmarks/results/latency.md); with 7 rounds a run of `benchmarks/latency.py --fit-seconds 0` gave
@@ -1281,7 +1318,7 @@ def _drift(space: ChainSpace, table: LatencyTable, runner: "_Runner", x: torch.T
     network again as the build timed it, one network, alone: a rougher probe. None when
     the table has neither (a partial table).
     """
-    from evonas.supernet.chain import build_standalone
+    from evonas.supernet import build_standalone
 
     archs, then = _drift_networks(table)
     if archs and len(now) == len(archs):
@@ -1369,7 +1406,7 @@ def validate_latency(
     same_device = table.check_device(describe_device(threads, batch_size, backend), allow_foreign=allow_foreign)
     comparable = drift and same_device and (backend, batch_size, threads, clock) == (
         settings.get("backend"), settings.get("batch_size"), settings.get("threads"), settings.get("clock", "wall"))
-    from evonas.supernet.chain import build_standalone
+    from evonas.supernet import build_standalone
 
     if module_factory is None:
 
@@ -1377,9 +1414,10 @@ def validate_latency(
             return build_standalone(space, arch)
 
     predicted = [table.predict(a) for a in archs]  # fails early on an incomplete table
-    net = space.net
+    from evonas.supernet import input_shape
+
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, net.in_channels, net.image_size, net.image_size, generator=generator)  # (B, C, H, W)
+    x = torch.randn(batch_size, *input_shape(space), generator=generator)  # (B, C, H, W)
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)

@@ -108,9 +108,12 @@ class LatencyBuildResult:
 def _space(run: Run):
     from search_spaces import ChainSpace
 
-    if not isinstance(run.space, ChainSpace):
-        raise ConfigError(f"latency tables exist for the chain presets (macro-*, mobilenet-*); the run's space "
-                          f"{run.space.name!r} has none yet: limit FLOPs or parameters instead (--max-flops, --max-params)")
+    from evonas.supernet.model_space import ModelSpace
+
+    if not isinstance(run.space, (ChainSpace, ModelSpace)):
+        raise ConfigError(f"latency tables exist for the chain presets (macro-*, mobilenet-*) and your own model; the "
+                          f"run's space {run.space.name!r} is scored from tables: limit FLOPs or parameters instead "
+                          "(--max-flops, --max-params)")
     return run.space
 
 

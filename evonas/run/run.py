@@ -20,6 +20,7 @@ A :class:`Run` is a layout whose config exists (a supernet was trained or is tra
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,11 @@ def load_config_splits(space: str, dataset: str, *, data_root=None, val_size=10_
     shape = (net.in_channels, net.image_size, net.image_size) if net else (1, side, side)
     return load_splits(dataset, root=data_root, val_size=val_size, seed=seed, train_limit=train_limit,
                        image_shape=shape, image_size=image_size)
+
+
+def _file_stem(space: str) -> str:
+    """A space's name as a file name: presets as they are, a reference by its file (or module) and factory."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space.replace(":", "_")).name)
 
 
 class RunLayout:
@@ -181,11 +187,14 @@ class RunLayout:
         return self.path / "latency"
 
     def latency_table_file(self, space: str, backend: str, batch_size: int, threads: int) -> Path:
-        """The latency table of one device setting: ``latency/SPACE-BACKEND-bB-tT.json``."""
-        return self.latency_dir / f"{space}-{backend}-b{batch_size}-t{threads}.json"
+        """The latency table of one device setting: ``latency/SPACE-BACKEND-bB-tT.json``.
+
+        Your model's space (``/path/my_model.py:build``) is named by its file and factory (``my_model.py_build``).
+        """
+        return self.latency_dir / f"{_file_stem(space)}-{backend}-b{batch_size}-t{threads}.json"
 
     def latency_validation_file(self, space: str, backend: str, batch_size: int, threads: int) -> Path:
-        return self.latency_dir / f"{space}-{backend}-b{batch_size}-t{threads}.validation.json"
+        return self.latency_dir / f"{_file_stem(space)}-{backend}-b{batch_size}-t{threads}.validation.json"
 
     def top_k_dir(self, k: int, scorer: str = "supernet") -> Path:
         """Folder of a top-k export: ``topK``, or ``topK-SCORER`` when ranked by another scorer."""
