@@ -65,7 +65,9 @@ def _import_file(path: Path, ref: str, param: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        # compiled from the file as it is now: no bytecode cache read (a cached .pyc of an edit within the same
+        # second and of the same size would run the old code) nor written next to the user's file
+        exec(compile(path.read_bytes(), str(path), "exec", dont_inherit=True), module.__dict__)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         raise ConfigError(f"The '{param}' parameter names {str(path)!r}, which has a syntax error at line "

@@ -194,6 +194,94 @@ def test_arch_strings_round_trip_and_bad_strings_name_the_choice(tmp_path):
 
 
 
+
+def test_choice_checks_its_options_and_label():
+    bad = [
+        (({},), "needs at least one module"),
+        (([],), "needs at least one module"),
+        (("conv",), "dict of name -> module or a list of modules; got str"),
+        (({"a b": nn.ReLU()},), "got 'a b'"),
+        (({"a=b": nn.ReLU()},), "got 'a=b'"),
+        (({"": nn.ReLU()},), "got ''"),
+        (({"relu": "relu"},), "option 'relu' is a str"),
+        (([nn.ReLU(), 3],), "option '3' is a int"),
+        (({"relu": nn.ReLU()}, "x,y"), "'label' parameter of Choice"),
+        (({"relu": nn.ReLU()}, ""), "'label' parameter of Choice"),
+    ]
+    for args, fragment in bad:
+        with pytest.raises(ConfigError) as info:
+            Choice(*args)
+        assert fragment in str(info.value), (args, str(info.value))
+    choice = Choice([nn.ReLU(), nn.ReLU(), nn.GELU()])
+    assert choice.names == ("relu", "relu2", "gelu") and choice.active == "relu" and choice.label is None
+    x = torch.linspace(-2, 2, 9)
+    assert torch.equal(choice(x), torch.relu(x))  # outside a search the first option runs
+    assert torch.equal(choice.select("gelu")(x), nn.functional.gelu(x))
+    with pytest.raises(ConfigError, match="one of relu, relu2, gelu; got 'tanh'"):
+        choice.select("tanh")
+
+
+BLOCKS = """
+import torch
+from torch import nn
+from evonas.nn import Choice
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.op = Choice([nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 1), nn.Identity()])
+
+    def forward(self, x):
+        return torch.relu(x + self.op(x))
+
+
+class Net(nn.Module):
+    def __init__(self, in_channels, num_classes, depth=3):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.blocks = nn.ModuleList([Block(8) for _ in range(depth)])
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean((2, 3)))
+
+
+def anything(**kwargs):
+    return Net(kwargs["in_channels"], kwargs["num_classes"])
+
+
+def fixed():
+    return Net(1, 3)
+"""
+
+
+@pytest.mark.parametrize("factory", ["Net", "anything", "fixed"])
+def test_factories_of_every_shape_and_labels_from_module_paths(tmp_path, factory):
+    from evonas.supernet import FewShotSupernet
+
+    path = write_model(tmp_path / "user", BLOCKS, name="blocks.py")
+    space = resolve_space(f"{path}:{factory}", {"in_channels": 1, "num_classes": 3, "image_size": 8})
+    assert [d.label for d in space.dims] == ["blocks.0.op", "blocks.1.op", "blocks.2.op"]
+    assert space.dims[0].names == ("conv2d", "conv2d2", "identity") and space.num_strings == 27
+    arch = space.parse("blocks.0.op=conv2d,blocks.1.op=conv2d2,blocks.2.op=identity")
+    assert arch == space.parse("012")
+    # a few-shot split on the middle block: every path extracts from its own part
+    one_shot = ModelSupernet(space)
+    _train_a_little(one_shot, space, steps=2)
+    few = FewShotSupernet.split(one_shot, 1).eval()
+    x = torch.randn(2, *space.input_shape, generator=torch.Generator().manual_seed(4))
+    for arch in space.enumerate():
+        with torch.no_grad():
+            module = few.extract(arch).eval()
+            assert torch.equal(module(x), few(x, arch)) and torch.equal(module(x), one_shot.eval()(x, arch))
+        assert count_module(module, space.input_shape) == {"flops": space.cost(arch).flops,
+                                                          "params": space.cost(arch).params}
+
+
 # A model that is itself one Choice between two whole networks, and one with a parameter of its own
 # (not in a child module) next to its choices.
 WHOLE_NETS = """
@@ -280,13 +368,14 @@ def _train(run: Path, model: Path, data: Path, **options):
     return api.train(run, space=f"{model}:build", data=f"imagefolder:{data}", **settings)
 
 
-@pytest.mark.parametrize("strategy", ["uniform", "fair", "sandwich", "few-shot"])
-def test_every_strategy_trains_a_user_space_and_scores(tmp_path, user_model, user_data, strategy):
+@pytest.mark.parametrize("strategy, layer", [("uniform", None), ("fair", None), ("sandwich", None), ("few-shot", None),
+                                             ("few-shot", 2)])
+def test_every_strategy_trains_a_user_space_and_scores(tmp_path, user_model, user_data, strategy, layer):
     import evonas.api as api
     from evonas.supernet import FewShotSupernet
 
     run = tmp_path / "run"
-    result = _train(run, user_model, user_data, strategy=strategy)
+    result = _train(run, user_model, user_data, strategy=strategy, few_shot_layer=layer)
     assert result.finished and result.weights == run / "supernet.pt"
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["strategy"] == strategy and config["space"] == f"{user_model}:build"
@@ -312,13 +401,16 @@ def test_every_strategy_trains_a_user_space_and_scores(tmp_path, user_model, use
     if strategy != "few-shot":
         assert isinstance(supernet, ModelSupernet)
         return
-    # few-shot: split on b1 (the first choice whose options all have weights), one sub-supernet per option
-    assert isinstance(supernet, FewShotSupernet) and supernet.layer == 0 and sorted(supernet.parts) == ["0", "1", "2"]
+    # few-shot: split on b1 (the first choice whose options all have weights) or on the layer given (b3: dw or
+    # skip, a weight-free option), one sub-supernet per option
+    split = 0 if layer is None else layer
+    assert isinstance(supernet, FewShotSupernet) and supernet.layer == split
+    assert sorted(supernet.parts) == [str(c) for c in space.dims[split].options]
     for code, part in supernet.parts.items():
-        assert part.choices[0].names == (space.dims[0].names[int(code)],)  # only its own option at the split
+        assert part.choices[split].names == (space.dims[split].names[int(code)],)  # only its own option at the split
     # the parts trained apart after the split: the same shared weights differ between them
     head = [part.model.head[2].weight for part in supernet.parts.values()]
-    assert not torch.equal(head[0], head[1]) and not torch.equal(head[1], head[2])
+    assert all(not torch.equal(a, b) for a, b in zip(head, head[1:]))
     for arch in space.enumerate():
         with torch.no_grad():
             module = supernet.extract(arch).eval()
@@ -326,7 +418,7 @@ def test_every_strategy_trains_a_user_space_and_scores(tmp_path, user_model, use
         assert not any(isinstance(m, Choice) for m in module.modules())
         assert count_module(module, space.input_shape) == {"flops": space.cost(arch).flops,
                                                           "params": space.cost(arch).params}
-        own = supernet.parts[str(arch.choices[0])].model.head[2].weight
+        own = supernet.parts[str(arch.choices[split])].model.head[2].weight
         assert torch.equal(module.head[2].weight, own)  # the weights of its own sub-supernet
 
 
@@ -401,6 +493,20 @@ BAD_MODELS = {
                "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), outer,\n"
                "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n",
                ["choice 'outer'", "'conv'", "nested choices are not supported"]),
+    "not-additive": ("class Net(nn.Module):\n"
+                     "    def __init__(self, in_channels, num_classes):\n"
+                     "        super().__init__()\n"
+                     "        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
+                     "        self.op = Choice({'conv': nn.Conv2d(8, 8, 3, padding=1), 'skip': nn.Identity()}, label='op')\n"
+                     "        self.extra = nn.Conv2d(8, 8, 3, padding=1)\n"
+                     "        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
+                     "    def forward(self, x):\n"
+                     "        x = self.op(self.stem(x))\n"
+                     "        if self.op.active == 'skip':\n"
+                     "            x = self.extra(x)\n"
+                     "        return self.head(x)\n\n"
+                     "def build(in_channels=1, num_classes=3):\n    return Net(in_channels, num_classes)\n",
+                     ["op=skip", "is not the sum of its parts", "must not depend on which option runs"]),
     "same-label": ("def build(in_channels=1, num_classes=3):\n"
                    "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1),\n"
                    "        Choice([nn.ReLU(), nn.GELU()], label='act'), Choice([nn.ReLU(), nn.GELU()], label='act'),\n"
@@ -440,10 +546,9 @@ def test_bad_model_is_one_line_and_writes_nothing(tmp_path, capsys, user_data, c
     line = cli_error(capsys, _train_argv(run, f"{path}:build", user_data), run)
     for fragment in fragments:
         assert fragment in line, (fragment, line)
-    assert not list(path.parent.glob("__pycache__"))  # not even bytecode next to the user's file
 
 
-def test_missing_file_and_attribute_are_one_line(tmp_path, capsys, user_data, user_model):
+def test_missing_file_attribute_and_data_are_one_line(tmp_path, capsys, user_data, user_model):
     run = tmp_path / "run"
     missing = tmp_path / "nowhere" / "model.py"
     line = cli_error(capsys, _train_argv(run, f"{missing}:build", user_data), run)
@@ -452,6 +557,12 @@ def test_missing_file_and_attribute_are_one_line(tmp_path, capsys, user_data, us
     assert "'biuld'" in line and "no such attribute" in line
     line = cli_error(capsys, _train_argv(run, f"{user_model}:Net.nothing", user_data), run)
     assert "no such attribute" in line
+    line = cli_error(capsys, ["train-supernet", "--run", run, "--space", user_model, "--epochs", "1"], run)
+    assert "'--space'" in line and "PATH.py:FACTORY" in line  # the file without :FACTORY
+    line = cli_error(capsys, ["train-supernet", "--run", run, "--space", f"{user_model}:build", "--epochs", "1"], run)
+    assert "required with your own model" in line and "imagefolder:DIR" in line  # no --data
+    line = cli_error(capsys, _train_argv(run, f"{user_model}:build", tmp_path / "no-images"), run)
+    assert str(tmp_path / "no-images") in line and "does not exist" in line
 
 
 def _empty_folder(root: Path) -> Path:
@@ -521,36 +632,60 @@ def _evonas(*args, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_run_whose_space_file_changed_is_refused_in_one_line(tmp_path, capsys, user_data):
+    import py_compile
+    import time
+
     import evonas.api as api
 
     model = write_model(tmp_path / "user")
     original = model.read_text()
+    second = (int(time.time()) - 10) * 10**9  # every version of the file below is dated within this one second
+
+    def edit(text: str, ns: int) -> None:
+        """Write the file as an editor would, dated ``ns`` nanoseconds into the second."""
+        model.write_text(text)
+        os.utime(model, ns=(second + ns, second + ns))
+
+    edit(original, 0)
     run = tmp_path / "run"
     _train(run, model, user_data, epochs=1)
+    # the user imported their model themselves once: Python cached its bytecode next to it
+    py_compile.compile(str(model), doraise=True)
+    assert list((model.parent / "__pycache__").glob("my_model.*.pyc"))
     arch = "b1=shift,b2=identity,b3=dw,act=gelu"
 
-    def files() -> list:
-        return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in run.rglob("*"))
+    def files(folder: Path = run) -> list:
+        return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*"))
 
     before = files()
-    # a change that keeps every name: conv5 becomes a 7x7 convolution (in this process)
-    model.write_text(original.replace('"conv5": conv(width, 5)', '"conv5": conv(width, 7)'))
+    # a change that keeps every name and the file's size: conv5 becomes a 7x7 convolution (in this process)
+    edit(original.replace('"conv5": conv(width, 5)', '"conv5": conv(width, 7)'), 1000)
     line = cli_error(capsys, ["profile", "--run", run, "--arch", arch])
     assert "has changed since it was trained" in line and "choice 'b1' differs in its shapes or costs" in line, line
     assert str(model) in line  # what to restore
     # restored as it was, the run opens again
-    model.write_text(original)
+    edit(original, 2000)
     assert len(api.evaluate(run, archs=[arch], quiet=True, threads=1).rows) == 1
-    # the user edits the file: b3 gets a third option; a new process refuses the run
-    model.write_text(original.replace('"skip": nn.Identity()}, label="b3"', '"skip": nn.Identity(), "relu": nn.ReLU()}, label="b3"'))
-    assert model.read_text() != original
+    # the user renames an option of b3 (the file keeps its size); a new process refuses the run
+    edit(original.replace('"skip": nn.Identity()}, label="b3"', '"noop": nn.Identity()}, label="b3"'), 3000)
+    assert model.read_text() != original and len(model.read_text()) == len(original)
     done = _evonas("eval", "--run", run, "--sample", "1", "--threads", "1", "--quiet", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr and not done.stdout.strip(), done.stderr
     assert "has changed since it was trained" in lines[0] and "choice 'b3'" in lines[0], lines[0]
-    assert "['dw', 'skip', 'relu']" in lines[0] and "['dw', 'skip']" in lines[0], lines[0]
+    assert "has options ['dw', 'noop'] (the run was trained with ['dw', 'skip'])" in lines[0], lines[0]
     assert files() == before  # nothing in the run was written by the refused commands
+    # resuming a stopped run of a changed file is refused before anything is written
+    edit(original, 4000)
+    stopped = tmp_path / "stopped"
+    _train(stopped, model, user_data, epochs=2, stop_after=1)
+    stem = "nn.Conv2d(in_channels, width, 3, padding=1, bias=False)"
+    edit(original.replace(stem, stem.replace("3, padding=1", "5, padding=2")), 5000)  # the fixed part changes
+    saved = files(stopped)
+    line = cli_error(capsys, ["train-supernet", "--run", stopped, "--resume", "--threads", "1", "--quiet"])
+    assert "has changed since it was trained" in line and "the fixed part of the model" in line, line
+    assert files(stopped) == saved
 
 
 # ----------------------------------------------------------------------- the CLI on a user's run
