@@ -64,6 +64,9 @@ def _import_file(path: Path, ref: str, param: str):
                           param=param)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # the file may import modules next to it, as when run as a script (last: no shadowing)
+        sys.path.append(folder)
     try:
         # compiled from the file as it is now: no bytecode cache read (a cached .pyc of an edit within the same
         # second and of the same size would run the old code) nor written next to the user's file

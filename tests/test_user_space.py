@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +55,8 @@ def conv(c, k):
 class Net(nn.Module):
     def __init__(self, in_channels, num_classes, width=WIDTH):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
         self.b1 = Choice({"conv3": conv(width, 3), "conv5": conv(width, 5), "shift": Shift(width)}, label="b1")
         self.pool = nn.MaxPool2d(2)
         self.b2 = Choice([conv(width, 3), nn.Identity(), nn.Sequential(conv(width, 1), conv(width, 3))])
@@ -133,7 +133,8 @@ def test_extracted_module_is_the_supernet_path_and_exports(tmp_path):
     supernet.eval()
     x = torch.randn(5, *space.input_shape, generator=torch.Generator().manual_seed(1))
     rng = random.Random(3)
-    archs = [space.parse("b1=shift,b2=sequential2,b3=dw,act=gelu"), space.parse("b1=conv5,b2=identity,b3=skip,act=relu")]
+    archs = [space.parse("b1=shift,b2=sequential2,b3=dw,act=gelu"),
+             space.parse("b1=conv5,b2=identity,b3=skip,act=relu")]
     archs += [space.sample(rng) for _ in range(4)]
     outputs = []
     for arch in archs:
@@ -282,6 +283,29 @@ def test_factories_of_every_shape_and_labels_from_module_paths(tmp_path, factory
                                                           "params": space.cost(arch).params}
 
 
+
+def test_model_file_imports_modules_next_to_it(tmp_path, monkeypatch, capsys):
+    """As when the file runs as a script: a helper beside it imports, whichever folder evonas runs from."""
+    from evonas.cli.main import main
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # what the import adds, the test takes away
+    monkeypatch.delitem(sys.modules, "tus_helper_blocks", raising=False)
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "tus_helper_blocks.py").write_text("from torch import nn\n\n\ndef conv(c, k):\n"
+                                                 "    return nn.Conv2d(c, c, k, padding=k // 2)\n")
+    (folder / "model.py").write_text(HEADER + "from tus_helper_blocks import conv\n\n\n"
+                                     "def build(in_channels=1, num_classes=3, image_size=8):\n"
+                                     "    op = Choice([conv(8, 3), conv(8, 5)], label='op')\n"
+                                     "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), op,\n"
+                                     "                         HEAD(num_classes))\n")
+    monkeypatch.chdir(tmp_path)
+    main(["profile", "--space", "user/model.py:build", "--arch", "op=conv2d2", "--check", "--json"])
+    row = json.loads(capsys.readouterr().out)
+    assert row["params"] == 8 * 9 + 8 + 8 * 8 * 25 + 8 + 8 * 3 + 3 == row["measured_params"]
+    assert sys.path[-1] == str(folder.resolve())  # last: the user's files shadow no installed module
+
+
 # A model that is itself one Choice between two whole networks, and one with a parameter of its own
 # (not in a child module) next to its choices.
 WHOLE_NETS = """
@@ -305,7 +329,8 @@ class Scaled(nn.Module):
         self.scale = nn.Parameter(torch.full((1, 4, 1, 1), 2.0))
         self.register_buffer("shift", torch.zeros(1, 4, 1, 1))
         self.stem = nn.Conv2d(in_channels, 4, 3, padding=1)
-        self.op = Choice({"conv": nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)), "skip": nn.Identity()})
+        self.op = Choice({"conv": nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)),
+                          "skip": nn.Identity()})
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
 
     def forward(self, x):
@@ -441,76 +466,69 @@ def test_non_square_images_give_the_factory_and_the_costs_their_shape(tmp_path, 
 
 # ----------------------------------------------------------------------- bad input: exit 2, one line, nothing written
 
-HEADER = "import torch\nfrom torch import nn\nfrom evonas.nn import Choice\n\n"
+HEADER = "import torch\nfrom torch import nn\nfrom evonas.nn import Choice\n\nHEAD = lambda n: nn.Sequential(" \
+         "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, n))\n\n"
 
-BAD_MODELS = {
+
+def _net(init: str, forward: str) -> str:
+    """A model class with a stem conv, the given extra modules and forward body, and its factory ``build``."""
+    return (f"class Net(nn.Module):\n    def __init__(self, in_channels, num_classes):\n        super().__init__()\n"
+            f"        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
+            f"        self.head = HEAD(num_classes)\n{init}"
+            f"    def forward(self, x):\n{forward}\n\n"
+            "def build(in_channels=1, num_classes=3):\n    return Net(in_channels, num_classes)\n")
+
+
+OP = "Choice({'conv': nn.Conv2d(8, 8, 3, padding=1), 'skip': nn.Identity()}, label='%s')"
+
+BAD_MODELS = {  # case: (the file after HEADER, what the one line must name)
     "syntax": ("def build(in_channels=1, num_classes=3):\n    return nn.Sequential(nn.Conv2d(in_channels, 8, 3)\n",
-               ["bad.py", "syntax error at line"]),
+               ["bad.py", "syntax error at line 8: '(' was never closed"]),
     "raises": ("def build(in_channels=1, num_classes=3):\n    raise ValueError('width must be even')\n",
                ["bad.py", "ValueError: width must be even"]),
     "not-a-module": ("def build(in_channels=1, num_classes=3):\n    return 'a model'\n", ["returned a str"]),
     "no-choice": ("def build(in_channels=1, num_classes=3):\n"
-                  "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1),\n"
-                  "                         nn.Flatten(), nn.Linear(8, num_classes))\n",
+                  "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), HEAD(num_classes))\n",
                   ["bad.py", "has no evonas.nn.Choice"]),
     "shapes": ("def build(in_channels=1, num_classes=3):\n"
-               "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1),\n"
-               "        Choice({'narrow': nn.Conv2d(8, 8, 3, padding=1), 'wide': nn.Conv2d(8, 16, 3, padding=1)}, label='width'),\n"
-               "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LazyLinear(num_classes))\n",
+               "    width = Choice({'narrow': nn.Conv2d(8, 8, 3, padding=1), 'wide': nn.Conv2d(8, 16, 3, padding=1)},\n"
+               "                   label='width')\n"
+               "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), width,\n"
+               "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LazyLinear(num_classes))\n",
                ["choice 'width'", "narrow -> (1, 8, 16, 16)", "wide -> (1, 16, 16, 16)"]),
-    "channels": ("def build(in_channels=1, num_classes=3):\n"
-                 "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), Choice([nn.ReLU(), nn.Identity()], label='act'),\n"
-                 "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n",
+    "channels": ("def build(in_channels=1, num_classes=3):  # ignores in_channels: RGB only\n"
+                 "    act = Choice([nn.ReLU(), nn.Identity()], label='act')\n"
+                 "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act, HEAD(num_classes))\n",
                  ["bad.py", "shape (1, 16, 16)", "in_channels"]),
-    "classes": ("def build(in_channels=1, num_classes=3):\n"
-                "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), Choice([nn.ReLU(), nn.Identity()], label='act'),\n"
-                "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))\n",
+    "classes": ("def build(in_channels=1, num_classes=3):  # ignores num_classes: 10\n"
+                "    act = Choice([nn.ReLU(), nn.Identity()], label='act')\n"
+                "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), act, HEAD(10))\n",
                 ["gives 10 classes, the data has 3", "num_classes"]),
-    "runs-twice": ("class Net(nn.Module):\n"
-                   "    def __init__(self, in_channels, num_classes):\n"
-                   "        super().__init__()\n"
-                   "        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
-                   "        self.op = Choice({'conv': nn.Conv2d(8, 8, 3, padding=1), 'skip': nn.Identity()}, label='op')\n"
-                   "        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
-                   "    def forward(self, x):\n"
-                   "        return self.head(self.op(self.op(self.stem(x))))\n\n"
-                   "def build(in_channels=1, num_classes=3):\n    return Net(in_channels, num_classes)\n",
+    "not-logits": ("def build(in_channels=1, num_classes=3):  # no pooling and flattening: (batch, classes, H, W)\n"
+                   "    act = Choice([nn.ReLU(), nn.Identity()], label='act')\n"
+                   "    return nn.Sequential(nn.Conv2d(in_channels, num_classes, 3, padding=1), act)\n",
+                   ["must return logits of shape (batch, classes)", "(1, 3, 16, 16)"]),
+    "runs-twice": (_net(f"        self.op = {OP % 'op'}\n", "        return self.head(self.op(self.op(self.stem(x))))"),
                    ["choice 'op'", "runs 2 times"]),
-    "never-runs": ("class Net(nn.Module):\n"
-                   "    def __init__(self, in_channels, num_classes):\n"
-                   "        super().__init__()\n"
-                   "        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
-                   "        self.op = Choice({'conv': nn.Conv2d(8, 8, 3, padding=1), 'skip': nn.Identity()}, label='op')\n"
-                   "        self.spare = Choice({'conv': nn.Conv2d(8, 8, 3, padding=1), 'skip': nn.Identity()}, label='spare')\n"
-                   "        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
-                   "    def forward(self, x):\n"
-                   "        return self.head(self.op(self.stem(x)))\n\n"
-                   "def build(in_channels=1, num_classes=3):\n    return Net(in_channels, num_classes)\n",
+    "never-runs": (_net(f"        self.op = {OP % 'op'}\n        self.spare = {OP % 'spare'}\n",
+                        "        return self.head(self.op(self.stem(x)))"),
                    ["choice 'spare'", "never runs"]),
     "nested": ("def build(in_channels=1, num_classes=3):\n"
                "    inner = Choice({'relu': nn.ReLU(), 'gelu': nn.GELU()}, label='inner')\n"
-               "    outer = Choice({'conv': nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), inner), 'skip': nn.Identity()}, label='outer')\n"
-               "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), outer,\n"
-               "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n",
+               "    conv = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), inner)\n"
+               "    outer = Choice({'conv': conv, 'skip': nn.Identity()}, label='outer')\n"
+               "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), outer, HEAD(num_classes))\n",
                ["choice 'outer'", "'conv'", "nested choices are not supported"]),
-    "not-additive": ("class Net(nn.Module):\n"
-                     "    def __init__(self, in_channels, num_classes):\n"
-                     "        super().__init__()\n"
-                     "        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
-                     "        self.op = Choice({'conv': nn.Conv2d(8, 8, 3, padding=1), 'skip': nn.Identity()}, label='op')\n"
-                     "        self.extra = nn.Conv2d(8, 8, 3, padding=1)\n"
-                     "        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
-                     "    def forward(self, x):\n"
-                     "        x = self.op(self.stem(x))\n"
-                     "        if self.op.active == 'skip':\n"
-                     "            x = self.extra(x)\n"
-                     "        return self.head(x)\n\n"
-                     "def build(in_channels=1, num_classes=3):\n    return Net(in_channels, num_classes)\n",
+    "not-additive": (_net(f"        self.op = {OP % 'op'}\n        self.extra = nn.Conv2d(8, 8, 3, padding=1)\n",
+                          "        x = self.op(self.stem(x))\n"
+                          "        if self.op.active == 'skip':  # the fixed part depends on the option\n"
+                          "            x = self.extra(x)\n"
+                          "        return self.head(x)"),
                      ["op=skip", "is not the sum of its parts", "must not depend on which option runs"]),
     "same-label": ("def build(in_channels=1, num_classes=3):\n"
                    "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1),\n"
-                   "        Choice([nn.ReLU(), nn.GELU()], label='act'), Choice([nn.ReLU(), nn.GELU()], label='act'),\n"
-                   "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n",
+                   "                         Choice([nn.ReLU(), nn.GELU()], label='act'),\n"
+                   "                         Choice([nn.ReLU(), nn.GELU()], label='act'), HEAD(num_classes))\n",
                    ["share the labels ['act']"]),
 }
 
