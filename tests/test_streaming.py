@@ -214,3 +214,18 @@ def _tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
         for i, v in enumerate(state):
             out.update(_tensors(v, f"{prefix}/{i}"))
     return out
+
+
+def test_a_standalone_network_trains_and_scores_the_same_on_streamed_data(folder):
+    from search_spaces import get_space
+
+    from evonas.run.config import TrainConfig
+    from evonas.training.standalone import train_standalone
+
+    cfg = TrainConfig(space="macro-fmnist", epochs=1, batch_size=8, augment="standard", seed=2)
+    arch = get_space("macro-fmnist").sample(random.Random(1))
+    memory, lazy = load(folder, True), load(folder, False)
+    drop = ("seconds",)
+    a = {k: v for k, v in train_standalone(arch, cfg, memory, progress=False).items() if k not in drop}
+    b = {k: v for k, v in train_standalone(arch, cfg, lazy, progress=False, eval_split="val").items() if k not in drop}
+    assert a == b
