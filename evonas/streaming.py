@@ -18,6 +18,7 @@ naming it.
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -311,8 +312,8 @@ def stream_batches(x: LazyImages, y: torch.Tensor, order: torch.Tensor, batch_si
     """Yield ``(x[idx], y[idx])`` for ``idx = order[i:i + batch_size]``, i = 0, batch_size, ... < ``stop``.
 
     The batches are decoded by a DataLoader with ``workers`` processes (None:
-    :func:`default_workers`; 0: in this process), pinned when ``pin_memory`` and CUDA is
-    there, no persistent workers; they come in order. The DataLoader draws its seeds
+    :func:`default_workers`; 0: in this process, as always in a daemonic process), pinned
+    when ``pin_memory`` and CUDA is there, no persistent workers; they come in order. The DataLoader draws its seeds
     from a private generator, so the global RNG is left as the in-memory path leaves it.
     A decode error becomes one ConfigError naming the file (or item).
     """
@@ -320,6 +321,8 @@ def stream_batches(x: LazyImages, y: torch.Tensor, order: torch.Tensor, batch_si
     if not chunks:
         return
     workers = min(_check_workers(workers), len(chunks))
+    if multiprocessing.current_process().daemon:
+        workers = 0  # a daemonic process (a scoring pool's worker) may not start processes of its own
     loader = torch.utils.data.DataLoader(
         _Fetch(x, y), batch_size=None, sampler=chunks, num_workers=workers,
         pin_memory=bool(pin_memory) and torch.cuda.is_available(), persistent_workers=False,

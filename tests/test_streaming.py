@@ -229,3 +229,20 @@ def test_a_standalone_network_trains_and_scores_the_same_on_streamed_data(folder
     a = {k: v for k, v in train_standalone(arch, cfg, memory, progress=False).items() if k not in drop}
     b = {k: v for k, v in train_standalone(arch, cfg, lazy, progress=False, eval_split="val").items() if k not in drop}
     assert a == b
+
+
+def _stream_in_daemon(x, y, out) -> None:
+    out.put([torch.equal(a[0], b[0]) for a, b in zip(all_batches(x, y, 3, workers=2), all_batches(x, y, 3, workers=0))])
+
+
+def test_a_daemonic_process_streams_without_workers_of_its_own(folder):
+    import multiprocessing
+
+    lazy = load(folder, False)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_stream_in_daemon, args=(lazy.train_x, lazy.train_y, out), daemon=True)
+    proc.start()
+    same = out.get(timeout=120)
+    proc.join(timeout=60)
+    assert same and all(same)
