@@ -345,5 +345,6 @@ def gather(x: Any, idx: torch.Tensor, *, batch_size: int = 256, workers: int | N
 
 
 def take(x: Any, idx: Any) -> Any:
-    """The images of ``x`` at ``idx``: a contiguous tensor for a tensor, a lazy subset (nothing decoded) for a lazy set."""
+    """The images of ``x`` at ``idx``: a contiguous tensor for a tensor, a lazy subset (nothing decoded) for a lazy
+    set."""
     return x.subset(idx) if is_lazy(x) else x[idx].contiguous()
