@@ -1,4 +1,4 @@
-"""Image datasets held in memory as uint8 tensors, with a fixed, seeded validation split.
+"""Image datasets as uint8 tensors (or lazy sets that stream), with a fixed, seeded validation split.
 
 Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` package (gzipped IDX
 files under ``/usr/share/datasets/fashion-mnist``); CIFAR-10 from a user's copy of the
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from evonas.errors import ConfigError, DatasetMissingError
+from evonas.streaming import LazyImages, is_lazy, stream_batches, take
 
 FMNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_FILES = {
@@ -50,6 +51,10 @@ AUGMENTATIONS = ("none", "standard")
 @dataclass(frozen=True)
 class Splits:
     """Train/validation/test tensors: images uint8 (N, C, H, W), labels int64 (N,).
+
+    A user's large data holds its images as lazy sets instead
+    (:class:`evonas.streaming.LazyImages`: ``len``, ``shape`` and indexing like a tensor,
+    decoded on demand); :func:`batches` streams them. Labels are always tensors.
 
     ``mean``/``std`` are per channel on the 0..1 scale; ``classes`` names the labels
     0..num_classes-1 (empty when unknown).
@@ -180,22 +185,30 @@ def _val_count(val_size: int | float, n_train: int, name: str) -> int:
     return count
 
 
-def _channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale; a std of 0 becomes 1/255."""
+def _channel_stats(x, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale; a std of 0 becomes 1/255.
+
+    ``x`` is a tensor or a lazy set (streamed ``chunk`` images at a time). Sums are exact
+    integers, so the result does not depend on the chunking.
+    """
     c = x.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    squares = torch.zeros(c, dtype=torch.float64)
-    for i in range(0, len(x), chunk):
-        part = x[i:i + chunk].to(torch.float64).div_(255.0).transpose(0, 1).reshape(c, -1)
-        total += part.sum(1)
-        squares += (part * part).sum(1)
-    count = max(1, x.numel() // max(c, 1))
-    mean = total / count
-    std = (squares / count - mean * mean).clamp_min(0).sqrt().clamp_min(1 / 255)
+    total = torch.zeros(c, dtype=torch.int64)
+    squares = torch.zeros(c, dtype=torch.int64)
+    if isinstance(x, torch.Tensor):
+        parts = (x[i:i + chunk] for i in range(0, len(x), chunk))
+    else:
+        parts = (xb for xb, _ in batches(x, torch.zeros(len(x), dtype=torch.int64), chunk))
+    for part in parts:
+        values = part.transpose(0, 1).reshape(c, -1).to(torch.int64)
+        total += values.sum(1)
+        squares += (values * values).sum(1)
+    count = max(1, len(x) * int(np.prod(x.shape[2:])))
+    mean = total.double() / (255.0 * count)
+    std = (squares.double() / (255.0 * 255.0 * count) - mean * mean).clamp_min(0).sqrt().clamp_min(1 / 255)
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
 
 
-def _read_user_data(name: str, root: Path | None, image_size: int | None, param: str):
+def _read_user_data(name: str, root: Path | None, image_size: int | None, param: str, in_memory: bool | None):
     """The RawData of a data spec, or None when ``name`` is not one."""
     from evonas import datasets
     from evonas.refs import is_reference
@@ -205,11 +218,12 @@ def _read_user_data(name: str, root: Path | None, image_size: int | None, param:
         if not folder:
             raise ConfigError(f"The '{param}' parameter must name a folder after imagefolder:, e.g. "
                               f"imagefolder:data/pets; got {name!r}.", param=param)
-        return datasets.read_image_folder(folder, image_size=image_size, param=param, spec=name)
+        return datasets.read_image_folder(folder, image_size=image_size, param=param, spec=name, in_memory=in_memory)
     if name.startswith("torchvision:"):
-        return datasets.read_torchvision(name[len("torchvision:"):], root, image_size=image_size, param=param)
+        return datasets.read_torchvision(name[len("torchvision:"):], root, image_size=image_size, param=param,
+                                         in_memory=in_memory)
     if is_reference(name):
-        return datasets.read_function(name, image_size=image_size, param=param)
+        return datasets.read_function(name, image_size=image_size, param=param, in_memory=in_memory)
     return None
 
 
@@ -224,6 +238,7 @@ def load_splits(
     synthetic_size: int = 1200,
     image_size: int | None = None,
     param: str = "dataset",
+    in_memory: bool | None = None,
 ) -> Splits:
     """Load a dataset and split its training images into train and validation.
 
@@ -248,7 +263,17 @@ def load_splits(
     (0, 1)), are held out with a permutation drawn from ``seed``; None means 10,000 for
     fmnist and cifar10 and 10% of the training images otherwise; ``train_limit`` keeps
     only the first N of the remaining train images (for quick runs). The test split is
-    returned whole. Nothing is written anywhere, so a caller can load the data before
+    returned whole.
+
+    ``in_memory`` decides how a user's image folder or datasets of items are held
+    (arrays -- fmnist, cifar10, synthetic, array-backed torchvision sets -- always are
+    in memory): True decodes every image now into uint8 tensors; False keeps lazy sets
+    (:class:`evonas.streaming.LazyImages`) that decode on demand and stream through a
+    DataLoader (:func:`batches`); None (the default) holds the data in memory when its
+    training images take fewer bytes (N*C*H*W) than :func:`evonas.streaming.memory_budget`
+    (min(2 GiB, a quarter of the available RAM)), else streams it. Either way the
+    batches, splits and statistics are the same; mean/std then take one pass over the
+    training images. Nothing is written anywhere, so a caller can load the data before
     it creates a run directory.
 
     Raises ConfigError (``param`` names the dataset parameter, ``val_size``,
@@ -271,14 +296,14 @@ def load_splits(
         mean, std = (0.5,) * image_shape[0], (0.25,) * image_shape[0]
         classes = tuple(str(i) for i in range(10))
     else:
-        raw = _read_user_data(name, Path(root).expanduser() if root else None, image_size, param)
+        raw = _read_user_data(name, Path(root).expanduser() if root else None, image_size, param, in_memory)
         if raw is None:
             raise ConfigError(f"The '{param}' parameter must be one of {', '.join(DATASETS)}, or a data spec "
                               f"({', '.join(DATA_SPECS)}); got {name!r}.", param=param)
         tx, ty, sx, sy = raw.train_x, raw.train_y, raw.test_x, raw.test_y
         classes = raw.classes
         mean, std = _channel_stats(tx)
-    if not isinstance(tx, torch.Tensor):
+    if isinstance(tx, np.ndarray):
         tx, ty, sx, sy = (torch.from_numpy(np.ascontiguousarray(a)) for a in (tx, ty, sx, sy))
         if image_size is not None:
             from evonas.datasets import _check_image_size, _resize_batch
@@ -297,11 +322,11 @@ def load_splits(
         train_idx = train_idx[:train_limit]
     return Splits(
         name=name,
-        train_x=tx[train_idx].contiguous(),
+        train_x=take(tx, train_idx),
         train_y=ty[train_idx].contiguous(),
-        val_x=tx[val_idx].contiguous(),
+        val_x=take(tx, val_idx),
         val_y=ty[val_idx].contiguous(),
-        test_x=sx.contiguous(),
+        test_x=sx if is_lazy(sx) else sx.contiguous(),
         test_y=sy.contiguous(),
         mean=tuple(mean),
         std=tuple(std),
@@ -374,17 +399,30 @@ class Normalizer:
 
 
 def batches(
-    x: torch.Tensor,
+    x: torch.Tensor | LazyImages,
     y: torch.Tensor,
     batch_size: int,
     *,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    workers: int | None = None,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, labels) batches; shuffled when a generator is given."""
+    """Yield (uint8 images, labels) batches; shuffled when a generator is given.
+
+    The order is ``torch.randperm(len(x), generator=generator)`` (else 0..N-1), cut into
+    ``batch_size`` slices (the last short one dropped with ``drop_last``). A tensor ``x``
+    is indexed directly; a lazy set (:class:`evonas.streaming.LazyImages`) is decoded by
+    a DataLoader with ``workers`` processes (None: min(4, CPUs - 1); 0: in this process)
+    and ``pin_memory`` (see :func:`evonas.streaming.stream_batches`), giving the same
+    batches in the same order.
+    """
     n = len(x)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     stop = n - (n % batch_size) if drop_last else n
+    if is_lazy(x):
+        yield from stream_batches(x, y, order, batch_size, stop, workers=workers, pin_memory=pin_memory)
+        return
     for i in range(0, stop, batch_size):
         idx = order[i : i + batch_size]
         yield x[idx], y[idx]

@@ -1,4 +1,4 @@
-"""A user's own image data, read into memory as uint8 tensors: image folders, torchvision, functions.
+"""A user's own image data as uint8 tensors (or lazy sets when large): image folders, torchvision, functions.
 
 Three kinds of data spec are read here (``evonas.data.load_splits`` dispatches to them):
 
@@ -9,10 +9,11 @@ Three kinds of data spec are read here (``evonas.data.load_splits`` dispatches t
 * ``PATH.py:FUNC`` or ``package.module:FUNC`` -- a function returning ``(train, test)``
   datasets of ``(image, label)`` pairs (:func:`read_function`).
 
-Each returns a :class:`RawData`: train and test images as uint8 (N, C, H, W) tensors,
-int64 labels and the class names. Images are 1-channel when every image is grayscale,
-else 3-channel RGB. With ``image_size`` every image is resized to a square of that side;
-without it every image must already have one size. Every bad input is one
+Each returns a :class:`RawData`: train and test images as uint8 (N, C, H, W) tensors
+(or :class:`evonas.streaming.LazyImages`, see ``in_memory``), int64 labels and the class
+names. Images are 1-channel when every image is grayscale, else 3-channel RGB. With
+``image_size`` every image is resized to a square of that side; without it every image
+must already have one size. Every bad input is one
 :class:`~evonas.errors.ConfigError` (or :class:`~evonas.errors.DatasetMissingError`)
 naming the file or value and the fix; nothing is written anywhere.
 """
@@ -151,22 +152,26 @@ def _check_image_size(image_size: int | None) -> None:
                           f"got {image_size!r}.", param="image_size")
 
 
-def _assemble(train: list[_Image], train_y: Sequence[int], test: list[_Image], test_y: Sequence[int],
-              classes: tuple[str, ...], image_size: int | None, param: str) -> RawData:
+def _check_assembly(train: Sequence[_Image], test: Sequence[_Image], image_size: int | None, param: str) -> int:
+    """Check a dataset's images (both splits present, one size unless ``image_size``); return its channels (1 or 3)."""
     _check_image_size(image_size)
     if not train or not test:
         which = "training" if not train else "test"
         raise _err(f"The '{param}' parameter gives data with no {which} images; it needs both training and test "
                    "images (an image folder holds out 20% of each class with two or more images).", param)
-    _check_sizes(train + test, image_size, param)
-    channels = 1 if all(im.array.shape[0] == 1 for im in train + test) else 3
-    return RawData(
-        train_x=_stack(train, channels, image_size, param),
-        train_y=torch.as_tensor(np.asarray(train_y, dtype=np.int64)).reshape(-1),
-        test_x=_stack(test, channels, image_size, param),
-        test_y=torch.as_tensor(np.asarray(test_y, dtype=np.int64)).reshape(-1),
-        classes=classes,
-    )
+    _check_sizes([*train, *test], image_size, param)
+    return 1 if all(im.array.shape[0] == 1 for im in (*train, *test)) else 3
+
+
+def _labels(labels: Sequence[int]) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(labels, dtype=np.int64)).reshape(-1)
+
+
+def _assemble(train: list[_Image], train_y: Sequence[int], test: list[_Image], test_y: Sequence[int],
+              classes: tuple[str, ...], image_size: int | None, param: str) -> RawData:
+    channels = _check_assembly(train, test, image_size, param)
+    return RawData(_stack(train, channels, image_size, param), _labels(train_y),
+                   _stack(test, channels, image_size, param), _labels(test_y), classes)
 
 
 # ---------------------------------------------------------------------- imagefolder
@@ -238,8 +243,8 @@ def _holdout(labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
 
 
 def read_image_folder(folder: str | Path, *, image_size: int | None = None, param: str = "dataset",
-                      spec: str | None = None) -> RawData:
-    """Read an ImageFolder-layout directory (one sub-folder per class) into memory.
+                      spec: str | None = None, in_memory: bool | None = None) -> RawData:
+    """Read an ImageFolder-layout directory (one sub-folder per class), into memory or as lazy image sets.
 
     When ``folder/train`` and ``folder/test`` both exist they are the train and test
     splits and must hold the same class folders. Otherwise ``folder`` itself holds the
@@ -252,7 +257,11 @@ def read_image_folder(folder: str | Path, *, image_size: int | None = None, para
     folders, has only one of train/ and test/, train and test classes differ, a class
     folder holds no images, a file is not an image or cannot be decoded, or images differ
     in size and ``image_size`` is None.
+    ``in_memory``: True decodes every image now; False reads only headers now and gives
+    :class:`evonas.streaming.ImageFiles`; None: by size (:func:`evonas.streaming.hold_in_memory`).
     """
+    from evonas import streaming
+
     spec = spec or f"imagefolder:{folder}"
     root = Path(folder).expanduser()
     if not root.exists():
@@ -282,6 +291,8 @@ def read_image_folder(folder: str | Path, *, image_size: int | None = None, para
         held = _holdout([c for _, c in files], HOLDOUT_FRACTION, HOLDOUT_SEED)
         train_files = [f for f, h in zip(files, held) if not h]
         test_files = [f for f, h in zip(files, held) if h]
+    if not streaming.hold_in_memory(lambda: streaming.folder_bytes(train_files, image_size), in_memory):
+        return streaming.lazy_image_folder(train_files, test_files, tuple(classes), image_size, param)
     train = [_decode_file(p, param) for p, _ in train_files]
     test = [_decode_file(p, param) for p, _ in test_files]
     return _assemble(train, [c for _, c in train_files], test, [c for _, c in test_files], tuple(classes),
@@ -360,12 +371,13 @@ def _fast_arrays(ds: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def read_torchvision(name: str, root: str | Path | None, *, image_size: int | None = None,
-                     param: str = "dataset") -> RawData:
+                     param: str = "dataset", in_memory: bool | None = None) -> RawData:
     """Open torchvision dataset ``name`` (case-insensitive: cifar10, SVHN, FashionMNIST ...) under ``root``.
 
     Always ``download=False``; classes taking ``train=`` get True/False, those taking
     ``split=`` get "train"/"test". Arrays the dataset already holds (``.data`` with
-    ``.targets`` or ``.labels``) are used directly, otherwise every item is converted.
+    ``.targets`` or ``.labels``) are used directly (always in memory), otherwise every
+    item is converted, now or on demand as ``in_memory`` says (:func:`_from_datasets`).
 
     Raises ConfigError for an unknown name (listing valid ones) and DatasetMissingError,
     naming ``root``, when ``root`` is None or the files are not there.
@@ -394,7 +406,7 @@ def read_torchvision(name: str, root: str | Path | None, *, image_size: int | No
         tx_t, sx_t = (_resize_batch(torch.from_numpy(a).expand(-1, channels, -1, -1), image_size) for a in (tx, sx))
         return RawData(tx_t.contiguous(), torch.from_numpy(ty), sx_t.contiguous(), torch.from_numpy(sy),
                        _class_names(classes, ty, sy))
-    return _from_datasets(train_ds, test_ds, f"torchvision:{name}", image_size, param)
+    return _from_datasets(train_ds, test_ds, f"torchvision:{name}", image_size, param, in_memory)
 
 
 def _resize_batch(x: torch.Tensor, image_size: int | None, chunk: int = 4096) -> torch.Tensor:
@@ -430,34 +442,47 @@ def _label(label: Any, source: str, param: str) -> int:
     return int(label)
 
 
-def _items(ds: Any, split: str, spec: str, param: str) -> tuple[list[_Image], list[int]]:
+def _item(ds: Any, i: int, split: str, spec: str, param: str) -> tuple[np.ndarray, int, str]:
+    """Item ``i`` of ``ds`` as (uint8 image (C, H, W), label, "split item i of spec"); a bad item is a ConfigError."""
     from PIL import Image
 
+    source = f"{split} item {i} of {spec}"
+    try:
+        item = ds[i]
+    except Exception as exc:
+        raise _err(f"The '{param}' parameter gives {split} data whose item {i} raised {type(exc).__name__}: {exc}; "
+                   f"fix {spec}.", param) from None
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise _err(f"The '{param}' parameter gives {source} as {type(item).__name__}; each item must be an "
+                   "(image, label) pair.", param)
+    image, label = item[0], item[1]
+    if isinstance(image, Image.Image):
+        array = _from_pil(image, source)
+    elif isinstance(image, (torch.Tensor, np.ndarray)):
+        array = _from_array(image, source, param)
+    else:
+        raise _err(f"The '{param}' parameter gives {source} with an image of type {type(image).__name__}; give "
+                   "a PIL image, or a uint8 / [0, 1] float array or tensor (C, H, W) or (H, W).", param)
+    return array, _label(label, source, param), source
+
+
+def _items(ds: Any, split: str, spec: str, param: str, keep: bool = True) -> tuple[list[_Image], list[int]]:
+    """Every item of ``ds`` as images and labels; ``keep=False`` keeps only each image's shape (no pixels)."""
     images, labels = [], []
     for i in range(len(ds)):
-        source = f"{split} item {i} of {spec}"
-        try:
-            item = ds[i]
-        except Exception as exc:
-            raise _err(f"The '{param}' parameter gives {split} data whose item {i} raised {type(exc).__name__}: {exc}; "
-                       f"fix {spec}.", param) from None
-        if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise _err(f"The '{param}' parameter gives {source} as {type(item).__name__}; each item must be an "
-                       "(image, label) pair.", param)
-        image, label = item[0], item[1]
-        if isinstance(image, Image.Image):
-            array = _from_pil(image, source)
-        elif isinstance(image, (torch.Tensor, np.ndarray)):
-            array = _from_array(image, source, param)
-        else:
-            raise _err(f"The '{param}' parameter gives {source} with an image of type {type(image).__name__}; give "
-                       "a PIL image, or a uint8 / [0, 1] float array or tensor (C, H, W) or (H, W).", param)
-        images.append(_Image(array, source))
-        labels.append(_label(label, source, param))
+        array, label, source = _item(ds, i, split, spec, param)
+        images.append(_Image(array if keep else np.broadcast_to(np.uint8(0), array.shape), source))
+        labels.append(label)
     return images, labels
 
 
-def _from_datasets(train: Any, test: Any, spec: str, image_size: int | None, param: str) -> RawData:
+def _from_datasets(train: Any, test: Any, spec: str, image_size: int | None, param: str,
+                   in_memory: bool | None = None) -> RawData:
+    """Images and labels of two datasets of (image, label): decoded now, or lazy sets (see ``in_memory``)."""
+    from evonas import streaming
+
+    if not streaming.hold_in_memory(lambda: streaming.dataset_bytes(train, spec, image_size, param), in_memory):
+        return streaming.lazy_datasets(train, test, spec, image_size, param)
     tx, ty = _items(train, "train", spec, param)
     sx, sy = _items(test, "test", spec, param)
     classes = _class_names(getattr(train, "classes", None), np.asarray(ty), np.asarray(sy))
@@ -468,13 +493,15 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (str, bytes))
 
 
-def read_function(ref: str, *, image_size: int | None = None, param: str = "dataset") -> RawData:
+def read_function(ref: str, *, image_size: int | None = None, param: str = "dataset",
+                  in_memory: bool | None = None) -> RawData:
     """Call the function ``ref`` (``PATH.py:FUNC`` or ``package.module:FUNC``) and read its ``(train, test)``.
 
     ``FUNC()`` takes no arguments and returns two map-style datasets (``len`` and
     indexing) of ``(image, label)``: the image a PIL image, a uint8 array/tensor (C, H, W)
     or (H, W), or a float one in [0, 1]; the label a class index. Class names come from
-    ``train.classes`` when it is a list of strings, else "0", "1", ...
+    ``train.classes`` when it is a list of strings, else "0", "1", ... ``in_memory`` as
+    in :func:`read_image_folder`; lazy items are read once now (labels, sizes, checks).
 
     Raises ConfigError (naming ``param``) when the reference cannot be loaded (see
     :func:`evonas.refs.load_object`), is not callable, raises, returns anything but two
@@ -493,4 +520,4 @@ def read_function(ref: str, *, image_size: int | None = None, param: str = "data
         got = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
         raise _err(f"The '{param}' parameter names {ref!r}, which returned {got}; it must return (train, test), two "
                    "datasets of (image, label) with len() and indexing.", param)
-    return _from_datasets(result[0], result[1], ref, image_size, param)
+    return _from_datasets(result[0], result[1], ref, image_size, param, in_memory)

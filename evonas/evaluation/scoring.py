@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from search_spaces import Arch
 
 from evonas.data import Normalizer, Splits, batches
+from evonas.streaming import gather, is_lazy, memory_budget
 from evonas.run.config import FINETUNE_BATCH, FINETUNE_LR, SPACE_DEFAULT, check_finetune, scoring_defaults
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -85,11 +86,11 @@ def finetune_path(forward: Forward, params: list[nn.Parameter], x: torch.Tensor,
 
 
 def recalibration_images(splits: Splits, n: int, seed: int) -> torch.Tensor:
-    """A fixed, seeded subset of the train split used to recalibrate every sub-network."""
+    """A fixed, seeded subset of the train split used to recalibrate every sub-network (decoded if lazy)."""
     n = min(n, len(splits.train_x))
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(splits.train_x), generator=g)[:n]
-    return splits.train_x[idx]
+    return gather(splits.train_x, idx)
 
 
 class SupernetEvaluator:
@@ -128,10 +129,13 @@ class SupernetEvaluator:
         self.norm = Normalizer(self.splits.mean, self.splits.std)
         x, y = self.splits.split(split)
         if val_images is not None and split == "val":  # the test split is scored whole: it is the final word
-            x, y = x[:val_images], y[:val_images]
-        # normalised once: every sub-network sees the same float tensors
-        self.x, self.y = self.norm(x), y  # (N, C, H, W) float32
+            x, y = (x.subset(slice(val_images)) if is_lazy(x) else x[:val_images]), y[:val_images]
         self.val_images = len(x)
+        # normalised once: every sub-network sees the same float tensors; a lazy split too
+        # large for that (float32 over the memory budget) streams, normalised batch by batch
+        self._stream_eval = is_lazy(x) and 4 * x.numel() > memory_budget()
+        self.x = x if self._stream_eval else self.norm(gather(x, torch.arange(len(x))) if is_lazy(x) else x)
+        self.y = y
         self.calib_x = self.norm(recalibration_images(self.splits, recalib_images, seed)) if recalibrate else None
         self.finetune_steps, self.finetune_lr = finetune_steps, float(finetune_lr)
         # the fine-tuning batches, drawn once: every architecture trains on the same images in the same order
@@ -191,7 +195,8 @@ class SupernetEvaluator:
         """Accuracy (percent) and loss of ``arch`` on the evaluation split (its canonical path)."""
         arch = self.canonical(arch)
         self.prepare(arch)
-        return evaluate_module(lambda x: self.model(x, arch), self.x, self.y, None, self.batch_size)
+        return evaluate_module(lambda x: self.model(x, arch), self.x, self.y, self.norm if self._stream_eval else None,
+                               self.batch_size)
 
     def provenance(self) -> dict:
         # keyed by what the weights are, never by where they are: the same supernet reached

@@ -40,17 +40,22 @@ if TYPE_CHECKING:
 def load_run_splits(cfg: TrainConfig) -> Splits:
     """The data of a run's config: its dataset, split, size and (for synthetic data) its space's image shape."""
     return load_config_splits(cfg.space, cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, seed=cfg.seed,
-                              train_limit=cfg.train_limit, image_size=cfg.image_size)
+                              train_limit=cfg.train_limit, image_size=cfg.image_size,
+                              in_memory=getattr(cfg, "in_memory", None))  # a config field, once it has one
 
 
 def load_config_splits(space: str, dataset: str, *, data_root=None, val_size=10_000, seed: int = 0,
-                       train_limit: int | None = None, image_size: int | None = None) -> Splits:
-    """The data a config names; synthetic images take a preset space's shape (or 1 x ``image_size``^2)."""
+                       train_limit: int | None = None, image_size: int | None = None,
+                       in_memory: bool | None = None) -> Splits:
+    """The data a config names; synthetic images take a preset space's shape (or 1 x ``image_size``^2).
+
+    ``in_memory``: hold a user's images in memory, stream them, or None: by size (see
+    :func:`evonas.data.load_splits`)."""
     net = getattr(get_space(space), "net", None) if not is_user_space(space) else None
     side = image_size or 28
     shape = (net.in_channels, net.image_size, net.image_size) if net else (1, side, side)
     return load_splits(dataset, root=data_root, val_size=val_size, seed=seed, train_limit=train_limit,
-                       image_shape=shape, image_size=image_size)
+                       image_shape=shape, image_size=image_size, in_memory=in_memory)
 
 
 def _file_stem(space: str) -> str:
