@@ -39,6 +39,9 @@ RESULT_COLUMNS = [
                    "never downloaded) or PATH.py:FUNCTION (returns train and test datasets); default: the preset's own.")
 @click.option("--data-root", default=None, help="Dataset folder (default: Debian's Fashion-MNIST; CIFAR-10 needs one).")
 @click.option("--image-size", default=None, type=click.IntRange(min=1), help="Resize every image to this square side.")
+@click.option("--in-memory/--stream", "in_memory", default=None,
+              help="Hold a folder's images in memory, or decode them from disk batch by batch through a DataLoader "
+                   "[default: in memory when the training images take under min(2 GiB, a quarter of the RAM)].")
 @click.option("--augment", default="none", show_default=True, type=click.Choice(["none", "standard"]),
               help="standard: random crop with 4-pixel padding and horizontal flip (the CIFAR recipe; not for data where "
                    "flips are wrong). Stand-alone anchors train with the same recipe.")

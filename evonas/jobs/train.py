@@ -104,7 +104,8 @@ def config_and_data(layout: RunLayout, options: TrainOptions) -> tuple[TrainConf
         settings.setdefault("val_size", USER_VAL_SHARE)
         splits = load_config_splits(space, settings["dataset"], data_root=settings.get("data_root"),
                                     val_size=settings["val_size"], seed=settings.get("seed", 0),
-                                    train_limit=settings.get("train_limit"), image_size=settings.get("image_size"))
+                                    train_limit=settings.get("train_limit"), image_size=settings.get("image_size"),
+                                    in_memory=settings.get("in_memory"))
         settings["space_kwargs"] = space_kwargs(splits)
     return TrainConfig(**{"epochs": default_epochs(space), **settings}), splits
 

@@ -95,6 +95,8 @@ class TrainConfig:
     data_root: str | None = None  # where the dataset lives; None = the packaged location
     image_size: int | None = None  # resize every image to this square side (None: keep the data's size)
     augment: str = "none"  # none, or standard (random crop with 4-pixel padding and horizontal flip)
+    in_memory: bool | None = None  # hold the images in memory (True), stream them from disk (False); None: by size
+    precision: str = "fp32"  # fp32, or mixed precision bf16 / fp16 (autocast; fp16 needs a GPU and uses a gradient scaler)
     val_size: int | float = 10_000  # training images held out for validation (seeded split); a float in (0, 1): a share
     train_limit: int | None = None  # keep only this many train images (quick runs)
     epochs: int = 10  # passes over the train split (the CLI and jobs use default_epochs(space) when not given)
@@ -114,6 +116,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from evonas.data import AUGMENTATIONS
+        from evonas.device import PRECISIONS
         from evonas.spaces import canonical_name, is_user_space, resolve_space
 
         object.__setattr__(self, "dataset", absolute_data(self.dataset))
@@ -133,7 +136,9 @@ class TrainConfig:
                                               and self.image_size >= 1)
         checks = [
             ("augment", self.augment in AUGMENTATIONS, f"one of {', '.join(AUGMENTATIONS)}"),
+            ("precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
             ("image_size", size_ok, "None or an integer >= 1"),
+            ("in_memory", self.in_memory in (None, True, False), "None (by size), True or False"),
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("lr", self.lr > 0, "a float > 0"),
