@@ -706,6 +706,40 @@ def test_run_whose_space_file_changed_is_refused_in_one_line(tmp_path, capsys, u
     assert files(stopped) == saved
 
 
+
+def test_run_whose_data_changed_is_refused_in_one_line(tmp_path, capsys, user_model):
+    from PIL import Image
+
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=8, size=16)
+    run, stopped = tmp_path / "run", tmp_path / "stopped"
+    _train(run, user_model, folder, epochs=1)
+    _train(stopped, user_model, folder, epochs=2, stop_after=1)
+
+    def files() -> list:
+        return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in tmp_path.rglob("*") if run in p.parents
+                      or stopped in p.parents)
+
+    before = files()
+    # a fourth class folder joins the data: the model's head has three outputs
+    make_image_folder(tmp_path / "four", classes=4, per_class=8, size=16)
+    for part in ("train", "test"):
+        (tmp_path / "four" / part / "dress").rename(folder / part / "dress")
+    for argv in (["eval", "--run", run, "--sample", "1", "--quiet"], ["train-supernet", "--run", stopped, "--resume"]):
+        line = cli_error(capsys, argv)
+        assert "does not fit the run's model: num_classes 4 (the model was built for 3)" in line, line
+        assert str(folder) in line
+    # the images are resized: the costs were counted at 16x16
+    for part in ("train", "test"):
+        for png in (folder / part / "dress").iterdir():
+            png.unlink()
+        (folder / part / "dress").rmdir()
+    for png in folder.rglob("*.png"):
+        Image.open(png).resize((12, 12)).save(png)
+    line = cli_error(capsys, ["eval", "--run", run, "--sample", "1", "--quiet"])
+    assert "image_size 12 (the model was built for 16)" in line, line
+    assert files() == before
+
+
 # ----------------------------------------------------------------------- the CLI on a user's run
 
 

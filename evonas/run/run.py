@@ -39,9 +39,24 @@ if TYPE_CHECKING:
 
 def load_run_splits(cfg: TrainConfig) -> Splits:
     """The data of a run's config: its dataset, split, size and (for synthetic data) its space's image shape."""
-    return load_config_splits(cfg.space, cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size, seed=cfg.seed,
-                              train_limit=cfg.train_limit, image_size=cfg.image_size,
-                              in_memory=getattr(cfg, "in_memory", None))  # a config field, once it has one
+    splits = load_config_splits(cfg.space, cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size,
+                                seed=cfg.seed, train_limit=cfg.train_limit, image_size=cfg.image_size,
+                                in_memory=getattr(cfg, "in_memory", None))
+    if cfg.space_kwargs and is_user_space(cfg.space):
+        _check_data_fits(cfg, splits)
+    return splits
+
+
+def _check_data_fits(cfg: TrainConfig, splits: Splits) -> None:
+    """Refuse in one line data whose channels, classes or image size are no longer those the model was built for."""
+    from evonas.jobs.train import space_kwargs
+
+    now = space_kwargs(splits)
+    changed = [f"{key} {now[key]} (the model was built for {cfg.space_kwargs[key]})" for key in now
+               if key in cfg.space_kwargs and json.loads(json.dumps(cfg.space_kwargs[key])) != now[key]]
+    if changed:
+        raise RunDirError(f"the data {cfg.dataset} does not fit the run's model: {', '.join(changed)}. Restore the "
+                          "data the run was trained on, or train a new run.")
 
 
 def load_config_splits(space: str, dataset: str, *, data_root=None, val_size=10_000, seed: int = 0,
