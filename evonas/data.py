@@ -393,9 +393,16 @@ class Normalizer:
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0
+        self._copies: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) / self.std
+        """``x`` normalised on its own device (uint8 batches are copied to a GPU before they become floats)."""
+        if x.device == self.mean.device:
+            return (x.float() - self.mean) / self.std
+        if x.device not in self._copies:
+            self._copies[x.device] = (self.mean.to(x.device), self.std.to(x.device))
+        mean, std = self._copies[x.device]
+        return (x.float() - mean) / std
 
 
 def batches(

@@ -54,6 +54,11 @@ def check_precision(precision: str, device: torch.device | str | None = None) ->
     return precision
 
 
+def check_device_and_precision(device: str, precision: str) -> None:
+    """Both settings of a job's options, checked before anything is loaded (one line each)."""
+    check_precision(precision, resolve_device(device))
+
+
 def autocast(device: torch.device | str, precision: str) -> ContextManager:
     """The autocast context of ``precision`` on ``device`` (nothing for fp32)."""
     if precision == "fp32":

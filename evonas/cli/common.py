@@ -44,6 +44,18 @@ class SciNumber(click.ParamType):
 SCI = SciNumber()
 
 
+def device_option(what: str):
+    """``--device`` of a command that runs networks (checked by the job: a missing GPU is one line)."""
+    return click.option("--device", default="cpu", show_default=True,
+                        help=f"Where {what}: cpu, cuda, cuda:N (the N-th GPU) or auto (a GPU when there is one).")
+
+
+def precision_option(what: str):
+    """``--precision`` of a command that runs networks."""
+    return click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+                        help=f"Precision of {what}: fp32, or mixed precision bf16 / fp16 (autocast; fp16 needs a GPU).")
+
+
 class SpaceName(click.ParamType):
     """A preset's name, an installed space (entry point) or your model's factory as PATH.py:FACTORY."""
 

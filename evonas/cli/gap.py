@@ -6,7 +6,7 @@ import json
 
 import click
 
-from evonas.cli.common import echo_json_lines, echo_table, json_safe, name_list
+from evonas.cli.common import device_option, echo_json_lines, echo_table, json_safe, name_list, precision_option
 from evonas.jobs.fit_predictor import FINETUNE_LR, SELECTIONS, FitPredictorOptions, fit_predictor as fit_predictor_job
 from evonas.jobs.predict import PredictOptions, predict
 
@@ -42,10 +42,12 @@ from evonas.jobs.predict import PredictOptions, predict
               help="Peak learning rate of --finetune-steps (cosine-decayed to 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking report as one JSON object.")
 @click.option("--threads", default=None, type=int)
+@device_option("the pool is scored and the anchors train")
+@precision_option("the pool's supernet scores (the anchors train in the run's precision)")
 @click.option("--quiet", is_flag=True, help="No progress bars (also off when stderr is not a terminal).")
 def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, long_anchors, long_epochs, selection,
                   anchor_opts, anchors_file, pool, names, coverage, seed, finetune_steps, finetune_lr, as_json, threads,
-                  quiet) -> None:
+                  device, precision, quiet) -> None:
     """Train stand-alone anchors and fit a predictor that corrects the supernet.
 
     The supernet ranks architectures only roughly. This command measures how well on
@@ -68,7 +70,7 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, 
                                   selection=selection,
                                   explicit=anchor_opts, anchors_file=anchors_file, pool=pool, predictors=name_list(names),
                                   coverage=coverage, seed=seed, finetune_steps=finetune_steps, finetune_lr=finetune_lr,
-                                  quiet=quiet, threads=threads)
+                                  quiet=quiet, threads=threads, device=device, precision=precision)
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     result = fit_predictor_job(run_dir, options, log=log)
     if as_json:
@@ -90,7 +92,8 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, 
 @click.option("--arch", "arch_opts", multiple=True, help="Architecture string (repeatable).")
 @click.option("--archs", "archs_file", default=None, help="File with one architecture string per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def predict_cmd(run_dir, arch_opts, archs_file, as_json) -> None:
+@device_option("the supernet scores them (in the precision the predictor was fitted with)")
+def predict_cmd(run_dir, arch_opts, archs_file, as_json, device) -> None:
     """Predict stand-alone accuracy with the run's gap-correcting predictor.
 
     Each architecture is scored with the supernet (cached in the run's store; with the
@@ -103,7 +106,7 @@ def predict_cmd(run_dir, arch_opts, archs_file, as_json) -> None:
       evonas predict --run runs/demo --arch 12012200
       evonas predict --run runs/demo --archs archs.txt --json
     """
-    result = predict(run_dir, PredictOptions(archs=arch_opts, archs_file=archs_file))
+    result = predict(run_dir, PredictOptions(archs=arch_opts, archs_file=archs_file, device=device))
     if result.source_mismatch:
         click.echo(
             "warning: the supernet scores differ in source from those the predictor was fitted on (another checkpoint "

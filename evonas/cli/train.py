@@ -6,7 +6,7 @@ import click
 
 from search_spaces import DEFAULT_SPACE, list_spaces
 
-from evonas.cli.common import NUMBER, SCI, SPACE, echo_json_lines, echo_table
+from evonas.cli.common import NUMBER, SCI, SPACE, device_option, echo_json_lines, echo_table, precision_option
 from evonas.jobs.evaluate import FINETUNE_LR, EvalOptions, evaluate, scoring_defaults_text
 from evonas.jobs.export import RANKERS, ExportOptions, export
 from evonas.jobs.profile import ProfileOptions, profile
@@ -64,8 +64,8 @@ RESULT_COLUMNS = [
 @click.option("--nproc-per-node", default=1, show_default=True, type=int,
               help="Training processes on this machine (torch.distributed: gloo on CPU, nccl on GPUs); "
                    "each step's batch is split over them.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"]),
-              help="Where to train: cuda fails when there is no GPU; auto takes one when there is.")
+@device_option("to train (with --nproc-per-node N and cuda, one GPU per process)")
+@precision_option("the training steps (recorded in the run)")
 @click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint with the run's saved config.")
 @click.option("--quiet", is_flag=True, help="No progress bars (also off when stderr is not a terminal).")
 @click.pass_context
@@ -119,9 +119,11 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
               help="Peak learning rate of --finetune-steps (cosine-decayed to 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 @click.option("--threads", default=None, type=int)
+@device_option("the supernet scores")
+@precision_option("scoring (part of each score's key)")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
 def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recalib_images, split, finetune_steps, finetune_lr,
-             as_json, threads, quiet) -> None:
+             as_json, threads, device, precision, quiet) -> None:
     """Score sub-networks with inherited supernet weights.
 
     Each architecture's BN statistics are reset and recalibrated on a fixed set of
@@ -137,7 +139,7 @@ def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recal
     """
     options = EvalOptions(archs=arch_opts, archs_file=archs_file, sample=sample, seed=seed, recalibrate=not no_recalibrate,
                           recalib_images=recalib_images, split=split, quiet=quiet, threads=threads,
-                          finetune_steps=finetune_steps, finetune_lr=finetune_lr)
+                          finetune_steps=finetune_steps, finetune_lr=finetune_lr, device=device, precision=precision)
     result = evaluate(run_dir, options, on_row=(lambda row: echo_json_lines([row])) if as_json else None)
     if not as_json:
         echo_table(result.rows, RESULT_COLUMNS)
@@ -192,10 +194,11 @@ def profile_cmd(space: str | None, run_dir: str | None, arch_opts, archs_file, c
 @click.option("--latency-batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="... batch size ...")
 @click.option("--latency-threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="... and threads it was measured with.")
+@device_option("BN is recalibrated before the weights are copied (the exported modules are saved for the CPU)")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
 def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None, formats, max_flops,
                max_params, max_latency_ms, latency_backend: str, latency_batch_size: int, latency_threads: int,
-               quiet: bool) -> None:
+               device: str, quiet: bool) -> None:
     """Export sub-networks as standalone PyTorch modules with inherited weights.
 
     Each export folder holds model.pt2 (load with torch.export.load(path).module()),
@@ -220,7 +223,8 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str
     result = export(run_dir, ExportOptions(archs=arch_opts, top_k=top_k, scorer=scorer, out=out, quiet=quiet,
                                            formats=formats, max_flops=max_flops, max_params=max_params,
                                            max_latency_ms=max_latency_ms, latency_backend=latency_backend,
-                                           latency_batch_size=latency_batch_size, latency_threads=latency_threads))
+                                           latency_batch_size=latency_batch_size, latency_threads=latency_threads,
+                                           device=device))
     for item in result.over_limit:
         click.echo(f"warning: {item}", err=True)
     if result.report is not None:

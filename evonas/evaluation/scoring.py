@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from search_spaces import Arch
 
 from evonas.data import Normalizer, Splits, batches
+from evonas.device import autocast, grad_scaler
 from evonas.streaming import gather, is_lazy, memory_budget
 from evonas.run.config import FINETUNE_BATCH, FINETUNE_LR, SPACE_DEFAULT, check_finetune, scoring_defaults
 
@@ -31,14 +32,18 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 @torch.inference_mode()
 def evaluate_module(forward: Forward, x: torch.Tensor, y: torch.Tensor, norm: Normalizer | None, batch_size: int = 256) -> dict[str, float]:
-    """Accuracy (percent) and mean cross-entropy of ``forward`` on (x, y); ``norm=None``: x is ready."""
+    """Accuracy (percent) and mean cross-entropy of ``forward`` on (x, y); ``norm=None``: x is ready.
+
+    The sums stay on the device of the logits and are read once at the end (no sync per batch).
+    """
     correct, loss_sum = 0, 0.0
     for xb, yb in batches(x, y, batch_size):
-        logits = forward(norm(xb) if norm else xb)  # (B, classes)
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
+        logits = forward(norm(xb) if norm else xb).float()  # (B, classes)
+        yb = yb.to(logits.device, non_blocking=True)
+        loss_sum = loss_sum + F.cross_entropy(logits, yb, reduction="sum")
+        correct = correct + (logits.argmax(1) == yb).sum()
     n = max(len(x), 1)
-    return {"accuracy": 100.0 * correct / n, "loss": loss_sum / n}
+    return {"accuracy": 100.0 * float(correct) / n, "loss": float(loss_sum) / n}
 
 
 def batchnorms(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -66,7 +71,8 @@ def recalibrate_bn(
 
 
 def finetune_path(forward: Forward, params: list[nn.Parameter], x: torch.Tensor, y: torch.Tensor, batches_idx: torch.Tensor,
-                  norm: Normalizer | None, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4) -> None:
+                  norm: Normalizer | None, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
+                  scaler: torch.amp.GradScaler | None = None) -> None:
     """Train ``params`` for ``len(batches_idx)`` SGD steps (Nesterov, cosine-decayed from ``lr`` to 0).
 
     ``batches_idx`` (steps, batch) indexes ``x``/``y``: the same batches for every
@@ -79,10 +85,16 @@ def finetune_path(forward: Forward, params: list[nn.Parameter], x: torch.Tensor,
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
             xb = x[idx]
-            loss = F.cross_entropy(forward(norm(xb) if norm else xb), y[idx])
+            logits = forward(norm(xb) if norm else xb).float()
+            loss = F.cross_entropy(logits, y[idx].to(logits.device, non_blocking=True))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:  # fp16: scaled gradients, unscaled before the step
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
 
 
 def recalibration_images(splits: Splits, n: int, seed: int) -> torch.Tensor:
@@ -108,7 +120,10 @@ class SupernetEvaluator:
         split: str = "val",
         finetune_steps: int = 0,  # > 0: train each path alone this many SGD steps before scoring it
         finetune_lr: float = FINETUNE_LR,  # peak learning rate of those steps (cosine-decayed to 0)
+        device: str | torch.device = "cpu",  # where the supernet runs (cpu, cuda, cuda:N)
+        precision: str = "fp32",  # fp32, bf16 or fp16 (autocast) for recalibration, fine-tuning and evaluation
     ) -> None:
+        from evonas.device import check_precision, resolve_device
         from evonas.errors import ConfigError
 
         default_recalib, default_val = scoring_defaults(run.space.name)
@@ -124,7 +139,9 @@ class SupernetEvaluator:
         self.batch_size = batch_size
         self.seed = seed
         self.split = split
-        self.model = run.load_supernet().eval()
+        self.device = resolve_device(device)
+        self.precision = check_precision(precision, self.device)
+        self.model = run.load_supernet().to(self.device).eval()
         self.splits = run.splits()
         self.norm = Normalizer(self.splits.mean, self.splits.std)
         x, y = self.splits.split(split)
@@ -134,9 +151,10 @@ class SupernetEvaluator:
         # normalised once: every sub-network sees the same float tensors; a lazy split too
         # large for that (float32 over the memory budget) streams, normalised batch by batch
         self._stream_eval = is_lazy(x) and 4 * x.numel() > memory_budget()
-        self.x = x if self._stream_eval else self.norm(gather(x, torch.arange(len(x))) if is_lazy(x) else x)
+        self.x = x if self._stream_eval else self.norm(gather(x, torch.arange(len(x))) if is_lazy(x) else x).to(self.device)
         self.y = y
-        self.calib_x = self.norm(recalibration_images(self.splits, recalib_images, seed)) if recalibrate else None
+        self.calib_x = (self.norm(recalibration_images(self.splits, recalib_images, seed)).to(self.device)
+                        if recalibrate else None)
         self.finetune_steps, self.finetune_lr = finetune_steps, float(finetune_lr)
         # the fine-tuning batches, drawn once: every architecture trains on the same images in the same order
         self._finetune_batches = torch.randint(len(self.splits.train_x), (finetune_steps, FINETUNE_BATCH),
@@ -170,14 +188,15 @@ class SupernetEvaluator:
             return
         self._restore()
         path = self.model.path_modules(arch)
-        forward = lambda x: self.model(x, arch)  # noqa: E731
+        forward = self._forward(arch)
         self.model.train()
         if self.finetune_steps:
             state = {id(t): t for m in path for t in (*m.parameters(), *m.buffers())}
             self._saved = [(t, t.detach().clone()) for t in state.values()]
             params = list({id(p): p for m in path for p in m.parameters()}.values())
             finetune_path(forward, params, self.splits.train_x, self.splits.train_y, self._finetune_batches, self.norm,
-                          lr=self.finetune_lr)
+                          lr=self.finetune_lr, scaler=grad_scaler(self.device, self.precision)
+                          if self.precision == "fp16" else None)
         if self.recalibrate:
             recalibrate_bn(forward, batchnorms(path), self.calib_x, None, self.batch_size)
         self.model.eval()
@@ -195,8 +214,16 @@ class SupernetEvaluator:
         """Accuracy (percent) and loss of ``arch`` on the evaluation split (its canonical path)."""
         arch = self.canonical(arch)
         self.prepare(arch)
-        return evaluate_module(lambda x: self.model(x, arch), self.x, self.y, self.norm if self._stream_eval else None,
+        return evaluate_module(self._forward(arch), self.x, self.y, self.norm if self._stream_eval else None,
                                self.batch_size)
+
+    def _forward(self, arch: Arch) -> Forward:
+        """The path's forward on the evaluator's device, in its precision (inputs moved there first)."""
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device, self.precision):
+                return self.model(x.to(self.device, non_blocking=True), arch)
+
+        return forward
 
     def provenance(self) -> dict:
         # keyed by what the weights are, never by where they are: the same supernet reached
@@ -212,4 +239,5 @@ class SupernetEvaluator:
             # only when used, so that scores without fine-tuning keep the records they already have
             **({"finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr, "finetune_batch": FINETUNE_BATCH}
                if self.finetune_steps else {}),
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
         }

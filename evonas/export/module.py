@@ -77,7 +77,7 @@ def export_arch(run_dir: str | Path, arch: Arch | str, out_dir: str | Path, metr
     space = ev.space
     arch = ev.canonical(space.coerce(arch))  # the path that was scored: every spelling exports one network
     ev.prepare(arch)  # recalibrate BN for this path before copying
-    module = ev.model.extract(arch).eval()
+    module = ev.model.extract(arch).cpu().eval()  # saved and checked on the CPU, wherever it was recalibrated
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     from evonas.supernet import input_shape

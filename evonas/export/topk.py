@@ -64,10 +64,10 @@ def best_so_far(steps: Sequence[Step]) -> list[float]:
     return out
 
 
-def _load_evaluator(run: RunLayout):
+def _load_evaluator(run: RunLayout, device: str = "cpu"):
     from evonas.evaluation.scoring import SupernetEvaluator
 
-    return SupernetEvaluator.from_run(run)
+    return SupernetEvaluator.from_run(run, device=device)
 
 
 def load_run_gap_model(run: RunLayout | str | Path):
@@ -100,7 +100,7 @@ def gap_metrics(gap, space, arch: str, supernet_accuracy: float) -> dict[str, An
     return out
 
 
-def tuned_inputs(run: RunLayout | str | Path, gap, archs: Sequence[str]) -> dict[str, float]:
+def tuned_inputs(run: RunLayout | str | Path, gap, archs: Sequence[str], device: str = "cpu") -> dict[str, float]:
     """Canonical arch -> the fine-tuned supernet score ``gap`` reads, when it was fitted on such scores.
 
     Empty when the predictor reads plain BN-recalibrated scores (or there is none):
@@ -116,7 +116,7 @@ def tuned_inputs(run: RunLayout | str | Path, gap, archs: Sequence[str]) -> dict
     from evonas.scorers.registry import make_scorer
 
     layout = RunLayout.of(run)
-    scorer = make_scorer("supernet", run_dir=layout.path, **options)
+    scorer = make_scorer("supernet", run_dir=layout.path, device=device, **options)
     with layout.store() as store:
         return {a: score_cached(scorer, store, scorer.space.parse(a)).record.metric("accuracy") for a in archs}
 
@@ -201,7 +201,8 @@ def current_records(layout: RunLayout, scorer: str, records: Sequence[Record]) -
 
 
 def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
-                 constraints: Constraints | None = None, formats: tuple[str, ...] = ("torch",), latency=None) -> Path:
+                 constraints: Constraints | None = None, formats: tuple[str, ...] = ("torch",), latency=None,
+                 device: str = "cpu") -> Path:
     """Export the ``k`` best stored architectures of ``run`` and write the report; returns report.md's path.
 
     Records are those of ``scorer`` from its newest source (the current supernet
@@ -236,10 +237,10 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
     out = layout.top_k_dir(k, scorer)
     out.mkdir(parents=True, exist_ok=True)
     _drop_earlier_exports(out)  # an earlier top-k (other limits, older weights) must not mix with this one
-    evaluator = _load_evaluator(run)
+    evaluator = _load_evaluator(run, device)
     gap = load_run_gap_model(layout)
     exported: list[tuple[Record, Path]] = []
-    tuned = tuned_inputs(layout, gap, [rec.arch for rec in top])
+    tuned = tuned_inputs(layout, gap, [rec.arch for rec in top], device)
     for rank, rec in enumerate(top, start=1):
         folder = out / f"rank{rank:02d}_{arch_dirname(rec.arch)}"
         metrics: dict[str, Any] = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evonas.errors import ConfigError
+from evonas.device import check_device_and_precision
 from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
@@ -35,9 +36,12 @@ class EvalOptions:
     finetune_lr: float = FINETUNE_LR  # peak learning rate of those steps
     quiet: bool = False  # no progress bar
     threads: int | None = None  # CPU threads for torch
+    device: str = "cpu"  # where the supernet runs: cpu, cuda, cuda:N or auto
+    precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; fp16 on a GPU only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "archs", tuple(self.archs))
+        check_device_and_precision(self.device, self.precision)
         if self.sample < 0:
             raise ConfigError(f"The 'sample' parameter must be an integer >= 0; got {self.sample!r}", param="sample")
         if self.recalib_images is not None and (not isinstance(self.recalib_images, int) or self.recalib_images < 1):
@@ -74,7 +78,8 @@ def evaluate(run: Run | str | Path, options: EvalOptions, *, on_row: Callable[[d
     use_threads(options.threads)
     ev = SupernetEvaluator(run, recalibrate=options.recalibrate, recalib_images=options.recalib_images,
                            val_images=options.val_images, seed=options.seed, split=options.split,
-                           finetune_steps=options.finetune_steps, finetune_lr=options.finetune_lr)
+                           finetune_steps=options.finetune_steps, finetune_lr=options.finetune_lr,
+                           device=options.device, precision=options.precision)
     rows = []
     show = progress_enabled(options.quiet) and len(archs) >= 3
     for arch in tqdm(archs, desc="scoring", unit="arch", disable=not show, file=sys.stderr):

@@ -35,10 +35,13 @@ class ExportOptions:
     max_flops: float | None = None  # with top_k: only architectures within these limits
     max_params: float | None = None
     max_latency_ms: float | None = None  # predicted by the run's latency table; each export is measured against it
+    device: str = "cpu"  # where BN is recalibrated and the exports are checked (the saved modules are on the CPU)
 
     def __post_init__(self) -> None:
+        from evonas.device import resolve_device
         from evonas.export.module import FORMATS
 
+        resolve_device(self.device)
         object.__setattr__(self, "archs", tuple(self.archs))
         object.__setattr__(self, "formats", tuple(dict.fromkeys(("torch", *self.formats))))
         bad = [f for f in self.formats if f not in FORMATS]
@@ -126,7 +129,7 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     if options.top_k is not None:
         metric = "accuracy" if options.scorer == "supernet" else "predicted"
         report = export_top_k(run, options.top_k, scorer=options.scorer, metric=metric, formats=options.formats,
-                              latency=latency, constraints=constraints or None)
+                              latency=latency, constraints=constraints or None, device=options.device)
         exported = []
         for folder in sorted(p for p in report.parent.iterdir() if (p / METRICS).is_file()):
             metrics = json.loads((folder / METRICS).read_text())
@@ -135,10 +138,10 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
         return ExportResult(exported=exported, report=report)
     space = run.space
     archs = [space.parse(a) for a in options.archs]  # every string checked before the supernet loads
-    ev = SupernetEvaluator(run)
+    ev = SupernetEvaluator(run, device=options.device)
     gap = load_run_gap_model(run)
     out = Path(options.out) if options.out else None
-    tuned = tuned_inputs(run, gap, [str(space.canonical(a)) for a in archs])  # one scorer for all, when fine-tuned
+    tuned = tuned_inputs(run, gap, [str(space.canonical(a)) for a in archs], options.device)  # one scorer for all, when fine-tuned
     done = []
     for arch in tqdm(archs, desc="export", unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet) or len(archs) < 2):
         metrics = ev.evaluate(arch)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from evonas.errors import ConfigError
+from evonas.device import check_device_and_precision
 from evonas.jobs.archs import read_archs
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
@@ -69,9 +70,12 @@ class FitPredictorOptions:
     finetune_lr: float = FINETUNE_LR  # peak learning rate of those steps
     quiet: bool = False  # no progress bars
     threads: int | None = None  # CPU threads for torch
+    device: str = "cpu"  # where the pool is scored and the anchors train: cpu, cuda, cuda:N or auto
+    precision: str = "fp32"  # precision of the pool's supernet scores (fp32, bf16, fp16); anchors use the run's
 
     def __post_init__(self) -> None:
         check_finetune(self.finetune_steps, self.finetune_lr)
+        check_device_and_precision(self.device, self.precision)
         object.__setattr__(self, "explicit", tuple(self.explicit))
         if self.explicit or self.anchors_file:
             object.__setattr__(self, "selection", "explicit")
@@ -124,8 +128,9 @@ class FitPredictorOptions:
 
     @property
     def supernet_scoring(self) -> dict[str, Any]:
-        """The supernet scorer's options beyond the run: none for plain scoring."""
-        return {"finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr} if self.finetune_steps else {}
+        """The supernet scorer's options that decide its scores: none for plain fp32 scoring (the predictor keeps them)."""
+        return {**({"finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr} if self.finetune_steps else {}),
+                **({"precision": self.precision} if self.precision != "fp32" else {})}
 
     @property
     def long_schedule(self) -> int:
@@ -263,8 +268,8 @@ def train_long_anchors(run: Run, store, truth: dict[str, float], scores: dict[st
     from evonas.scorers.standalone import StandaloneScorer
 
     epochs = options.long_schedule
-    scorers = [StandaloneScorer(run, epochs=epochs, seed=options.anchor_seed + i, progress=progress)
-               for i in range(options.anchor_seeds)]
+    scorers = [StandaloneScorer(run, epochs=epochs, seed=options.anchor_seed + i, progress=progress,
+                                device=options.device) for i in range(options.anchor_seeds)]
     chosen = choose_long_anchors(truth, scores, options.long_anchors, seed=options.seed)
     log(f"long anchors: {len(chosen)} of the {len(truth)} anchors also train for {epochs} epochs (the target fidelity)")
     long = train_anchors(store, scorers, [run.space.parse(a) for a in chosen], echo=lambda msg: log(f"long {msg}"))
@@ -316,10 +321,10 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
     use_threads(options.threads)
     try:
         with run.store() as store:
-            supernet = make_scorer("supernet", run_dir=run, **options.supernet_scoring)
+            supernet = make_scorer("supernet", run_dir=run, device=options.device, **options.supernet_scoring)
             scores = candidate_pool(run, store, supernet, pool_size, extra=explicit, seed=options.seed, progress=progress)
-            standalone = [StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed + i, progress=progress)
-                          for i in range(options.anchor_seeds)]
+            standalone = [StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed + i, progress=progress,
+                                           device=options.device) for i in range(options.anchor_seeds)]
             t0 = time.perf_counter()
             truth = choose_and_train(run, store, standalone, scores, options, explicit, k, log)
             basis = anchor_basis(store, standalone, truth, options)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evonas.errors import ConfigError
+from evonas.device import resolve_device
 from evonas.jobs.archs import read_archs
 from evonas.run.run import Run
 
@@ -17,9 +18,11 @@ class PredictOptions:
 
     archs: tuple[str, ...] = ()  # architecture strings
     archs_file: str | Path | None = None  # file with one architecture string per line
+    device: str = "cpu"  # where the supernet scores them (cpu, cuda, cuda:N, auto); the precision is the predictor's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "archs", tuple(self.archs))
+        resolve_device(self.device)
         if not self.archs and not self.archs_file:
             raise ConfigError("nothing to predict: give --arch STRING or --archs FILE")
 
@@ -44,7 +47,8 @@ def predict(run: Run | str | Path, options: PredictOptions) -> PredictResult:
     if not archs:
         raise ConfigError("nothing to predict: give --arch STRING or --archs FILE")
     gap = load_gap_model(run)
-    supernet = make_scorer("supernet", run_dir=run, **supernet_options(gap))  # scored as the predictor's pool was
+    supernet = make_scorer("supernet", run_dir=run, device=options.device,
+                           **supernet_options(gap))  # scored as the predictor's pool was
     with run.store() as store:
         sup = [score_cached(supernet, store, space.canonical(a)).record.metric("accuracy") for a in archs]
     pred = gap.predict(archs, sup)

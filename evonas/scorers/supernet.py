@@ -59,7 +59,7 @@ class SupernetScorer(Scorer):
     def from_options(cls, *, run_dir: str | Path, latency_table: str | Path | None = None,
                      latency_column: str | None = None, recalibrate: bool = True, recalib_images: int | None = None,
                      batch_size: int = 128, seed: int = 0, device_latency=None, finetune_steps: int = 0,
-                     finetune_lr: float | None = None) -> "SupernetScorer":
+                     finetune_lr: float | None = None, device: str = "cpu", precision: str = "fp32") -> "SupernetScorer":
         """Load the run's supernet and score with BN recalibration on ``recalib_images`` images
         (and ``finetune_steps`` of training of each path first, when > 0)."""
         from evonas.evaluation.scoring import SupernetEvaluator
@@ -67,7 +67,8 @@ class SupernetScorer(Scorer):
 
         ev = SupernetEvaluator.from_run(run_dir, recalibrate=recalibrate, recalib_images=recalib_images,
                                         batch_size=batch_size, seed=seed, finetune_steps=finetune_steps,
-                                        finetune_lr=FINETUNE_LR if finetune_lr is None else finetune_lr)
+                                        finetune_lr=FINETUNE_LR if finetune_lr is None else finetune_lr,
+                                        device=device, precision=precision)
         return cls(ev, latency_table=latency_table, latency_column=latency_column, device_latency=device_latency)
 
     def score(self, arch: Arch) -> dict[str, float]:

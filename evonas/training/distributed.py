@@ -77,18 +77,10 @@ def env_world() -> World:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device of ``--device`` (cpu, cuda, auto); cuda without a GPU is a ConfigError."""
-    if name not in DEVICES:
-        raise ConfigError(f"The 'device' parameter must be one of {', '.join(DEVICES)}; got {name!r}.", param="device")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "The 'device' parameter is 'cuda' but torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
-            "use --device cpu.",
-            param="device",
-        )
-    return torch.device(name)
+    """The torch device of ``--device`` (cpu, cuda, cuda:N, auto); a GPU that is not there is a ConfigError."""
+    from evonas.device import resolve_device as resolve
+
+    return resolve(name)
 
 
 def check_world(nproc: int, device: torch.device) -> None:
