@@ -681,9 +681,11 @@ def test_run_whose_space_file_changed_is_refused_in_one_line(tmp_path, capsys, u
     line = cli_error(capsys, ["profile", "--run", run, "--arch", arch])
     assert "has changed since it was trained" in line and "choice 'b1' differs in its shapes or costs" in line, line
     assert str(model) in line  # what to restore
+    assert files() == before
     # restored as it was, the run opens again
     edit(original, 2000)
     assert len(api.evaluate(run, archs=[arch], quiet=True, threads=1).rows) == 1
+    before = files()
     # the user renames an option of b3 (the file keeps its size); a new process refuses the run
     edit(original.replace('"skip": nn.Identity()}, label="b3"', '"noop": nn.Identity()}, label="b3"'), 3000)
     assert model.read_text() != original and len(model.read_text()) == len(original)
