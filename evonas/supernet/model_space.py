@@ -191,8 +191,11 @@ class ModelSpace(Space):
         fixed = Cost(int(total) - active, fixed_params)
         self.dims = tuple(dims)
         self.__dict__["_cost_cache"] = (fixed, per_dim)
+        inside = {id(m) for _, c in found for m in c.modules()}
+        layout = [f"{n}: {type(m).__name__}" for n, m in model.named_modules() if n and id(m) not in inside]
         self.description = {"input_shape": list(self.input_shape), "num_classes": self.num_classes,
-                            "fixed": {"flops": fixed.flops, "params": fixed.params}, "choices": described}
+                            "fixed": {"flops": fixed.flops, "params": fixed.params, "modules": layout},
+                            "choices": described}
         self._check_additive(model, found)
 
     def _check_output(self, out: Any) -> None:
@@ -241,7 +244,7 @@ class ModelSpace(Space):
                 if names_a != names_b:
                     return f"choice {label!r} has options {names_a} (the run was trained with {names_b})"
                 return f"choice {label!r} differs in its shapes or costs"
-        return "the fixed part of the model (outside the choices) differs in its shapes or costs"
+        return "the fixed part of the model (outside the choices) differs in its modules, shapes or costs"
 
     # --- encoding ---------------------------------------------------------------------------------
     def format(self, arch: Arch) -> str:
