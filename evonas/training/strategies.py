@@ -15,10 +15,13 @@ state the checkpoint saves. A strategy may also change the model between epochs
   Yu et al., 2020); one update.
 * ``few-shot``: uniform, then split into one sub-supernet per option of one layer
   (Zhao et al., 2021) after ``few_shot_fraction`` of the epochs.
+* ``landmark``: uniform plus a ranking loss on pairs of architectures whose
+  stand-alone accuracy is known (Yu et al., 2021), in :mod:`evonas.training.landmark`;
+  :func:`landmark_archs` names them, to leave out of any measurement of ranking.
 
 ``StepResult.images`` counts forward passes times batch size, the cost to compare
 strategies at: uniform and few-shot see B images a step, fair ``m * B``, sandwich
-``(2 + sandwich_random) * B``.
+``(2 + sandwich_random) * B``, landmark ``(1 + 2 * landmark_pairs) * B``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class Strategy:
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: random.Random) -> StepResult:
         """Forward and back-propagate one step on the batch (x normalised (B, C, H, W), y (B,))."""
         raise NotImplementedError
+
+    def start(self, step: int, total_steps: int) -> None:
+        """Called once before training: ``step`` steps of ``total_steps`` are done (more than 0 on resume)."""
 
     def phase(self, epochs_done: int) -> str:
         """Which model the run holds after ``epochs_done`` epochs."""
@@ -245,3 +251,6 @@ class FewShot(Strategy):
             if opt.state.get(old):
                 new_opt.state[param] = {k: v.clone() if torch.is_tensor(v) else v for k, v in opt.state[old].items()}
         return few, new_opt, new_sched
+
+
+from evonas.training.landmark import Landmark, landmark_archs  # noqa: E402,F401 - registers 'landmark'
