@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
@@ -49,7 +49,7 @@ from search_spaces import Space
 
 from evonas.errors import ConfigError
 from evonas.training.loop import StepResult, supervised_step
-from evonas.training.strategies import Strategy, _path, register_strategy
+from evonas.training.strategies import Strategy, _path, landmark_archs, register_strategy
 
 if TYPE_CHECKING:
     from evonas.run.config import TrainConfig
@@ -58,18 +58,6 @@ __all__ = ["Landmark", "check_landmark_archs", "file_landmarks", "landmark_archs
 
 PARAM = "landmarks"
 FORMAT_HINT = "one 'arch accuracy' pair a line ('#' starts a comment)"
-
-
-def landmark_archs(config: "TrainConfig | Mapping[str, Any] | None") -> set[str]:
-    """The canonical architecture strings a run was trained to rank (empty for every other strategy).
-
-    ``config`` is a :class:`~evonas.run.config.TrainConfig` or its dict (``config.json``'s
-    ``config``). Leave these out of any measurement of the run's ranking quality.
-    """
-    if config is None:
-        return set()
-    stored = config.get("landmark_archs") if isinstance(config, Mapping) else getattr(config, "landmark_archs", None)
-    return {str(pair[0]) for pair in stored or ()}
 
 
 def _arch_text(space: Space, text: str) -> str:

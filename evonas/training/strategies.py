@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -253,4 +253,16 @@ class FewShot(Strategy):
         return few, new_opt, new_sched
 
 
-from evonas.training.landmark import Landmark, landmark_archs  # noqa: E402,F401 - registers 'landmark'
+def landmark_archs(config: "TrainConfig | Mapping[str, Any] | None") -> set[str]:
+    """The canonical architecture strings a run was trained to rank (empty for every other strategy).
+
+    ``config`` is a :class:`~evonas.run.config.TrainConfig` or its dict (``config.json``'s
+    ``config``). Leave these out of any measurement of the run's ranking quality.
+    """
+    if config is None:
+        return set()
+    stored = config.get("landmark_archs") if isinstance(config, Mapping) else getattr(config, "landmark_archs", None)
+    return {str(pair[0]) for pair in stored or ()}
+
+
+from evonas.training import landmark as _landmark  # noqa: E402,F401 - registers 'landmark' (imports this module)
