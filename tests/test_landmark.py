@@ -368,3 +368,33 @@ def test_landmark_trains_a_user_model_space(tmp_path):
         api.train(tmp_path / "bad-run", space=f"{model}:build", data=f"imagefolder:{data}", strategy="landmark",
                   landmarks=str(bad), epochs=1, batch_size=8, quiet=True, threads=1)
     assert f"{bad}:2:" in str(err.value) and "'conv9'" in str(err.value)
+
+
+# ----------------------------------------------------------------------- ranking measured without the landmarks
+
+
+def test_fit_predictor_never_chooses_landmarks_and_names_explicit_ones(tmp_path):
+    from evonas.jobs.fit_predictor import FitPredictorOptions, fit_predictor
+    from evonas.scorers.cached import score_cached
+    from evonas.scorers.registry import make_scorer
+
+    run = tmp_path / "run"
+    train_supernet(run, small_config(epochs=1), progress=False)
+    landmarks = landmark_archs(Run.open(run).config)
+    assert landmarks == {"12012200", "00000000", "22222222"}
+    options = FitPredictorOptions(anchors=4, selection="random", anchor_epochs=1, pool=4, predictors=("gap",), quiet=True)
+    space = get_space("macro-fmnist")
+    with Run.open(run).store() as store:  # the landmarks are already in the pool: scored by the same supernet scorer
+        scorer = make_scorer("supernet", run_dir=run, **options.supernet_scoring)
+        for arch in sorted(landmarks):
+            score_cached(scorer, store, space.parse(arch))
+    lines: list[str] = []
+    chosen = fit_predictor(run, options, log=lines.append)
+    assert len(chosen.anchors) == 4 and not set(chosen.anchors) & landmarks
+    assert "landmark_anchors" not in chosen.basis and not any("landmark" in line for line in lines)
+    explicit = ("12012200", "00000000", *sorted(chosen.anchors)[:2])  # two landmarks given as anchors
+    named = fit_predictor(run, FitPredictorOptions(explicit=explicit, anchor_epochs=1, pool=4, predictors=("gap",),
+                                                   quiet=True), log=lines.append)
+    assert named.basis["landmark_anchors"] == ["00000000", "12012200"]
+    assert "2 of the anchors (00000000, 12012200) are landmarks" in named.basis["text"]
+    assert any(line.startswith("warning: 2 of the anchors") for line in lines)
