@@ -100,6 +100,12 @@ def test_cli_trains_with_a_landmarks_file_and_the_run_records_them(tmp_path, cap
     code, out, err = cli(capsys, "eval", "--run", run, "--arch", "12012200", "--recalib-images", "32", "--json")
     assert code == 0, err
     assert math.isfinite(json.loads(out.splitlines()[0])["accuracy"])
+    # --resume repeats the relative --landmarks (the file is gone: the saved list is used); other settings clash
+    code, out, err = cli(capsys, *train_argv(run, "--strategy", "landmark", "--landmarks", "landmarks.txt", "--resume"))
+    assert code == 0, err
+    assert Run.open(run).config == opened
+    code, out, err = cli(capsys, *train_argv(run, "--landmark-pairs", "3", "--resume"))
+    assert code == 2 and "'landmark_pairs': (2, 3)" in err, err
 
 
 def test_config_round_trips_through_json_and_compares_equal():
