@@ -404,3 +404,35 @@ def test_fit_predictor_never_chooses_landmarks_and_names_explicit_ones(tmp_path)
     assert named.basis["landmark_anchors"] == ["00000000", "12012200"]
     assert "2 of the anchors (00000000, 12012200) are landmarks" in named.basis["text"]
     assert any(line.startswith("warning: 2 of the anchors") for line in lines)
+
+
+# ----------------------------------------------------------------------- two ranks
+
+
+def _train_landmark_on_two_ranks(root: str) -> None:
+    from evonas.training import distributed
+
+    torch.set_num_threads(1)
+    world, device = distributed.init(torch.device("cpu"))
+    try:
+        train_supernet(Path(root), small_config(landmark_pairs=4, landmark_warmup=0.0, landmark_weight=1.0), progress=False,
+                       device=device, world=world)
+    finally:
+        distributed.shutdown()
+
+
+def test_two_ranks_decide_the_hinge_on_the_whole_batch_like_one_process(tmp_path):
+    from evonas.training import distributed
+
+    cfg = small_config(landmark_pairs=4, landmark_warmup=0.0, landmark_weight=1.0)
+    distributed.launch(2, _train_landmark_on_two_ranks, str(tmp_path / "two"))
+    train_supernet(tmp_path / "one", cfg, progress=False)
+    train_supernet(tmp_path / "uniform", tiny_config(**SMALL), progress=False)
+    two, one = _log(tmp_path / "two"), _log(tmp_path / "one")
+    assert [r["images_seen"] for r in two] == [r["images_seen"] for r in one] == [9 * 2 * 16] * 2
+    assert all(r["world_size"] == 2 for r in two)
+    flat = {name: torch.cat([v.flatten().float() for k, v in _params(tmp_path / name).items()
+                             if "running" not in k and v.is_floating_point()]) for name in ("two", "one", "uniform")}
+    # within the noise of per-rank BN batches, and nearer to one process than uniform training is
+    assert (flat["two"] - flat["one"]).norm() < 0.05 * flat["one"].norm()
+    assert (flat["two"] - flat["one"]).norm() < (flat["uniform"] - flat["one"]).norm()

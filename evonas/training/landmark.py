@@ -15,9 +15,9 @@ Neural Architecture Search" (CVPR 2021); this is our own implementation of it:
   one optimizer update of the step. Only the pairs out of order are
   back-propagated, so the landmark paths of a well-ordered pair get no zero
   gradients (no weight decay, no momentum step) that a uniform step would not give
-  them. On several ranks each rank's hinge is that of its shard of the batch, and
-  every pair is back-propagated (the ranks must give gradients to the same
-  parameters);
+  them. On several ranks whether a pair is out of order is decided on the mean
+  loss over all ranks' shards (one all-reduce of the pair losses), so every rank
+  back-propagates the same pairs, as one process would on the whole batch;
 * the weight rises linearly from 0 at the first step to ``landmark_weight`` after
   ``landmark_warmup`` of the run's steps (0: full weight from the start), so the
   ranking term starts once the shared weights mean something.
@@ -243,23 +243,26 @@ class Landmark(Strategy):
         self.steps_done += 1
         drawn = [self.pairs[rng.randrange(len(self.pairs))] for _ in range(self.cfg.landmark_pairs)]
         smoothing = self.cfg.label_smoothing
-        hinge = []
+        gaps = []  # loss_a - loss_b of each pair, a the better landmark
         for better, worse in drawn:
             loss_a = F.cross_entropy(model(x, better), y, label_smoothing=smoothing)
             loss_b = F.cross_entropy(model(x, worse), y, label_smoothing=smoothing)
-            hinge.append(F.relu(loss_a - loss_b))
+            gaps.append(loss_a - loss_b)
         if weight > 0:
-            if _several_ranks():  # every rank must give gradients to the same parameters: all pairs, zero or not
-                active = hinge
-            else:
-                values = torch.stack(hinge).detach().tolist()
-                active = [h for h, v in zip(hinge, values) if v > 0]
-            if active:
+            # out of order on the whole step's batch: on several ranks the mean over all of them decides
+            values = _mean_over_ranks(torch.stack(gaps).detach(), len(y)).tolist()
+            active = [gap for gap, value in zip(gaps, values) if value > 0]
+            if active:  # the hinge max(0, gap): its gradient is the gap's where it is positive
                 (weight * torch.stack(active).sum() / len(drawn)).backward()
         return StepResult(result.logits, result.loss, result.correct, result.count, result.images * (1 + 2 * len(drawn)))
 
 
-def _several_ranks() -> bool:
+def _mean_over_ranks(values: torch.Tensor, count: int) -> torch.Tensor:
+    """``values`` (means over this rank's ``count`` images) as means over every rank's images (itself on one rank)."""
     import torch.distributed as dist
 
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return values
+    total = torch.cat([values * count, values.new_tensor([float(count)])])
+    dist.all_reduce(total)
+    return total[:-1] / total[-1]
