@@ -192,7 +192,8 @@ def run_landmarks(run: str | Path, space: Space, space_name: str, space_kwargs: 
             groups.setdefault(key, {}).setdefault(arch, []).append(acc)
     if not groups:
         raise ConfigError(f"The 'landmarks' parameter names run {str(run)!r}, which has no stand-alone anchors "
-                          "(train them with `evonas fit-predictor` there), or give a file of " + FORMAT_HINT, param=PARAM)
+                          "(train them there with `evonas fit-predictor`); give a run with anchors or a file of " + FORMAT_HINT,
+                          param=PARAM)
     best = max(groups, key=lambda k: (len(groups[k]), epochs[k], k))
     return _enough(sorted(_averaged(groups[best])), f"run {str(run)!r}")
 
