@@ -368,6 +368,17 @@ def test_landmark_trains_a_user_model_space(tmp_path):
     assert steps >= 1 and _log(run)[0]["images_seen"] == 3 * 8 * steps
     scored = api.evaluate(run, archs=["b1=shift,b2=identity,b3=dw,act=gelu"], quiet=True, threads=1)
     assert 0 <= scored.rows[0]["accuracy"] <= 100
+    # the run's own stand-alone anchors as another run's landmarks (same model, same factory arguments)
+    space = result.run.space
+    with Store(run / "store.sqlite") as store:
+        for seed, (arch, acc) in enumerate([("b1=conv3,b2=identity,b3=dw,act=relu", 60.0),
+                                            ("b1=shift,b2=sequential,b3=skip,act=gelu", 40.0)]):
+            source = {"space": space.name, "epochs": 1, "seed": seed}
+            store.put(space=space.name, arch=arch, scorer="standalone", metrics={"accuracy": acc},
+                      source_key=source_key({"scorer": "standalone", **source}), source=source)
+    cfg = result.run.config.replace(landmarks=str(run), landmark_archs=None)
+    assert cfg.landmark_archs == [["b1=conv3,b2=identity,b3=dw,act=relu", 60.0],
+                                  ["b1=shift,b2=sequential,b3=skip,act=gelu", 40.0]]
     bad = tmp_path / "bad.txt"
     bad.write_text("b1=conv3,b2=sequential,b3=dw,act=relu 71.5\nb1=conv9,b2=identity,b3=skip,act=gelu 55\n")
     with pytest.raises(ConfigError) as err:
