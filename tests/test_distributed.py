@@ -29,7 +29,8 @@ from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {"dataset": "synthetic", "val_size": 200, "epochs": 2, "batch_size": 64, "lr": 0.05, "seed": 0}  # tiny_config()
-PATHS_PER_STEP = {"uniform": 1, "few-shot": 1, "fair": 3, "sandwich": 4}  # macro-fmnist: 3 options a layer
+PATHS_PER_STEP = {"uniform": 1, "few-shot": 1, "fair": 3, "sandwich": 4, "landmark": 3}  # macro-fmnist: 3 options a layer
+LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]  # landmark: one pair a step
 
 
 def _log(run: Path) -> list[dict]:
@@ -88,7 +89,8 @@ def test_torchrun_runs_the_readme_command_and_resumes_on_two_ranks(tmp_path, tin
 
 def _strategy_config(name: str) -> TrainConfig:
     # few-shot: 2 epochs, split after the first, so the split model trains on two ranks too
-    return tiny_config(train_limit=32, batch_size=16, strategy=name, epochs=2 if name == "few-shot" else 1)
+    extra = {"landmark_archs": LANDMARKS} if name == "landmark" else {}
+    return tiny_config(train_limit=32, batch_size=16, strategy=name, epochs=2 if name == "few-shot" else 1, **extra)
 
 
 def _train_every_strategy(root: str) -> None:

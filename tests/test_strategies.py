@@ -30,7 +30,9 @@ from tests.conftest import tiny_config
 STRATEGIES = list_strategies()
 # the TrainConfig fields an older evonas did not write
 NEW_KEYS = ("zero_init_residual", "strategy", "sandwich_random", "distill_temperature", "few_shot_fraction", "few_shot_layer")
-PATHS_PER_STEP = {"uniform": 1, "few-shot": 1, "fair": 3, "sandwich": 4}  # macro-fmnist: 3 options a layer
+PATHS_PER_STEP = {"uniform": 1, "few-shot": 1, "fair": 3, "sandwich": 4, "landmark": 3}  # macro-fmnist: 3 options a layer
+# landmark: the uniform path and one pair of landmarks a step (tests/test_landmark.py tests the strategy itself)
+LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
 
 
 def small_config(**changes) -> TrainConfig:
@@ -40,7 +42,8 @@ def small_config(**changes) -> TrainConfig:
 
 def strategy_config(name: str) -> TrainConfig:
     # few-shot over 3 epochs splits after epoch 2, so stopping after epoch 1 resumes across the split
-    return small_config(strategy=name, epochs=3 if name == "few-shot" else 2)
+    extra = {"landmark_archs": LANDMARKS} if name == "landmark" else {}
+    return small_config(strategy=name, epochs=3 if name == "few-shot" else 2, **extra)
 
 
 def _weights(run: Path) -> dict:

@@ -52,13 +52,24 @@ RESULT_COLUMNS = [
 @click.option("--strategy", default="uniform", show_default=True,
               help="How each step samples paths: uniform (SPOS), fair (FairNAS strict fairness), sandwich "
                    "(largest + smallest + random paths, distilled in place from the largest), few-shot "
-                   "(split into one sub-supernet per option of one layer after --few-shot-fraction of the epochs).")
+                   "(split into one sub-supernet per option of one layer after --few-shot-fraction of the epochs), "
+                   "landmark (uniform plus a ranking loss on pairs of --landmarks of known accuracy).")
 @click.option("--zero-init-residual/--no-zero-init-residual", default=True, show_default=True,
               help="Start the last BN of every residual block at zero (deep supernets train far better).")
 @click.option("--sandwich-random", default=2, show_default=True, type=int, help="sandwich: random paths per step.")
 @click.option("--distill-temperature", default=1.0, show_default=True, type=float, help="sandwich: distillation temperature.")
 @click.option("--few-shot-fraction", default=0.5, show_default=True, type=float, help="few-shot: share of epochs before the split.")
 @click.option("--few-shot-layer", default=None, type=int, help="few-shot: layer to split on (default: the first layer without a weight-free option).")
+@click.option("--landmarks", default=None, metavar="RUN_OR_FILE",
+              help="landmark: architectures of known stand-alone accuracy to rank, from a run directory's anchors "
+                   "(evonas fit-predictor; mean over seeds) or a text file of 'arch accuracy' lines. The run's "
+                   "config.json keeps the list it used.")
+@click.option("--landmark-weight", default=0.5, show_default=True, type=float,
+              help="landmark: weight of the ranking loss (hinge on the loss difference of each pair) after the warm-up.")
+@click.option("--landmark-pairs", default=1, show_default=True, type=int,
+              help="landmark: pairs of landmarks per step (each costs 2 forward passes of the batch).")
+@click.option("--landmark-warmup", default=0.25, show_default=True, type=float,
+              help="landmark: share of the training steps over which the ranking weight rises linearly from 0.")
 @click.option("--threads", default=None, type=int,
               help="CPU threads for torch per training process (default: all cores, shared out over --nproc-per-node).")
 @click.option("--nproc-per-node", default=1, show_default=True, type=int,
@@ -88,6 +99,7 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
     Examples:
       evonas train-supernet --run runs/demo --epochs 10
       evonas train-supernet --run runs/fair --strategy fair --epochs 4
+      evonas train-supernet --run runs/lm --strategy landmark --landmarks runs/demo
       evonas train-supernet --run runs/demo --resume
       evonas train-supernet --run runs/ddp --nproc-per-node 2 --epochs 10
       evonas train-supernet --space macro-cifar10 --data-root ~/data/cifar10 --run runs/c10

@@ -7,6 +7,11 @@ record each, resumable), optionally a longer training of a few of them (multi-fi
 anchors, ``evonas.gap.fidelity``: the long schedule becomes the target), then
 cross-validation of every predictor and the saved model and report. Every option is
 checked before anything is scored or trained.
+
+A supernet trained with strategy ``landmark`` was trained to rank its landmarks
+(``evonas.training.strategies.landmark_archs``), so they are no held-out truth: the
+automatic selections never choose them (the pool grows by their number), and
+explicit anchors that are landmarks are named in the log and the report's basis.
 """
 
 from __future__ import annotations
@@ -186,8 +191,10 @@ def choose_and_train(run: Run, store, standalone: Sequence, scores: dict[str, fl
     import predictors as P
     from evonas.gap.anchors import train_anchors
 
+    from evonas.training.strategies import landmark_archs
+
     space = run.space
-    keys = sorted(scores)
+    keys = sorted(set(scores) - landmark_archs(run.config))  # landmarks are no held-out truth
     proxy = np.array([scores[a] for a in keys])
     flops = np.array([space.cost(space.parse(a)).flops for a in keys], dtype=float)
 
@@ -254,6 +261,14 @@ def anchor_basis(store, standalone: Sequence, truth: dict[str, float], options: 
     return basis
 
 
+def landmark_basis(basis: dict[str, Any], among: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    """``basis`` naming the anchors that are landmarks of the supernet's training (its ranking of them is not held out)."""
+    note = (f"{len(among)} of the anchors ({', '.join(among)}) are landmarks the supernet was trained to rank, "
+            "not held-out truth")
+    log(f"warning: {note}")
+    return {**basis, "landmark_anchors": among, "text": f"{basis['text']}; {note}"}
+
+
 def train_long_anchors(run: Run, store, truth: dict[str, float], scores: dict[str, float], options: FitPredictorOptions,
                        log: Callable[[str], None], *, progress: bool = True) -> tuple[Fidelities, list]:
     """Train (or read back) ``options.long_anchors`` of the anchors for the long schedule; their ``Fidelities``.
@@ -310,11 +325,13 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
     from evonas.gap.corrector import fit_gap_model, write_report
     from evonas.scorers.registry import make_scorer
     from evonas.scorers.standalone import StandaloneScorer
+    from evonas.training.strategies import landmark_archs
 
     run = Run.open(run)
     explicit = read_archs(run.space, options.explicit, options.anchors_file, param="anchors_file")
     k = len(explicit) if options.selection == "explicit" else options.anchors
     pool_size = options.check_counts(k)
+    landmarks = landmark_archs(run.config)  # the automatic selections leave them out of the pool
     options.check_long(k)
     progress = progress_enabled(options.quiet)
     _ = run.weights_path  # an unfinished supernet is an error before anything is scored
@@ -322,12 +339,15 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
     try:
         with run.store() as store:
             supernet = make_scorer("supernet", run_dir=run, device=options.device, **options.supernet_scoring)
-            scores = candidate_pool(run, store, supernet, pool_size, extra=explicit, seed=options.seed, progress=progress)
+            scores = candidate_pool(run, store, supernet, pool_size + len(landmarks), extra=explicit, seed=options.seed,
+                                    progress=progress)
             standalone = [StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed + i, progress=progress,
                                            device=options.device) for i in range(options.anchor_seeds)]
             t0 = time.perf_counter()
             truth = choose_and_train(run, store, standalone, scores, options, explicit, k, log)
             basis = anchor_basis(store, standalone, truth, options)
+            if landmarks & set(truth):
+                basis = landmark_basis(basis, sorted(landmarks & set(truth)), log)
             fidelities, long, labels = None, {}, truth
             if options.long_anchors:
                 fidelities, long_scorers = train_long_anchors(run, store, truth, scores, options, log, progress=progress)

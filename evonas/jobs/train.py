@@ -118,7 +118,7 @@ def _as_saved(key: str, value: Any) -> Any:
         return canonical_name(value)
     if key == "dataset":
         return absolute_data(value)
-    if key == "data_root" and value is not None:
+    if key in ("data_root", "landmarks") and value is not None:
         return str(Path(value).expanduser().resolve())
     return value
 

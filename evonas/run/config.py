@@ -113,6 +113,11 @@ class TrainConfig:
     distill_temperature: float = 1.0  # sandwich: softmax temperature of the in-place distillation
     few_shot_fraction: float = 0.5  # few-shot: share of the epochs trained one-shot before the split
     few_shot_layer: int | None = None  # few-shot: layer to split on; None = the default rule (see strategies)
+    landmarks: str | None = None  # landmark: a run directory with stand-alone anchors, or a file of 'arch accuracy' lines
+    landmark_archs: list | None = None  # landmark: the landmarks used, [[canonical arch, accuracy], ...] (resolved from landmarks)
+    landmark_weight: float = 0.5  # landmark: weight of the pairwise ranking loss after the warm-up
+    landmark_pairs: int = 1  # landmark: pairs of landmarks forwarded per step (2 forward passes each)
+    landmark_warmup: float = 0.25  # landmark: share of the steps over which the weight rises linearly from 0
 
     def __post_init__(self) -> None:
         from evonas.data import AUGMENTATIONS
@@ -174,6 +179,38 @@ class TrainConfig:
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"The {name!r} parameter must be {rule}; got {getattr(self, name)!r}.", param=name)
+        self._check_landmarks(space)
+
+    def _check_landmarks(self, space) -> None:
+        """Strategy landmark: its knobs, and the landmarks resolved (read once) and stored as JSON-friendly lists."""
+        from evonas.training.landmark import check_landmark_archs, resolve_landmarks
+
+        if self.strategy != "landmark":
+            for name in ("landmarks", "landmark_archs"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"The {name!r} parameter is only for strategy 'landmark'; got it with strategy "
+                                      f"{self.strategy!r}.", param=name)
+            return
+        weight, pairs, warmup = self.landmark_weight, self.landmark_pairs, self.landmark_warmup
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+        checks = [
+            ("landmark_weight", number(weight) and weight > 0, "a finite float > 0"),
+            ("landmark_pairs", isinstance(pairs, int) and not isinstance(pairs, bool) and pairs >= 1, "an integer >= 1"),
+            ("landmark_warmup", number(warmup) and 0 <= warmup <= 1,
+             "a float in [0, 1] (the share of the steps over which the ranking weight rises from 0)"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"The {name!r} parameter must be {rule}; got {getattr(self, name)!r}.", param=name)
+        if self.landmarks is not None:
+            object.__setattr__(self, "landmarks", str(Path(str(self.landmarks)).expanduser().resolve()))
+        archs = self.landmark_archs
+        if archs is None:
+            if self.landmarks is None:
+                raise ConfigError("The 'landmarks' parameter is required with strategy 'landmark': a run directory with "
+                                  "stand-alone anchors, or a file of 'arch accuracy' lines.", param="landmarks")
+            archs = resolve_landmarks(self.landmarks, space, self.space, self.space_kwargs)
+        object.__setattr__(self, "landmark_archs", check_landmark_archs(archs, space))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

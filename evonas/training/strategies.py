@@ -15,17 +15,20 @@ state the checkpoint saves. A strategy may also change the model between epochs
   Yu et al., 2020); one update.
 * ``few-shot``: uniform, then split into one sub-supernet per option of one layer
   (Zhao et al., 2021) after ``few_shot_fraction`` of the epochs.
+* ``landmark``: uniform plus a ranking loss on pairs of architectures whose
+  stand-alone accuracy is known (Yu et al., 2021), in :mod:`evonas.training.landmark`;
+  :func:`landmark_archs` names them, to leave out of any measurement of ranking.
 
 ``StepResult.images`` counts forward passes times batch size, the cost to compare
 strategies at: uniform and few-shot see B images a step, fair ``m * B``, sandwich
-``(2 + sandwich_random) * B``.
+``(2 + sandwich_random) * B``, landmark ``(1 + 2 * landmark_pairs) * B``.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -56,6 +59,9 @@ class Strategy:
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: random.Random) -> StepResult:
         """Forward and back-propagate one step on the batch (x normalised (B, C, H, W), y (B,))."""
         raise NotImplementedError
+
+    def start(self, step: int, total_steps: int) -> None:
+        """Called once before training: ``step`` steps of ``total_steps`` are done (more than 0 on resume)."""
 
     def phase(self, epochs_done: int) -> str:
         """Which model the run holds after ``epochs_done`` epochs."""
@@ -245,3 +251,18 @@ class FewShot(Strategy):
             if opt.state.get(old):
                 new_opt.state[param] = {k: v.clone() if torch.is_tensor(v) else v for k, v in opt.state[old].items()}
         return few, new_opt, new_sched
+
+
+def landmark_archs(config: "TrainConfig | Mapping[str, Any] | None") -> set[str]:
+    """The canonical architecture strings a run was trained to rank (empty for every other strategy).
+
+    ``config`` is a :class:`~evonas.run.config.TrainConfig` or its dict (``config.json``'s
+    ``config``). Leave these out of any measurement of the run's ranking quality.
+    """
+    if config is None:
+        return set()
+    stored = config.get("landmark_archs") if isinstance(config, Mapping) else getattr(config, "landmark_archs", None)
+    return {str(pair[0]) for pair in stored or ()}
+
+
+from evonas.training import landmark as _landmark  # noqa: E402,F401 - registers 'landmark' (imports this module)

@@ -118,6 +118,7 @@ def train_supernet(
         # checkpoints of an older evonas (uniform, one batch per step) lack the count
         images_seen = state.get("images_seen", start_epoch * steps * min(cfg.batch_size, len(splits.train_x)))
     broadcast_module(model, world)  # identical by construction; made certain, as DDP does
+    strategy.start(start_epoch * steps, total_steps)
     run_info = {"kind": "supernet", "config": cfg.to_dict(), "environment": environment(), "world_size": world.size,
                 "device": device.type}
     if world.is_main:
