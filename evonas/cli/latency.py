@@ -11,12 +11,14 @@ from evonas.jobs.latency import (BACKENDS, CLOCKS, FIT_SECONDS, MAX_FIT_ROUNDS, 
                                  LatencySetting, LatencyValidateOptions, build, validate)
 
 
-def _setting(backend: str, batch_size: int, threads: int) -> LatencySetting:
-    return LatencySetting(backend=backend, batch_size=batch_size, threads=threads)
+def _setting(backend: str, batch_size: int, threads: int, device: str = "cpu") -> LatencySetting:
+    return LatencySetting(backend=backend, batch_size=batch_size, threads=threads, device=device)
 
 
 def setting_options(fn):
-    """--backend, --batch-size, --threads: the conditions a table is measured under."""
+    """--backend, --batch-size, --threads, --device: the conditions a table is measured under."""
+    fn = click.option("--device", default="cpu", show_default=True,
+                      help="cpu, or a GPU (cuda, cuda:N; eager backend), timed with a synchronisation after each call.")(fn)
     fn = click.option("--threads", default=1, show_default=True, type=int, help="Intra-op threads, pinned while timing.")(fn)
     fn = click.option("--batch-size", default=1, show_default=True, type=int, help="Images per forward pass.")(fn)
     fn = click.option("--backend", default="eager", show_default=True, type=click.Choice(BACKENDS),
@@ -57,7 +59,7 @@ def latency() -> None:
 @click.option("--rebuild", is_flag=True, help="Measure anew even when a table for this setting exists.")
 @click.option("--allow-foreign", is_flag=True, help="Accept a stored table measured on another device.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, method, fit_samples, fit_rounds, fit_seconds,
+def build_cmd(run_dir, backend, batch_size, threads, device, warmup, repeats, clock, method, fit_samples, fit_rounds, fit_seconds,
               rebuild, allow_foreign, quiet) -> None:
     """Time every (layer, option) of the run's space on this device and store the table.
 
@@ -80,7 +82,7 @@ def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, met
       evonas latency build --run runs/demo
       evonas latency build --run runs/demo --backend onnxruntime --batch-size 32
     """
-    result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads), warmup=warmup,
+    result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads, device), warmup=warmup,
                                                 repeats=repeats, clock=clock, method=method,
                                                 fit_samples=fit_samples, fit_rounds=fit_rounds, fit_seconds=fit_seconds,
                                                 rebuild=rebuild,
@@ -108,7 +110,7 @@ def build_cmd(run_dir, backend, batch_size, threads, warmup, repeats, clock, met
 @click.option("--allow-foreign", is_flag=True, help="Use a table measured on another device anyway.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (mape, within_10pct, kendall_tau, samples, ...).")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate, warmup, repeats, clock, allow_foreign,
+def validate_cmd(run_dir, backend, batch_size, threads, device, samples, seed, calibrate, warmup, repeats, clock, allow_foreign,
                  as_json, quiet) -> None:
     """Time sampled sub-networks end to end and compare with the table's prediction.
 
@@ -122,7 +124,7 @@ def validate_cmd(run_dir, backend, batch_size, threads, samples, seed, calibrate
       evonas latency validate --run runs/demo --samples 30
       evonas latency validate --run runs/demo --backend onnxruntime --json
     """
-    result = validate(run_dir, LatencyValidateOptions(setting=_setting(backend, batch_size, threads), samples=samples,
+    result = validate(run_dir, LatencyValidateOptions(setting=_setting(backend, batch_size, threads, device), samples=samples,
                                                       seed=seed, calibrate=calibrate, warmup=warmup, repeats=repeats,
                                                       clock=clock, allow_foreign=allow_foreign, quiet=quiet))
     rep = result.report

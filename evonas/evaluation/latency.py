@@ -166,6 +166,20 @@ def _check_clock(clock: Any, threads: int) -> str:
     return clock
 
 
+def _check_timing_device(device: str, backend: str, clock: str) -> torch.device:
+    """The device a table is timed on: a GPU only with the eager backend and the wall clock."""
+    from evonas.device import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and backend != "eager":
+        raise ConfigError(f"The 'device' parameter {device!r} needs the eager backend (onnxruntime tables are timed on "
+                          f"the CPU); got backend {backend!r}.", param="device")
+    if resolved.type == "cuda" and clock != "wall":
+        raise ConfigError("The 'clock' parameter must be 'wall' on a GPU (the CPU clock does not see GPU time); "
+                          f"got {clock!r}.", param="clock")
+    return resolved
+
+
 def _chain_space(space: Space | str) -> Space:
     """The space of a latency table: a chain preset or a user's model (a ModelSpace); others are refused."""
     from evonas.supernet.model_space import ModelSpace
@@ -225,11 +239,12 @@ def _ort_version() -> str | None:
         return None
 
 
-def describe_device(threads: int, batch_size: int, backend: str) -> dict:
-    """What decides a timing here: the CPU, threads, batch size and backend, with their digest.
+def describe_device(threads: int, batch_size: int, backend: str, device: str = "cpu") -> dict:
+    """What decides a timing here: the CPU (or GPU), threads, batch size and backend, with their digest.
 
     ``device_key`` is a short digest of ``cpu_model``, ``threads``, ``batch_size`` and
-    ``backend`` only; the package versions and core count are recorded for the reader.
+    ``backend`` (and ``gpu_model`` for a table timed on a GPU); the package versions and
+    core count are recorded for the reader.
     """
     threads = _int_param("threads", threads, 1)
     batch_size = _int_param("batch_size", batch_size, 1)
@@ -245,6 +260,9 @@ def describe_device(threads: int, batch_size: int, backend: str) -> dict:
         "onnxruntime": _ort_version(),
         "python": platform.python_version(),
     }
+    if torch.device(device).type == "cuda":
+        info.update(device=str(device), gpu_model=torch.cuda.get_device_name(torch.device(device)),
+                    cuda=torch.version.cuda)
     info["device_key"] = device_key(info)
     return info
 
@@ -252,12 +270,15 @@ def describe_device(threads: int, batch_size: int, backend: str) -> dict:
 def device_key(description: dict) -> str:
     """The 12-hex-digit digest of the timing-deciding fields of a device description."""
     fields = {k: description.get(k) for k in KEY_FIELDS}
+    if description.get("gpu_model"):  # CPU tables keep the key they always had
+        fields["gpu_model"] = description["gpu_model"]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _device_line(d: dict) -> str:
+    where = f"{d['gpu_model']} GPU" if d.get("gpu_model") else d.get("cpu_model")
     return (
-        f"{d.get('device_key')} ({d.get('cpu_model')}, {d.get('threads')} thread(s), "
+        f"{d.get('device_key')} ({where}, {d.get('threads')} thread(s), "
         f"batch {d.get('batch_size')}, {d.get('backend')})"
     )
 
@@ -414,13 +435,18 @@ class _Runner:
     """
 
     def __init__(self, backend: str, threads: int, workdir: Path, clock: str = "wall",
-                 export_dir: Path | None = None) -> None:
+                 export_dir: Path | None = None, device: str = "cpu") -> None:
         self.backend = backend
+        self.device = torch.device(device)
         self.clock = clock
         self.threads = threads
         self.workdir = workdir
         self.export_dir = Path(export_dir) if export_dir is not None else workdir
         self._n = 0
+        if backend == "onnxruntime":
+            from evonas.export.onnx import require_onnx
+
+            require_onnx()
 
     def onnx_file(self, module: nn.Module, x: torch.Tensor, key: str | None = None) -> Path:
         """The ONNX file of ``module`` (exported now unless ``key``'s file exists)."""
@@ -448,6 +474,14 @@ class _Runner:
 
     def callable(self, module: nn.Module, x: torch.Tensor, key: str | None = None) -> Callable[[], Any]:
         module = module.eval()
+        if self.backend == "eager" and self.device.type == "cuda":  # each call waits for the GPU to finish
+            module, x, device = module.to(self.device), x.to(self.device), self.device
+
+            def run_synchronised() -> None:
+                module(x)
+                torch.cuda.synchronize(device)
+
+            return run_synchronised
         if self.backend == "eager":
             module = module.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -801,6 +835,7 @@ def build_latency_table(
     clock: str = "wall",
     seed: int = 0,
     export_dir: str | Path | None = None,
+    device: str = "cpu",
 ) -> LatencyTable:
     """Time every (layer, option) of a chain space, and the fixed part; with ``method="fitted"`` fit them to networks.
 
@@ -849,6 +884,7 @@ def build_latency_table(
     noise_threshold = _float_param("noise_threshold", noise_threshold, 0.0, open_low=True)
     max_noisy_share = _float_param("max_noisy_share", max_noisy_share, 0.0, 1.0)
     clock = _check_clock(clock, threads)
+    device = _check_timing_device(device, backend, clock)
     all_layers = range(len(space.dims))
     if layers is None:
         positions = list(all_layers)
@@ -874,7 +910,8 @@ def build_latency_table(
     # a fit needs enough distinct networks for its cross-validation (5 folds of 2 at least, and fresh ones to confirm)
     fitting = full and method == "fitted" and space.num_strings >= MIN_FIT_NETWORKS
     n_fit = (fit_samples or fit_sample_size(space)) if fitting else 0
-    device = describe_device(threads, batch_size, backend)
+    timing_device = device
+    device = describe_device(threads, batch_size, backend, timing_device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # initial weights (latency does not depend on them, but reproducible)
     image = input_shape(space)
@@ -887,7 +924,7 @@ def build_latency_table(
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
-        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir)
+        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=timing_device)
         # the cost of one call of an empty module: charged once per network
         call = runner.time(nn.Identity(), batch(image), warmup, repeats)
         total = len(jobs) + (3 if full else 0) + (1 if fitting else 0)
@@ -990,7 +1027,7 @@ def build_latency_table(
         "overhead": info["method"], "noise_threshold": noise_threshold, "max_noisy_share": max_noisy_share,
         "layers": positions, "clock": clock, "seed": seed, "method": "fitted" if fitting else "isolated",
         "fit_samples": n_fit, "fit_rounds": fit_rounds if fitting else 0, "fit_seconds": fit_seconds if fitting else 0,
-        "min_gain": min_gain,
+        "min_gain": min_gain, "device": str(timing_device),
     }
     return LatencyTable(
         space=space.name,
@@ -1355,6 +1392,7 @@ def validate_latency(
     seed: int = 0,
     export_dir: str | Path | None = None,
     drift: bool = True,
+    device: str | None = None,
 ) -> dict:
     """Time ``archs`` end to end and compare with ``table.predict``; returns the metrics.
 
@@ -1394,6 +1432,7 @@ def validate_latency(
     repeats = _int_param("repeats", repeats, 3)
     calibrate = _int_param("calibrate", calibrate, 0)
     clock = _check_clock(settings.get("clock", "wall") if clock is None else clock, threads)
+    device = _check_timing_device(settings.get("device", "cpu") if device is None else device, backend, clock)
     min_gain = _float_param("min_gain", min_gain, 0.0)
     archs = [space.coerce(a) for a in archs]
     if not archs:
@@ -1403,7 +1442,7 @@ def validate_latency(
             f"The 'calibrate' parameter must leave at least 2 of the {len(archs)} architectures held out; got {calibrate}.",
             param="calibrate",
         )
-    same_device = table.check_device(describe_device(threads, batch_size, backend), allow_foreign=allow_foreign)
+    same_device = table.check_device(describe_device(threads, batch_size, backend, device), allow_foreign=allow_foreign)
     comparable = drift and same_device and (backend, batch_size, threads, clock) == (
         settings.get("backend"), settings.get("batch_size"), settings.get("threads"), settings.get("clock", "wall"))
     from evonas.supernet import build_standalone
@@ -1421,7 +1460,7 @@ def validate_latency(
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
-        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir)
+        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=device)
         fns = []
         # the build's fresh networks, built as the build built them, timed with the others, left out of the metrics
         probes = [space.parse(a) for a in _drift_networks(table)[0]] if comparable else []
@@ -1481,7 +1520,8 @@ def validate_latency(
 
 
 # --- tables of a run directory -------------------------------------------------------------------
-def table_path(run: Any, space: Space | str, *, backend: str = "eager", batch_size: int = 1, threads: int = 1) -> Path:
+def table_path(run: Any, space: Space | str, *, backend: str = "eager", batch_size: int = 1, threads: int = 1,
+               device: str = "cpu") -> Path:
     """Where a run keeps the table of one setting: ``RUN/latency/SPACE-BACKEND-bB-tT.json``.
 
     ``run`` is an opened :class:`evonas.run.Run` or a run directory path.
@@ -1489,7 +1529,7 @@ def table_path(run: Any, space: Space | str, *, backend: str = "eager", batch_si
     from evonas.run.run import RunLayout
 
     name = space if isinstance(space, str) else space.name
-    return RunLayout.of(getattr(run, "path", run)).latency_table_file(name, backend, batch_size, threads)
+    return RunLayout.of(getattr(run, "path", run)).latency_table_file(name, backend, batch_size, threads, device)
 
 
 def load_or_build_table(
@@ -1499,6 +1539,7 @@ def load_or_build_table(
     backend: str = "eager",
     batch_size: int = 1,
     threads: int = 1,
+    device: str = "cpu",
     rebuild: bool = False,
     allow_foreign: bool = False,
     **build_options: Any,
@@ -1509,13 +1550,14 @@ def load_or_build_table(
     :func:`build_latency_table` (``warmup``, ``repeats``, ``progress``, ``clock``, ...).
     """
     space = _chain_space(space)
-    path = table_path(run, space, backend=backend, batch_size=batch_size, threads=threads)
+    path = table_path(run, space, backend=backend, batch_size=batch_size, threads=threads, device=device)
     if path.is_file() and not rebuild:
         table = LatencyTable.load(path)
         if table.space != space.name:
             raise ConfigError(f"The latency table {path} is for space {table.space!r}, not {space.name!r}; {REBUILD_HINT}.")
-        table.check_device(describe_device(threads, batch_size, backend), allow_foreign=allow_foreign)
+        table.check_device(describe_device(threads, batch_size, backend, device), allow_foreign=allow_foreign)
         return table
-    table = build_latency_table(space, backend=backend, batch_size=batch_size, threads=threads, **build_options)
+    table = build_latency_table(space, backend=backend, batch_size=batch_size, threads=threads, device=device,
+                                **build_options)
     table.save(path)
     return replace(table, source=str(path))

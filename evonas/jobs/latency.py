@@ -39,8 +39,13 @@ class LatencySetting:
     backend: str = "eager"  # eager PyTorch, or ONNX Runtime for users who deploy that way
     batch_size: int = 1  # images per forward pass
     threads: int = 1  # intra-op threads, pinned while timing
+    device: str = "cpu"  # cpu, or a GPU (cuda, cuda:N; eager backend), where the networks run while timed
 
     def __post_init__(self) -> None:
+        import re
+
+        if not isinstance(self.device, str) or not re.match(r"^(cpu|cuda(:\d+)?)$", self.device):
+            raise ConfigError(f"The 'device' parameter must be cpu, cuda or cuda:N; got {self.device!r}", param="device")
         if self.backend not in BACKENDS:
             raise ConfigError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}; got {self.backend!r}",
                               param="backend")
@@ -124,9 +129,9 @@ def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> La
     run = Run.open(run)
     space = _space(run)
     s = options.setting
-    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads)
+    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device)
     existed = path.is_file() and not options.rebuild
-    table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
+    table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads, device=s.device,
                                 rebuild=options.rebuild, allow_foreign=options.allow_foreign, warmup=options.warmup,
                                 repeats=options.repeats, clock=options.clock, method=options.method,
                                 fit_samples=options.fit_samples, fit_rounds=options.fit_rounds,
@@ -143,18 +148,20 @@ def device_table(run: Run, setting: LatencySetting = LatencySetting(), *, allow_
     from evonas.evaluation.latency import LatencyTable, describe_device
 
     space = _space(run)
-    path = run.latency_table_file(space.name, setting.backend, setting.batch_size, setting.threads)
+    path = run.latency_table_file(space.name, setting.backend, setting.batch_size, setting.threads, setting.device)
     if not path.is_file():
         have = sorted(p.name for p in run.latency_dir.glob("*.json") if not p.name.endswith(".validation.json")) \
             if run.latency_dir.is_dir() else []
         raise RunDirError(
             f"{run.path} has no latency table for backend {setting.backend}, batch {setting.batch_size}, "
             f"{setting.threads} thread(s); build it with `evonas latency build --run {run.path} --backend "
-            f"{setting.backend} --batch-size {setting.batch_size} --threads {setting.threads}`"
+            f"{setting.backend} --batch-size {setting.batch_size} --threads {setting.threads}"
+            f"{'' if setting.device == 'cpu' else ' --device ' + setting.device}`"
             + (f" (tables there: {', '.join(have)})" if have else "")
         )
     table = LatencyTable.load(path)
-    table.check_device(describe_device(setting.threads, setting.batch_size, setting.backend), allow_foreign=allow_foreign)
+    table.check_device(describe_device(setting.threads, setting.batch_size, setting.backend, setting.device),
+                       allow_foreign=allow_foreign)
     return table
 
 
@@ -206,17 +213,17 @@ def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions)
                               warmup=options.warmup, repeats=options.repeats, calibrate=options.calibrate,
                               module_factory=lambda arch: supernet.extract(arch).eval(), clock=options.clock,
                               allow_foreign=options.allow_foreign, progress=progress_enabled(options.quiet),
-                              seed=options.seed)
+                              seed=options.seed, device=s.device)
     correction = report.get("correction") or {}
     keep = bool(correction.get("improves")) and correction["a"] > 0
     if keep:  # a correction that predicts a non-positive latency for the fastest network is an artefact of noise
         keep = base.with_correction(correction["a"], correction["b"]).min_latency() > 0
-    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads)
+    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device)
     if keep:
         base.with_correction(correction["a"], correction["b"]).save(path)
     elif table.correction is not None:
         base.save(path)  # the old correction no longer earns its keep
     report["correction_kept"] = keep
-    out = run.latency_validation_file(space.name, s.backend, s.batch_size, s.threads)
+    out = run.latency_validation_file(space.name, s.backend, s.batch_size, s.threads, s.device)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     return LatencyValidateResult(report=report, report_file=out, correction_kept=keep)

@@ -227,7 +227,10 @@ class ModelSpace(Space):
 
     def difference(self, stored: dict) -> str | None:
         """What differs between this space and a stored description (None when they agree), in a few words."""
-        if stored == json.loads(json.dumps(self.description, default=str)):
+        mine_all = json.loads(json.dumps(self.description, default=str))
+        if "modules" not in stored.get("fixed", {}):  # a description written before the fixed part listed its modules
+            mine_all["fixed"].pop("modules", None)
+        if stored == mine_all:
             return None
         mine, theirs = self.description["choices"], stored.get("choices", [])
         for i in range(max(len(mine), len(theirs))):
