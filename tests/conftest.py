@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skipif(True, reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
 
 
