@@ -34,13 +34,24 @@ def _check_threads(threads: Any) -> int:
     return threads
 
 
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # evonas's "onnx" extra
+
+
+def require_onnx() -> None:
+    """A one-line ConfigError naming evonas's ``onnx`` extra when a package of it is not installed."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ONNX_PACKAGES if find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"ONNX export and onnxruntime timing need {', '.join(missing)}, "
+                          f"which {'is' if len(missing) == 1 else 'are'} not installed; "
+                          "install evonas's onnx extra: pip install 'evonas[onnx]'")
+
+
 def _import_ort():
-    try:
-        import onnxruntime
-    except ImportError:  # pragma: no cover - a dependency of evonas
-        raise ConfigError(
-            "ONNX Runtime is not installed; install it with `pip install onnxruntime` (an evonas dependency)."
-        ) from None
+    require_onnx()
+    import onnxruntime
+
     return onnxruntime
 
 
@@ -55,6 +66,7 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str | Path
         raise ConfigError(f"The 'example' parameter must be a batch with a leading batch axis; got shape {tuple(example.shape)}.", param="example")
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise ConfigError(f"The 'opset' parameter must be None or an integer >= 7; got {opset!r}.", param="opset")
+    require_onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()

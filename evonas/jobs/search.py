@@ -359,8 +359,9 @@ def storage_backend(url: str):
         raise ConfigError(f"The 'storage' parameter names database {parsed.get_backend_name()!r}, which SQLAlchemy does "
                           f"not know; got {url!r}", param="storage") from None
     except ImportError as exc:
+        how = "evonas's postgres extra (pip install 'evonas[postgres]')" if parsed.get_backend_name() == "postgresql" else "it"
         raise ConfigError(f"The 'storage' parameter ({url}) needs the Python driver of {parsed.get_backend_name()}, "
-                          f"which is not installed ({exc}); install it, or use sqlite:///FILE", param="storage") from None
+                          f"which is not installed ({exc}); install {how}, or use sqlite:///FILE", param="storage") from None
     return parsed
 
 
