@@ -3,17 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.evonas-installed
+DOCSTAMP := $(VENV)/.evonas-docs-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 RUN    ?= runs/demo
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dataset postgres demo test bench clean-demo help
+.PHONY: setup dataset postgres demo test bench docs clean-demo help
 
 help:
 	@echo "make demo   set up, then run the whole job on Fashion-MNIST into $(RUN)"
 	@echo "make test   set up, then run the test suite"
 	@echo "make setup  create $(VENV) and install evonas (editable), the dataset and PostgreSQL (for the tests)"
 	@echo "make bench  run the benchmark scripts in benchmarks/"
+	@echo "make docs   build the API reference from the docstrings into site/ (mkdocs, strict)"
 
 setup: $(STAMP) dataset postgres
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,onnx,postgres]'
 	touch $(STAMP)
 
 dataset:
@@ -45,3 +47,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/supernet_speed.py
+
+# the API reference (docs/, mkdocs.yml): mkdocs + mkdocstrings from the docs extra; a warning fails it
+docs: $(DOCSTAMP)
+	$(BIN)/mkdocs build --strict -d site
+
+$(DOCSTAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $(DOCSTAMP)
