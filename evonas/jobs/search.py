@@ -21,6 +21,7 @@ from search_spaces import get_space, list_spaces
 from evonas.errors import ConfigError
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.jobs.train import remove_if_empty
+from evonas.names import check_inside, check_name
 from evonas.progress import progress_enabled
 from evonas.run.run import Run, RunLayout
 
@@ -101,6 +102,8 @@ class SearchOptions:
         if self.storage is not None:
             storage_backend(self.storage)
         check_shared_study(self.algo, self.storage, self.study_name)
+        check_name(self.name, "name")  # a folder of the run: RUN/searches/NAME
+        check_name(self.study_name, "study_name")
         self.latency_setting()
 
     def latency_setting(self):
@@ -161,6 +164,7 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     from evonas.run.store import Store
     from evonas.scorers.registry import make_scorer, select_options
     from evonas.search import SearchContext, make_problem, make_searcher, run_search
+    from evonas.search.registry import get_searcher
 
     layout = RunLayout.of(run) if run is not None else None
     space, scorer_name, opened = resolve_space_and_scorer(layout, options)
@@ -189,6 +193,9 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
                              objectives=[o.metric for o in problem.objectives])
         if options.storage or layout.path.exists():
             check_study(study_url, options.study_name, budget=budget, config=study)  # before anything is written
+    if layout is not None:  # result.json goes to RUN/searches/NAME: inside the run, checked before anything is written
+        check_inside(layout.path, layout.search_dir(options.name or f"{options.algo}-s{options.seed}"))
+    get_searcher(options.algo).check_problem(problem)  # refused before the store records a search run
     created = layout is not None and not layout.path.exists()
     try:
         store = layout.store() if layout else Store.memory()
@@ -211,7 +218,7 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
             store = SharedStore.join(store, study_url, options.study_name, budget=budget, config=study)
             seed += store.worker  # worker i samples with seed + i: workers started alike propose different archs
         search_run, resumed = store.begin_search(algo=options.algo, seed=options.seed, config=config, name=options.name,
-                                                 resume=options.resume)
+                                                 resume=options.resume, budget=budget)
         storage = options.storage or (layout.optuna_url if layout else None)
         context = SearchContext(run_dir=str(layout.path) if layout else None, storage=storage,
                                 study_name=options.study_name or search_run.name, resume=resumed,
@@ -251,7 +258,7 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         out["exhausted_reason"], out["feasible_rows"] = exhaustion_reason(scorer, problem, result.evaluations, budget)
     result_file = None
     if layout:
-        layout.search_dir(search_run.name).mkdir(parents=True, exist_ok=True)
+        check_inside(layout.path, layout.search_dir(search_run.name)).mkdir(parents=True, exist_ok=True)
         if result.pareto is not None:
             pareto_file = layout.search_pareto_file(search_run.name)
             pareto_file.write_text(json.dumps(result.pareto, indent=2) + "\n")
