@@ -193,6 +193,10 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
                              objectives=[o.metric for o in problem.objectives])
         if options.storage or layout.path.exists():
             check_study(study_url, options.study_name, budget=budget, config=study)  # before anything is written
+    if options.resume and (layout is None or not layout.store_file.is_file()):  # nothing recorded: nothing to resume
+        where = f"run {layout.path} has no evaluation store" if layout is not None else "a search without a run directory keeps nothing"
+        raise ConfigError(f"The 'resume' parameter continues an interrupted search, but {where}; drop --resume to start "
+                          "one", param="resume")
     if layout is not None:  # result.json goes to RUN/searches/NAME: inside the run, checked before anything is written
         check_inside(layout.path, layout.search_dir(options.name or f"{options.algo}-s{options.seed}"))
     get_searcher(options.algo).check_problem(problem)  # refused before the store records a search run
