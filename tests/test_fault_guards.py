@@ -1,0 +1,266 @@
+"""Issue 25: nothing lost, nothing written outside the run, nothing silently wrong.
+
+Each test is one case of the issue that failed before the fix: a name that is a
+path, a resume that replaced a finished result, two writers on one run, a refused
+command that wrote, training that diverged silently, a latency table or input file
+that was not validated as read, and a Ctrl-C without the command that continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from synthetic_tables import write_table
+
+from evonas.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def run_cli(capsys, args: list[str]) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``evonas ARGS`` run through ``main``."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def refused(capsys, args, fragment: str, *, unchanged: Path | None = None) -> str:
+    """Run a command that must be refused: exit 2, one line holding ``fragment``, ``unchanged`` byte-identical."""
+    before = digest(unchanged) if unchanged is not None else None
+    code, out, err = run_cli(capsys, args)
+    assert code == 2, (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert fragment in err, err
+    if unchanged is not None:
+        assert digest(unchanged) == before, f"{unchanged} changed"
+    return err.strip()
+
+
+# --- names are names -----------------------------------------------------------------------------
+
+@pytest.fixture
+def table_run(tmp_path) -> tuple[Path, list[str]]:
+    """A run directory holding a finished table search of budget 10 (evolution-s0), and the search's argv."""
+    table = write_table(tmp_path / "table.csv")
+    run = tmp_path / "runs" / "a"
+    args = ["search", "--run", run, "--space", "macro-fmnist", "--table", table, "--target", "val_acc",
+            "--algo", "evolution", "--max-flops", "3e6", "--quiet"]
+    main([str(a) for a in args] + ["--budget", "10"])
+    return run, args
+
+
+@pytest.mark.parametrize("name", ["../../other/searches/x", "../b", "a/b", "..", "a\nb", "a\x00b", "ABSOLUTE", "\\x"])
+def test_search_name_that_is_a_path_is_refused_and_writes_nothing(capsys, tmp_path, table_run, name):
+    run, args = table_run
+    name = str(tmp_path / "abs" / "x") if name == "ABSOLUTE" else name
+    other = tmp_path / "other"
+    (other / "searches" / "x").mkdir(parents=True)
+    (other / "searches" / "x" / "result.json").write_text("{}\n")
+    capsys.readouterr()
+    refused(capsys, args + ["--budget", "5", "--name", name], "--name must be a plain name", unchanged=tmp_path)
+    assert not (tmp_path / "abs").exists()
+
+
+def test_study_name_that_is_a_path_is_refused(capsys, table_run):
+    run, args = table_run
+    args = [a if a != "evolution" else "tpe" for a in args]
+    refused(capsys, args + ["--study-name", "../../x"], "--study-name must be a plain name", unchanged=run)
+
+
+def test_search_folder_reached_through_a_link_out_of_the_run_is_refused(capsys, tmp_path, table_run):
+    run, args = table_run
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(run / "searches")
+    (run / "searches").symlink_to(outside, target_is_directory=True)
+    refused(capsys, args + ["--budget", "5", "--name", "n1"], "lies outside the run directory", unchanged=tmp_path)
+
+
+# --- --resume means one thing ----------------------------------------------------------------------
+
+def test_resume_of_a_finished_search_with_a_smaller_budget_is_refused_and_keeps_its_result(capsys, table_run):
+    run, args = table_run
+    result = run / "searches" / "evolution-s0" / "result.json"
+    assert json.loads(result.read_text())["evaluations"] == 10
+    capsys.readouterr()
+    err = refused(capsys, args + ["--budget", "4", "--resume"], "finished with 10 architectures scored", unchanged=run)
+    assert "--budget 4" in err and "above 10" in err
+    refused(capsys, args + ["--budget", "10", "--resume"], "finished with 10", unchanged=run)
+    code, _, err = run_cli(capsys, args + ["--budget", "14", "--resume"])  # a larger budget extends it
+    assert code == 0, err
+    assert json.loads(result.read_text())["evaluations"] == 14
+
+
+def test_resume_with_no_earlier_search_is_refused(capsys, table_run):
+    run, args = table_run
+    capsys.readouterr()
+    refused(capsys, args + ["--budget", "10", "--seed", "5", "--resume"],
+            "no search run of --algo evolution with --seed 5", unchanged=run)
+    refused(capsys, args + ["--budget", "10", "--name", "never", "--resume"], "no search run named 'never'", unchanged=run)
+
+
+def test_resume_with_other_limits_is_refused_saying_what_differs(capsys, table_run):
+    run, args = table_run
+    capsys.readouterr()
+    changed = [a if a != "3e6" else "4e6" for a in args]
+    err = refused(capsys, changed + ["--budget", "10", "--resume"], "cannot replay search run 'evolution-s0'", unchanged=run)
+    assert "constraints.max_flops: 3000000.0 -> 4000000.0" in err
+
+
+def test_refused_search_records_no_search_run_and_abandons_nothing(capsys, tmp_path):
+    """`--algo evolution --objectives accuracy,flops` was refused after the store had recorded an unfinished run."""
+    from evonas.run.store import Store
+
+    table = write_table(tmp_path / "table.csv")
+    run = tmp_path / "run"
+    base = ["search", "--run", run, "--space", "macro-fmnist", "--table", table, "--target", "val_acc", "--quiet",
+            "--algo", "evolution", "--budget", "6"]
+    main([str(a) for a in base])  # an earlier search, finished
+    refused(capsys, base + ["--objectives", "accuracy,flops"], "optimises one objective", unchanged=run)
+    store = Store.open(run)
+    try:
+        assert [(r.name, store.search_state(r)) for r in store.search_runs()] == [("evolution-s0", "finished")]
+    finally:
+        store.close()
+
+
+# --- one writer per run ----------------------------------------------------------------------------
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from evonas.run.lock import run_lock
+    with run_lock(sys.argv[1], "train-supernet"):
+        print("locked", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_second_train_supernet_on_a_run_being_trained_is_refused_naming_the_holder(capsys, tmp_path, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = digest(run)
+        err = refused(capsys, ["train-supernet", "--run", run, "--dataset", "synthetic", "--epochs", "3", "--val-size", "64",
+                               "--threads", "1", "--quiet"], "is being written by 'evonas train-supernet'")
+        assert f"pid {holder.pid}" in err and "--run" in err
+        assert digest(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    from evonas.run.lock import run_lock
+
+    with run_lock(run, "test"):  # the kernel dropped the dead holder's lock
+        pass
+    assert not (run / ".writer.json").exists()
+
+
+def test_train_supernet_holds_the_run_lock_while_it_trains(capsys, tmp_path, monkeypatch):
+    from evonas.errors import RunLockedError
+    from evonas.run.lock import run_lock
+    from evonas.training import supernet
+
+    seen = {}
+
+    def fake_train(layout, cfg, **kwargs):
+        seen["holder"] = json.loads((layout.path / ".writer.json").read_text())
+        with pytest.raises(RunLockedError, match="is being written by 'evonas train-supernet'"):
+            with run_lock(layout.path, "train-supernet"):
+                pass
+        layout.path.mkdir(exist_ok=True)
+        raise KeyboardInterrupt  # stop there
+
+    monkeypatch.setattr(supernet, "train_supernet", fake_train)
+    code, _, err = run_cli(capsys, ["train-supernet", "--run", tmp_path / "r", "--dataset", "synthetic", "--epochs", "1",
+                                    "--train-limit", "128", "--val-size", "64", "--threads", "1", "--quiet"])
+    assert code == 130 and seen["holder"]["command"] == "train-supernet"
+    assert "evonas train-supernet --run" in err and err.strip().endswith("--resume")
+    assert not (tmp_path / "r").exists()  # nothing trained, nothing left
+
+
+# --- training stops at the first non-finite loss or weight ------------------------------------------
+
+TRAIN = ["train-supernet", "--dataset", "synthetic", "--epochs", "2", "--train-limit", "256", "--val-size", "64",
+         "--batch-size", "64", "--threads", "1", "--quiet"]
+
+
+@pytest.mark.parametrize("setting", [["--lr", "1e9"], ["--weight-decay", "inf"]])
+def test_diverging_training_stops_with_one_line_and_exit_2(capsys, tmp_path, setting):
+    run = tmp_path / "run"
+    err = refused(capsys, TRAIN + ["--run", run] + setting, "training diverged at epoch 1, step")
+    assert "the loss is nan" in err and ("--lr" in err and "--weight-decay" in err)
+    assert not run.exists()  # nothing trained: no half run is left
+
+
+def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(capsys, tmp_path, monkeypatch):
+    from evonas.training import supernet
+
+    real = supernet.train_epoch
+
+    def poisoned(step_fn, splits, cfg, epoch, *args, **kwargs):
+        stats = real(step_fn, splits, cfg, epoch, *args, **kwargs)
+        if epoch == 1:  # the second epoch's last step breaks a weight
+            for model in models:
+                next(model.parameters()).data.fill_(float("nan"))
+        return stats
+
+    models = []
+    real_make = supernet.make_strategy
+
+    def make_strategy(space, cfg):
+        strategy = real_make(space, cfg)
+        build = strategy.build_model
+
+        def build_model(phase):
+            model = build(phase)
+            models.append(model)
+            return model
+
+        strategy.build_model = build_model
+        return strategy
+
+    monkeypatch.setattr(supernet, "train_epoch", poisoned)
+    monkeypatch.setattr(supernet, "make_strategy", make_strategy)
+    run = tmp_path / "run"
+    err = refused(capsys, TRAIN[:4] + ["3"] + TRAIN[5:] + ["--run", run], "training diverged at epoch 2 (at its end)")
+    assert "a weight is not finite" in err and "last good checkpoint (epoch 1) is kept" in err
+    from evonas.run.run import RunLayout
+
+    ckpt = torch.load(RunLayout(run).checkpoint, weights_only=False)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not RunLayout(run).weights.exists()
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------------
+
+def test_ctrl_c_during_search_prints_the_resume_command(capsys, tmp_path, monkeypatch):
+    import evonas.cli.search as search_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_cli, "run_search_job", interrupted)
+    code, out, err = run_cli(capsys, ["search", "--run", tmp_path / "r", "--algo", "evolution", "--budget", "50",
+                                      "--max-flops", "3e6"])
+    assert code == 130 and not out
+    assert err.strip() == (f"interrupted; to continue where it stopped, run: evonas search --run {tmp_path / 'r'} "
+                           "--algo evolution --budget 50 --max-flops 3e6 --resume")
