@@ -264,3 +264,101 @@ def test_ctrl_c_during_search_prints_the_resume_command(capsys, tmp_path, monkey
     assert code == 130 and not out
     assert err.strip() == (f"interrupted; to continue where it stopped, run: evonas search --run {tmp_path / 'r'} "
                            "--algo evolution --budget 50 --max-flops 3e6 --resume")
+
+
+# --- latency tables and input files are validated as read ----------------------------------------
+
+def write_latency_table(run: Path, change=None) -> Path:
+    """A hand-made latency table of macro-fmnist for this device in ``run`` (every entry 0.1 ms); ``change(data)`` edits it."""
+    from search_spaces import get_space
+
+    from evonas.evaluation.latency import FORMAT, FORMAT_VERSION, LatencyEntry, LatencyTable, describe_device, table_path
+
+    space = get_space("macro-fmnist")
+    entries = tuple(LatencyEntry(layer=i, code=c, input_shape=(1, 8, 28, 28), median_ms=0.1, p10_ms=0.09, p90_ms=0.11,
+                                 spread=0.2, raw_ms=0.12) for i, dim in enumerate(space.dims) for c in dim.options)
+    table = LatencyTable(space=space.name, entries=entries, overhead_ms=0.05, overhead={"method": "test"},
+                         device=describe_device(1, 1, "eager"), settings={"backend": "eager", "batch_size": 1, "threads": 1},
+                         build_seconds=0.0)
+    path = table_path(run, space)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = table.to_dict()
+    assert data["format"] == FORMAT and data["version"] == FORMAT_VERSION
+    if change is not None:
+        change(data)
+    path.write_text(json.dumps(data))  # NaN is written as NaN, as a hand-edited or broken file may hold
+    return path
+
+
+@pytest.mark.parametrize("value,rule", [(float("nan"), "median_ms must be a finite number; got nan"),
+                                        (-0.5, "median_ms must be >= 0"), ("fast", "median_ms must be a finite number"),
+                                        (float("inf"), "must be a finite number")])
+def test_latency_table_entry_is_validated_as_read_naming_file_and_entry(capsys, tmp_path, tiny_run, value, rule):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+
+    def change(data):
+        data["entries"][7]["median_ms"] = value
+
+    path = write_latency_table(run, change)
+    err = refused(capsys, ["search", "--run", run, "--algo", "random", "--budget", "3", "--max-latency-ms", "100", "--quiet"],
+                  rule, unchanged=run)
+    assert f"{path}:entries[7] (layer" in err
+    err = refused(capsys, ["export", "--run", run, "--top-k", "1", "--max-latency-ms", "100", "--quiet"], rule,
+                  unchanged=run)
+
+
+def test_good_hand_made_latency_table_is_read(tmp_path):
+    from evonas.evaluation.latency import LatencyTable
+
+    from search_spaces import get_space
+
+    table = LatencyTable.load(write_latency_table(tmp_path / "run"))
+    assert table.min_latency() == pytest.approx(0.05 + 0.1 * len(get_space("macro-fmnist").dims))
+
+
+def test_negative_prediction_of_a_fitted_table_is_refused(tmp_path):
+    from evonas.errors import ConfigError
+    from evonas.evaluation.latency import LatencyTable
+
+    def change(data):
+        data["fit"] = {"used": True}
+        data["overhead_ms"] = -50.0
+
+    with pytest.raises(ConfigError, match="predicts a negative latency"):
+        LatencyTable.load(write_latency_table(tmp_path / "run", change))
+
+
+@pytest.mark.parametrize("command", [["profile", "--archs"], ["search", "--space", "macro-fmnist", "--target", "x", "--table"],
+                                     ["predictor-bench", "--space", "macro-fmnist", "--target", "x", "--table"]])
+def test_device_file_or_fifo_as_input_is_refused_at_once(capsys, tmp_path, command):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for source in ("/dev/zero", str(fifo)):
+        start = time.monotonic()
+        refused(capsys, command + [source], "not a regular file")
+        assert time.monotonic() - start < 5
+
+
+def test_input_over_the_size_limit_is_refused_before_it_is_read(capsys, tmp_path, monkeypatch):
+    import evonas.jobs.archs as archs
+
+    monkeypatch.setattr(archs, "MAX_ARCHS_BYTES", 1000)
+    big = tmp_path / "archs.txt"
+    big.write_text("01201200\n" * 200)
+    refused(capsys, ["profile", "--archs", big], "1,800 bytes, over the limit of 1,000 bytes")
+
+
+@pytest.mark.parametrize("value", ["-1.5", "inf"])
+def test_latency_column_with_a_negative_or_infinite_time_is_refused(capsys, tmp_path, value):
+    table = write_table(tmp_path / "table.csv", latency=False)
+    lines = table.read_text().splitlines()
+    archs = [line.split(",")[0] for line in lines[1:]]
+    latency = tmp_path / "lat.csv"
+    latency.write_text("arch,dev_ms\n" + "".join(f"{a},{value if i == 3 else 1.0}\n" for i, a in enumerate(archs)))
+    err = refused(capsys, ["search", "--space", "macro-fmnist", "--table", table, "--target", "val_acc", "--latency-table",
+                           latency, "--latency-column", "dev_ms", "--max-latency-ms", "100", "--budget", "3", "--quiet"],
+                  "a latency must be a finite number >= 0")
+    assert f"{latency}: column 'dev_ms', row of architecture" in err
