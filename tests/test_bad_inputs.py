@@ -72,6 +72,10 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("archs-file-gzip", ["--archs", "{gz}"], "not a text file"),
         ("unknown-space", ["--space", "nope", "--arch", "0"], "'nope' is not one of"),
         ("nothing-to-profile", [], "nothing to profile"),
+        ("check-of-a-space-without-networks", ["--space", "nb201", "--check", "--arch",
+                                               "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
+                                               "nor_conv_3x3~1|nor_conv_3x3~2|"], "drop --check"),
+        ("archs-file-is-a-device", ["--archs", "/dev/zero"], "not a regular file"),
     ],
     "export": [
         ("malformed-arch", RUN + ["--arch", "zz"], "8 digits"),
@@ -126,6 +130,7 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("table-bad-arch-new-run", ["--run", "{new}"] + TABLE[:3] + ["{badtable}", "--target", "val_acc"], ":3:1:"),
         ("table-of-another-space", ["--space", "nb201", "--table", "{table}", "--target", "val_acc"], ":2:1:"),
         ("table-is-a-dir", TABLE[:3] + ["{notrun}", "--target", "val_acc"], "is a directory"),
+        ("table-is-a-device", TABLE[:3] + ["/dev/zero", "--target", "val_acc"], "not a regular file"),
         ("unknown-target", TABLE[:5] + ["nope"], "column 'nope' is not in table"),
         ("latency-table-binary", TABLE + ["--latency-table", "{gz}", "--latency-column", "x"], "gzip"),
         ("table-without-target", TABLE[:4], "--table needs --target"),
@@ -183,6 +188,7 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
     "latency build": [
         *[(name, RUN + ["--threads", v], "--threads must be an integer >= 1") for name, v in THREADS],
         ("batch-size-0", RUN + ["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+        ("batch-size-beyond-memory", RUN + ["--batch-size", "1000000000"], "lower it"),
         ("repeats-0", RUN + ["--repeats", "0"], "--repeats must be an integer >= 3"),
         ("warmup-negative", RUN + ["--warmup", "-1"], "--warmup must be an integer >= 0"),
         ("unknown-backend", RUN + ["--backend", "nope"], "'nope' is not one of"),

@@ -362,3 +362,16 @@ def test_latency_column_with_a_negative_or_infinite_time_is_refused(capsys, tmp_
                            latency, "--latency-column", "dev_ms", "--max-latency-ms", "100", "--budget", "3", "--quiet"],
                   "a latency must be a finite number >= 0")
     assert f"{latency}: column 'dev_ms', row of architecture" in err
+
+
+def test_out_of_memory_in_a_training_step_names_the_batch_size(capsys, tmp_path, monkeypatch):
+    from evonas.training import strategies
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 9999999999 bytes")
+
+    monkeypatch.setattr(strategies.Uniform, "step", no_memory)
+    run = tmp_path / "run"
+    refused(capsys, TRAIN + ["--run", run], "out of memory in training step 1 of epoch 1; lower --batch-size 64")
+    assert not run.exists()

@@ -22,7 +22,11 @@ class ProfileOptions:
     check: bool = False  # also build each network and count it with torch.utils.flop_counter
 
     def __post_init__(self) -> None:
-        get_space(self.space)  # an unknown name lists the valid ones
+        space = get_space(self.space)  # an unknown name lists the valid ones
+        if self.check and getattr(space, "net", None) is None:  # no network description: nothing to build and count
+            raise ConfigError(f"The 'check' parameter builds each network and counts it with PyTorch, which evonas "
+                              f"does for chain spaces (macro-*, mobilenet-*); space {space.name!r} has no network to "
+                              "build; drop --check", param="check")
         object.__setattr__(self, "archs", tuple(self.archs))
 
 
