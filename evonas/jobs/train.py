@@ -177,13 +177,18 @@ def _train_as_rank(layout: RunLayout, options: TrainOptions, device) -> TrainRes
     if options.nproc_per_node != 1:
         raise ConfigError("The 'nproc_per_node' parameter is torchrun's own when torchrun starts evonas; "
                           "drop it from the evonas arguments", param="nproc_per_node")
+    import contextlib
+
     use_threads(options.threads)
     world, device = distributed.init(device)
+    held = contextlib.ExitStack()  # rank 0 holds the run's lock for the whole training (it alone writes the run)
     try:
         outcome: tuple[str, Any] | None = None
         if world.is_main:
             try:
                 cfg, _, resumed = _prepare(layout, options)
+                layout.path.mkdir(parents=True, exist_ok=True)
+                held.enter_context(run_lock(layout.path, "train-supernet"))
                 outcome = ("config", (cfg.to_dict(), resumed))
             except EvonasError as exc:
                 outcome = ("error", exc)
@@ -194,6 +199,7 @@ def _train_as_rank(layout: RunLayout, options: TrainOptions, device) -> TrainRes
         weights = train_supernet(layout, cfg, resume=options.resume, progress=progress_enabled(options.quiet),
                                  stop_after=options.stop_after, device=device, world=world)
     finally:
+        held.close()
         distributed.shutdown()
     return TrainResult(run=Run(layout.path, cfg), weights=Path(weights), resumed=resumed, finished=Path(weights) == layout.weights,
                        world_size=world.size, main_process=world.is_main)
