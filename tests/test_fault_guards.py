@@ -375,3 +375,19 @@ def test_out_of_memory_in_a_training_step_names_the_batch_size(capsys, tmp_path,
     run = tmp_path / "run"
     refused(capsys, TRAIN + ["--run", run], "out of memory in training step 1 of epoch 1; lower --batch-size 64")
     assert not run.exists()
+
+
+def test_eval_of_non_finite_weights_is_refused_not_scored(capsys, tmp_path, tiny_run):
+    """Weights a diverged training wrote before this guard existed: eval said 10% and nothing else."""
+    from evonas.run.run import RunLayout
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    weights = RunLayout(run).weights
+    state = torch.load(weights, weights_only=False)
+    for value in state["model"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    torch.save(state, weights)
+    err = refused(capsys, ["eval", "--run", run, "--arch", "12012200", "--quiet"], "non-finite weights", unchanged=run)
+    assert "diverged" in err and "--lr" in err
