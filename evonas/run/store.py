@@ -336,8 +336,9 @@ class Store:
 
         With ``resume``, the newest run of the same algorithm, seed and configuration
         (``name`` too, when given) is continued: its steps are replayed and rewritten in
-        place. A finished one is continued only to a ``budget`` larger than what it
-        scored (never replaced by a smaller result); no earlier run, or only runs with
+        place. Given the ``budget`` (the search job always gives it), a finished one is
+        continued only to a larger budget than it scored (never replaced by a smaller
+        result); no earlier run, or only runs with
         other options, is refused with what differs. Without it, a new run is created;
         ``name`` defaults to ``{algo}-s{seed}`` and gets a ``-2``, ``-3``... suffix when taken.
         """
@@ -379,14 +380,14 @@ class Store:
     @staticmethod
     def _check_extendable(run: SearchRun, budget: int | None) -> None:
         """A finished search is resumed only to a larger budget than it scored (its result is never made smaller)."""
-        if run.finished is None or run.summary.get("abandoned"):
-            return  # interrupted (or replaced): continue it
+        if run.finished is None or run.summary.get("abandoned") or budget is None:
+            return  # interrupted (or replaced): continue it; without a budget the caller replays it as it asks
         done = run.summary.get("evaluations")
         if run.summary.get("exhausted"):
             raise ConfigError(f"The 'resume' parameter continues an interrupted search, but search run {run.name!r} "
                               f"finished: it scored {done} architectures and stopped before its budget, having nothing "
                               "new to propose; its result stands; drop --resume to start a new search", param="resume")
-        if budget is None or not isinstance(done, int) or budget <= done:
+        if not isinstance(done, int) or budget <= done:
             raise ConfigError(f"The 'resume' parameter continues an interrupted search, but search run {run.name!r} "
                               f"finished with {done} architectures scored; the 'budget' parameter ({budget}) would "
                               f"replace its result with a smaller search; give a budget above {done} to extend it, or "
@@ -401,7 +402,7 @@ class Store:
                                    "ORDER BY id DESC LIMIT 1", (algo, seed)).fetchone()
             earlier = None if row is None else self._search_run(row)
         if earlier is None:
-            what = f"named {name!r}" if name is not None else f"of searcher {algo!r} with seed {seed}"
+            what = f"named {name!r}" if name is not None else f"of searcher {algo!r} with the 'seed' parameter ({seed})"
             raise ConfigError(f"The 'resume' parameter continues an interrupted search, but there is no search run "
                               f"{what} in {self.path}; drop --resume to start one", param="resume")
         given = {"algo": algo, "seed": seed, **json.loads(canonical_json(config))}
