@@ -79,7 +79,7 @@ def test_search_name_that_is_a_path_is_refused_and_writes_nothing(capsys, tmp_pa
     assert not (tmp_path / "abs").exists()
 
 
-def test_study_name_that_is_a_path_is_refused(capsys, table_run):
+def test_search_study_name_that_is_a_path_is_refused(capsys, table_run):
     run, args = table_run
     args = [a if a != "evolution" else "tpe" for a in args]
     refused(capsys, args + ["--study-name", "../../x"], "--study-name must be a plain name", unchanged=run)
@@ -96,7 +96,7 @@ def test_search_folder_reached_through_a_link_out_of_the_run_is_refused(capsys, 
 
 # --- --resume means one thing ----------------------------------------------------------------------
 
-def test_resume_of_a_finished_search_with_a_smaller_budget_is_refused_and_keeps_its_result(capsys, table_run):
+def test_search_resume_of_a_finished_search_with_a_smaller_budget_is_refused_and_keeps_its_result(capsys, table_run):
     run, args = table_run
     result = run / "searches" / "evolution-s0" / "result.json"
     assert json.loads(result.read_text())["evaluations"] == 10
@@ -109,7 +109,7 @@ def test_resume_of_a_finished_search_with_a_smaller_budget_is_refused_and_keeps_
     assert json.loads(result.read_text())["evaluations"] == 14
 
 
-def test_resume_with_no_earlier_search_is_refused(capsys, table_run):
+def test_search_resume_with_no_earlier_search_is_refused(capsys, table_run):
     run, args = table_run
     capsys.readouterr()
     refused(capsys, args + ["--budget", "10", "--seed", "5", "--resume"],
@@ -117,7 +117,7 @@ def test_resume_with_no_earlier_search_is_refused(capsys, table_run):
     refused(capsys, args + ["--budget", "10", "--name", "never", "--resume"], "no search run named 'never'", unchanged=run)
 
 
-def test_resume_with_other_limits_is_refused_saying_what_differs(capsys, table_run):
+def test_search_resume_with_other_limits_is_refused_saying_what_differs(capsys, table_run):
     run, args = table_run
     capsys.readouterr()
     changed = [a if a != "3e6" else "4e6" for a in args]
@@ -211,7 +211,7 @@ def test_diverging_training_stops_with_one_line_and_exit_2(capsys, tmp_path, set
     assert not run.exists()  # nothing trained: no half run is left
 
 
-def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(capsys, tmp_path, monkeypatch):
+def test_train_supernet_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(capsys, tmp_path, monkeypatch):
     from evonas.training import supernet
 
     real = supernet.train_epoch
@@ -317,7 +317,7 @@ def test_good_hand_made_latency_table_is_read(tmp_path):
     assert table.min_latency() == pytest.approx(0.05 + 0.1 * len(get_space("macro-fmnist").dims))
 
 
-def test_negative_prediction_of_a_fitted_table_is_refused(tmp_path):
+def test_latency_table_predicting_a_negative_latency_is_refused(tmp_path):
     from evonas.errors import ConfigError
     from evonas.evaluation.latency import LatencyTable
 
