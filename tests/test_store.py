@@ -78,7 +78,7 @@ def test_search_runs_steps_and_resume_lookup(tmp_path):
     assert resumed and again.id == second.id  # the newest matching run
     with pytest.raises(ConfigError, match=r"cannot replay search run 'evolution-s0-2'.*constraints: \{'max_flops'"):
         store.begin_search(algo="evolution", seed=0, config={"other": 1}, resume=True)  # other options: refused
-    with pytest.raises(ConfigError, match="there is no search run of searcher 'rea' with seed 0"):
+    with pytest.raises(ConfigError, match=r"there is no search run of searcher 'rea' with the 'seed' parameter \(0\)"):
         store.begin_search(algo="rea", seed=0, config=cfg, resume=True)
     fresh, resumed = store.begin_search(algo="evolution", seed=0, config={"other": 1})
     assert not resumed and fresh.name == "evolution-s0-3"
