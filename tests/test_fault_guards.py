@@ -193,7 +193,7 @@ def test_train_supernet_holds_the_run_lock_while_it_trains(capsys, tmp_path, mon
     code, _, err = run_cli(capsys, ["train-supernet", "--run", tmp_path / "r", "--dataset", "synthetic", "--epochs", "1",
                                     "--train-limit", "128", "--val-size", "64", "--threads", "1", "--quiet"])
     assert code == 130 and seen["holder"]["command"] == "train-supernet"
-    assert "evonas train-supernet --run" in err and err.strip().endswith("--resume")
+    assert err.strip() == "interrupted before anything was kept; run the command again to start over"  # no epoch done
     assert not (tmp_path / "r").exists()  # nothing trained, nothing left
 
 
@@ -252,18 +252,36 @@ def test_train_supernet_divergence_in_a_later_epoch_keeps_the_last_good_checkpoi
 
 # --- Ctrl-C --------------------------------------------------------------------------------------
 
-def test_ctrl_c_during_search_prints_the_resume_command(capsys, tmp_path, monkeypatch):
+def test_ctrl_c_during_search_prints_the_resume_command(capsys, table_run, monkeypatch):
     import evonas.cli.search as search_cli
+
+    run, args = table_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(search_cli, "run_search_job", interrupted)
-    code, out, err = run_cli(capsys, ["search", "--run", tmp_path / "r", "--algo", "evolution", "--budget", "50",
-                                      "--max-flops", "3e6"])
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, args + ["--budget", "50", "--seed", "2"])
     assert code == 130 and not out
-    assert err.strip() == (f"interrupted; to continue where it stopped, run: evonas search --run {tmp_path / 'r'} "
-                           "--algo evolution --budget 50 --max-flops 3e6 --resume")
+    assert err.strip() == (f"interrupted; to continue where it stopped, run: evonas search --run {run} --space macro-fmnist "
+                           f"--table {run.parent.parent / 'table.csv'} --target val_acc --algo evolution --max-flops 3e6 "
+                           "--quiet --budget 50 --seed 2 --resume")
+    code, _, err = run_cli(capsys, ["search", "--run", run.parent / "new", "--budget", "5"])  # nothing kept yet
+    assert code == 130 and "run the command again to start over" in err
+
+
+def test_ctrl_c_during_train_supernet_after_an_epoch_prints_the_resume_command(capsys, tmp_path, tiny_run, monkeypatch):
+    from evonas.training import supernet
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(supernet, "train_supernet", interrupted)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, _, err = run_cli(capsys, ["train-supernet", "--run", run, "--resume", "--quiet"])
+    assert code == 130 and err.strip() == f"interrupted; to continue where it stopped, run: evonas train-supernet --run {run} --resume --quiet"
 
 
 # --- latency tables and input files are validated as read ----------------------------------------

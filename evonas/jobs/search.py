@@ -23,6 +23,7 @@ from evonas.jobs.threads import check_threads, use_threads
 from evonas.jobs.train import remove_if_empty
 from evonas.names import check_inside, check_name
 from evonas.progress import progress_enabled
+from evonas.run.atomic import write_text_atomic
 from evonas.run.run import Run, RunLayout
 
 # searcher options: passed only when given; a searcher without that config field rejects it
@@ -265,10 +266,10 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         check_inside(layout.path, layout.search_dir(search_run.name)).mkdir(parents=True, exist_ok=True)
         if result.pareto is not None:
             pareto_file = layout.search_pareto_file(search_run.name)
-            pareto_file.write_text(json.dumps(result.pareto, indent=2) + "\n")
+            write_text_atomic(pareto_file, json.dumps(result.pareto, indent=2) + "\n")
             out["pareto_file"] = str(pareto_file)
         result_file = layout.search_result_file(search_run.name)
-        result_file.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        write_text_atomic(result_file, json.dumps(out, indent=2, default=str) + "\n")  # never half a result
     return SearchResult(summary=out, result_file=result_file)
 
 
