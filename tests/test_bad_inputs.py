@@ -1,7 +1,7 @@
 """No user input ends in a traceback: every command, driven through ``main()``, with a table of bad inputs.
 
 Each case must exit 2 with exactly one line on stderr (nothing on stdout, no
-"Traceback"), leave the run directory's files byte-identical, and, when it names a
+"Traceback"), leave every file of the run and of the inputs byte-identical, and, when it names a
 new run directory (``{new}``), leave no directory behind. ``CASES`` is plain data
 (command -> list of (case id, argv, expected fragment of the message)) so that
 ``benchmarks/fault_report.py`` can count the cases per command.
@@ -245,7 +245,8 @@ def check_case(capsys, places, command: str, argv: list[str], fragment: str) -> 
     from pathlib import Path
 
     args = command.split() + [a.format(**places) for a in argv]
-    before = tree_digest(places["run"])
+    root = str(Path(places["run"]).parent)  # the run and every file the cases name: a refusal changes none of them
+    before = tree_digest(root)
     start = time.monotonic()
     try:
         main(args)
@@ -266,8 +267,10 @@ def check_case(capsys, places, command: str, argv: list[str], fragment: str) -> 
         problems.append("a traceback")
     if fragment not in out.err:
         problems.append(f"{fragment!r} not in the message")
-    if tree_digest(places["run"]) != before:
-        problems.append("the run directory changed")
+    after = tree_digest(root)
+    if after != before:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        problems.append(f"files changed: {changed[:5]}")
     if Path(places["new"]).exists():
         shutil.rmtree(places["new"]) if Path(places["new"]).is_dir() else Path(places["new"]).unlink()
         problems.append("a run directory was left behind")
