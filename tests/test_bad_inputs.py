@@ -37,6 +37,9 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         *[(f"{name}", ["--run", "{new}", "--threads", v, "--dataset", "synthetic"], "--threads must be an integer >= 1")
           for name, v in THREADS],
         ("lr-negative", ["--run", "{new}", "--lr", "-1", "--dataset", "synthetic"], "--lr must be"),
+        ("lr-infinite", ["--run", "{new}", "--lr", "inf", "--dataset", "synthetic"], "--lr must be a finite float > 0"),
+        ("weight-decay-infinite", ["--run", "{new}", "--weight-decay", "inf", "--dataset", "synthetic"],
+         "--weight-decay must be a finite float >= 0"),
         ("batch-size-0", ["--run", "{new}", "--batch-size", "0", "--dataset", "synthetic"], "--batch-size"),
         ("val-size-negative", ["--run", "{new}", "--val-size", "-1", "--dataset", "synthetic"], "--val-size"),
         ("unknown-strategy", ["--run", "{new}", "--strategy", "nope", "--dataset", "synthetic"], "--strategy must be one of"),
