@@ -86,33 +86,16 @@ def interrupted_message(argv: list[str] | None) -> str:
     """One line after Ctrl-C: the command that continues the work (the same one with --resume), when there is one."""
     import shlex
 
+    from evonas.jobs.resume import something_to_resume
+
     args = list(sys.argv[1:] if argv is None else argv)
     command = cli.commands.get(args[0]) if args else None
-    if command is not None and any("--resume" in getattr(p, "opts", ()) for p in command.params) \
-            and _something_to_resume(args[0], args):
+    if command is None or not any("--resume" in getattr(p, "opts", ()) for p in command.params):
+        return "interrupted; run the command again"
+    if something_to_resume(args[0], args):
         again = args if "--resume" in args else [*args, "--resume"]
         return f"interrupted; to continue where it stopped, run: evonas {shlex.join(again)}"
     return "interrupted before anything was kept; run the command again to start over"
-
-
-def _something_to_resume(name: str, args: list[str]) -> bool:
-    """Whether the run directory of an interrupted command holds what ``--resume`` continues (True when unsure)."""
-    from pathlib import Path
-
-    from evonas.run.run import RunLayout
-
-    run = next((a.split("=", 1)[1] for a in args if a.startswith(("--run=", "--run-dir="))), None)
-    for flag, value in zip(args, args[1:]):
-        if flag in ("--run", "--run-dir"):
-            run = value
-    if run is None:
-        return name != "search"  # a search without a run directory keeps nothing
-    layout = RunLayout(Path(run))
-    if name == "train-supernet":
-        return layout.checkpoint.is_file()  # an epoch finished
-    if name == "search":
-        return layout.store_file.is_file()
-    return True
 
 
 if __name__ == "__main__":
