@@ -409,3 +409,13 @@ def test_eval_of_non_finite_weights_is_refused_not_scored(capsys, tmp_path, tiny
     torch.save(state, weights)
     err = refused(capsys, ["eval", "--run", run, "--arch", "12012200", "--quiet"], "non-finite weights", unchanged=run)
     assert "diverged" in err and "--lr" in err
+
+
+def test_export_folder_reached_through_a_link_out_of_the_run_is_refused(capsys, tmp_path, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "exports").symlink_to(outside, target_is_directory=True)
+    refused(capsys, ["export", "--run", run, "--arch", "12012200", "--quiet"], "lies outside the run directory",
+            unchanged=tmp_path)
