@@ -155,7 +155,8 @@ def main() -> None:
                                                             for g in m)) if guarded else "none",
         })
         if rows[-1]["faults"] == "not run" and previous.get(command, {}).get("faults") not in (None, "not run"):
-            rows[-1]["faults"] = f"{previous[command]['faults']} (earlier report)"  # a group not rerun keeps its verdict
+            kept = previous[command]["faults"].replace(" (earlier report)", "")
+            rows[-1]["faults"] = f"{kept} (earlier report)"  # a group not rerun keeps its verdict, marked as such
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": sys.version.split()[0],
