@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from evonas.progress import progress_enabled
 from evonas.data import Normalizer, Splits, augment_batch, batches
+from evonas.errors import ResourceError, TrainingDivergedError
 from evonas.training.distributed import SINGLE, World, average_gradients, sum_over_ranks
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
@@ -56,6 +57,29 @@ def supervised_step(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     loss.backward()
     logits = logits.detach()
     return StepResult(logits, loss.item(), int((logits.argmax(1) == y).sum().item()), len(y), len(y))
+
+
+def diverged_message(cfg: TrainConfig, epoch: int, step: int | None, what: str) -> str:
+    """One line: where training diverged (1-based epoch and step), what was not finite, and the fix."""
+    where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else " (at its end)")
+    return (f"training diverged at {where}: {what}; nothing of this epoch is saved; train again with a lower "
+            f"value of the 'lr' parameter ({cfg.lr:g}) or of the 'weight_decay' parameter ({cfg.weight_decay:g})")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def weights_finite(model: nn.Module) -> bool:
+    """Every parameter and buffer of ``model`` is finite (one host sync)."""
+    tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all().item())
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
@@ -112,15 +136,25 @@ def train_epoch(
     correct = count = images = 0
     augment = getattr(cfg, "augment", "none")
     aug_gen = augment_generator(cfg.seed, epoch) if augment != "none" else None
-    for xb, yb in batches(
+    for step, (xb, yb) in enumerate(batches(
         splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch), drop_last=len(splits.train_x) >= cfg.batch_size
-    ):
+    )):
         step_images = len(yb)
         if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
             xb = augment_batch(xb, aug_gen, augment)
         xb, yb = world.shard(xb, yb)
         opt.zero_grad(set_to_none=True)
-        result = step_fn(norm(xb).to(device), yb.to(device))  # (b, C, H, W), (b,): this rank's shard
+        try:
+            result = step_fn(norm(xb).to(device), yb.to(device))  # (b, C, H, W), (b,): this rank's shard
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            bar.close()
+            raise ResourceError(f"out of memory in training step {step + 1} of epoch {epoch + 1}; lower the "
+                                f"'batch_size' parameter ({cfg.batch_size})") from None
+        if not math.isfinite(result.loss):  # the loss the step read already: no extra sync
+            bar.close()
+            raise TrainingDivergedError(diverged_message(cfg, epoch, step, f"the loss is {result.loss}"))
         average_gradients(opt, world, len(yb), step_images)
         opt.step()
         sched.step()
