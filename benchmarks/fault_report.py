@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 RESULTS = ROOT / "benchmarks" / "results"
 BAD_INPUT_FILES = ["tests/test_bad_inputs.py", "tests/test_tables_validation.py"]
+GUARD_FILES = ["tests/test_fault_guards.py"]  # issue 25: one test per case (run with the bad inputs)
 FAULT_WORDS = ("kill", "resume", "concurrent", "race", "claim")
 KILL = re.compile(r"SIGKILL|stop_after|\.kill\(")
 WORKERS = re.compile(r"Process\(|Popen\(|Thread\(|ThreadPool|ProcessPool|concurrent\.futures|workers")
@@ -47,6 +48,21 @@ def bad_input_cases() -> dict[str, int]:
     return {command: len(cases) for command, cases in CASES.items()}
 
 
+def guard_tests(commands: list[str]) -> list[dict]:
+    """The tests of GUARD_FILES, each with the command it drives: the first command name its body spells."""
+    found = []
+    for file in GUARD_FILES:
+        source = (ROOT / file).read_text()
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            words = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            command = next((w if w in commands else f"{w} build" for w in words
+                            if w in commands or f"{w} build" in commands), None)
+            found.append({"file": file, "test": node.name, "command": command or command_of(file, node.name)})
+    return found
+
+
 def command_of(file: str, name: str) -> str:
     text = f"{Path(file).stem} {name}".lower()
     return next((cmd for word, cmd in COMMAND_OF if word in text), "other")
@@ -56,7 +72,7 @@ def fault_tests() -> list[dict]:
     """Test functions named after a fault (kill, resume, concurrent, race, claim), with what they exercise."""
     found = []
     for path in sorted(TESTS.glob("test_*.py")):
-        if path.name in {Path(f).name for f in BAD_INPUT_FILES}:
+        if path.name in {Path(f).name for f in BAD_INPUT_FILES + GUARD_FILES}:
             continue
         source = path.read_text()
         for node in ast.walk(ast.parse(source)):
@@ -108,19 +124,23 @@ def main() -> None:
 
     cases = bad_input_cases()
     faults = fault_tests()
+    guards = guard_tests(sorted(cases))
     runs = {}
     if args.only in (None, "bad-inputs"):
-        runs["bad_inputs"] = run_pytest(BAD_INPUT_FILES, "bad_inputs")
+        runs["bad_inputs"] = run_pytest(BAD_INPUT_FILES + GUARD_FILES, "bad_inputs")
     if args.only in (None, "faults") and faults:
         files = sorted({f["file"] for f in faults})
         runs["faults"] = run_pytest(files + ["-k", " or ".join(FAULT_WORDS)], "faults")
 
-    commands = sorted(set(cases) | {f["command"] for f in faults}, key=lambda c: (c not in cases, c))
+    commands = sorted(set(cases) | {f["command"] for f in faults} | {g["command"] for g in guards},
+                      key=lambda c: (c not in cases, c))
+    previous = _previous_rows() if args.only else {}
     rows = []
     bad = runs.get("bad_inputs", {}).get("outcomes", {})
     fault_out = runs.get("faults", {}).get("outcomes", {})
     for command in commands:
         mine = [f for f in faults if f["command"] == command]
+        guarded = [g for g in guards if g["command"] == command]
         rows.append({
             "command": command,
             "bad_input_cases": cases.get(command, 0),
@@ -130,14 +150,21 @@ def main() -> None:
             "fault_tests": [f["test"] for f in mine],
             "faults": verdict(fault_out, lambda k, m=mine: any(k.endswith(f"::{f['test']}") or f"::{f['test']}[" in k
                                                               for f in m)) if mine else "none",
+            "guard_tests": [g["test"] for g in guarded],
+            "guards": verdict(bad, lambda k, m=guarded: any(k.endswith(f"::{g['test']}") or f"::{g['test']}[" in k
+                                                            for g in m)) if guarded else "none",
         })
+        if rows[-1]["faults"] == "not run" and previous.get(command, {}).get("faults") not in (None, "not run"):
+            kept = previous[command]["faults"].replace(" (earlier report)", "")
+            rows[-1]["faults"] = f"{kept} (earlier report)"  # a group not rerun keeps its verdict, marked as such
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": sys.version.split()[0],
         "table_validation": verdict(bad, lambda k: "test_tables_validation" in k),
         "commands": rows,
         "totals": {"bad_input_cases": sum(cases.values()), "kill_points": sum(f["kill_point"] for f in faults),
-                   "concurrent_worker_runs": sum(f["concurrent"] for f in faults), "fault_tests": len(faults)},
+                   "concurrent_worker_runs": sum(f["concurrent"] for f in faults), "fault_tests": len(faults),
+                   "guard_tests": len(guards)},
         "runs": {k: {kk: vv for kk, vv in v.items() if kk != "outcomes"} | {"failed": sorted(t for t, o in v["outcomes"].items() if o == "failed")}
                  for k, v in runs.items()},
     }
@@ -145,20 +172,30 @@ def main() -> None:
     (RESULTS / "fault_report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Fault report", "", f"Created {report['created']} (Python {report['python']}) by "
              f"`python benchmarks/fault_report.py{' --only ' + args.only if args.only else ''}`.", "",
-             "| command | bad-input cases | bad inputs | kill points | concurrent-worker runs | fault tests |",
-             "| --- | ---: | --- | ---: | ---: | --- |"]
+             "| command | bad-input cases | bad inputs | kill points | concurrent-worker runs | fault tests | "
+             "guard tests (issue 25) | guards |",
+             "| --- | ---: | --- | ---: | ---: | --- | ---: | --- |"]
     for r in rows:
         lines.append(f"| {r['command']} | {r['bad_input_cases']} | {r['bad_inputs']} | {r['kill_points']} | "
-                     f"{r['concurrent_worker_runs']} | {r['faults']} |")
+                     f"{r['concurrent_worker_runs']} | {r['faults']} | {len(r['guard_tests'])} | {r['guards']} |")
     t = report["totals"]
     lines += ["", f"Totals: {t['bad_input_cases']} bad-input cases, {t['kill_points']} kill points, "
               f"{t['concurrent_worker_runs']} concurrent-worker runs in {t['fault_tests']} fault tests; "
+              f"{t['guard_tests']} guard tests of {', '.join(GUARD_FILES)}; "
               f"table validation: {report['table_validation']}.", "", "## Runs", ""]
     for name, run in report["runs"].items():
         lines.append(f"- {name}: `{run['command']}` -> exit {run['returncode']} in {run['seconds']} s: {run['summary']}")
         lines += [f"  - failed: {t}" for t in run["failed"]]
     (RESULTS / "fault_report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _previous_rows() -> dict[str, dict]:
+    """The rows of the report this run replaces (command -> row), to keep the verdicts of a group not rerun."""
+    try:
+        return {r["command"]: r for r in json.loads((RESULTS / "fault_report.json").read_text())["commands"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "COMPONENT_FLAGS", "CheckpointError", "ConfigError", "DatasetMissingError", "EvonasError", "FLAG_NAMES", "RunDirError",
-    "cli_message", "flag_name",
+    "COMPONENT_FLAGS", "CheckpointError", "ConfigError", "DatasetMissingError", "EvonasError", "FLAG_NAMES", "ResourceError",
+    "RunDirError", "RunLockedError", "TrainingDivergedError", "cli_message", "flag_name",
 ]
 
 
@@ -42,6 +42,18 @@ class CheckpointError(EvonasError):
 
 class RunDirError(EvonasError):
     """A run directory is missing something a command needs."""
+
+
+class RunLockedError(RunDirError):
+    """Another process is writing the run directory (it holds the run's lock)."""
+
+
+class TrainingDivergedError(EvonasError):
+    """Training met a non-finite loss or weight; the last good checkpoint is kept."""
+
+
+class ResourceError(EvonasError):
+    """A setting asks for more memory than the machine has; the message names the setting to lower."""
 
 
 # Parameters whose command-line flag is not ``--`` + the name with dashes.

@@ -1,7 +1,7 @@
 """No user input ends in a traceback: every command, driven through ``main()``, with a table of bad inputs.
 
 Each case must exit 2 with exactly one line on stderr (nothing on stdout, no
-"Traceback"), leave the run directory's files byte-identical, and, when it names a
+"Traceback"), leave every file of the run and of the inputs byte-identical, and, when it names a
 new run directory (``{new}``), leave no directory behind. ``CASES`` is plain data
 (command -> list of (case id, argv, expected fragment of the message)) so that
 ``benchmarks/fault_report.py`` can count the cases per command.
@@ -37,6 +37,9 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         *[(f"{name}", ["--run", "{new}", "--threads", v, "--dataset", "synthetic"], "--threads must be an integer >= 1")
           for name, v in THREADS],
         ("lr-negative", ["--run", "{new}", "--lr", "-1", "--dataset", "synthetic"], "--lr must be"),
+        ("lr-infinite", ["--run", "{new}", "--lr", "inf", "--dataset", "synthetic"], "--lr must be a finite float > 0"),
+        ("weight-decay-infinite", ["--run", "{new}", "--weight-decay", "inf", "--dataset", "synthetic"],
+         "--weight-decay must be a finite float >= 0"),
         ("batch-size-0", ["--run", "{new}", "--batch-size", "0", "--dataset", "synthetic"], "--batch-size"),
         ("val-size-negative", ["--run", "{new}", "--val-size", "-1", "--dataset", "synthetic"], "--val-size"),
         ("unknown-strategy", ["--run", "{new}", "--strategy", "nope", "--dataset", "synthetic"], "--strategy must be one of"),
@@ -72,6 +75,10 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("archs-file-gzip", ["--archs", "{gz}"], "not a text file"),
         ("unknown-space", ["--space", "nope", "--arch", "0"], "'nope' is not a search space"),
         ("nothing-to-profile", [], "nothing to profile"),
+        ("check-of-a-space-without-networks", ["--space", "nb201", "--check", "--arch",
+                                               "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|"
+                                               "nor_conv_3x3~1|nor_conv_3x3~2|"], "drop --check"),
+        ("archs-file-is-a-device", ["--archs", "/dev/zero"], "not a regular file"),
     ],
     "export": [
         ("malformed-arch", RUN + ["--arch", "zz"], "8 digits"),
@@ -126,6 +133,7 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("table-bad-arch-new-run", ["--run", "{new}"] + TABLE[:3] + ["{badtable}", "--target", "val_acc"], ":3:1:"),
         ("table-of-another-space", ["--space", "nb201", "--table", "{table}", "--target", "val_acc"], ":2:1:"),
         ("table-is-a-dir", TABLE[:3] + ["{notrun}", "--target", "val_acc"], "is a directory"),
+        ("table-is-a-device", TABLE[:3] + ["/dev/zero", "--target", "val_acc"], "not a regular file"),
         ("unknown-target", TABLE[:5] + ["nope"], "column 'nope' is not in table"),
         ("latency-table-binary", TABLE + ["--latency-table", "{gz}", "--latency-column", "x"], "gzip"),
         ("table-without-target", TABLE[:4], "--table needs --target"),
@@ -133,6 +141,14 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
         ("run-is-a-file", ["--run", "{file}"], "is a file"),
         ("not-a-run", ["--run", "{notrun}"], "not an evonas run directory"),
         ("no-run-no-table", [], "needs --run"),
+        ("name-traversal", RUN + ["--name", "../../other/searches/x"], "--name must be a plain name"),
+        ("name-absolute", RUN + ["--name", "{new}"], "--name must be a plain name"),
+        ("name-control-character", RUN + ["--name", "a\tb"], "control character"),
+        ("study-name-path", RUN + ["--algo", "tpe", "--study-name", "a/b"], "--study-name must be a plain name"),
+        ("resume-nothing", RUN + ["--resume"], "--resume continues an interrupted search"),
+        ("resume-table-without-run", TABLE + ["--resume"], "--resume continues an interrupted search"),
+        ("objectives-for-single-objective-searcher", RUN + ["--algo", "evolution", "--objectives", "accuracy,flops"],
+         "optimises one objective"),
     ],
     "fit-predictor": [
         ("anchors-0", RUN + ["--anchors", "0"], "--anchors must be at least 4"),
@@ -175,6 +191,7 @@ CASES: dict[str, list[tuple[str, list[str], str]]] = {
     "latency build": [
         *[(name, RUN + ["--threads", v], "--threads must be an integer >= 1") for name, v in THREADS],
         ("batch-size-0", RUN + ["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+        ("batch-size-beyond-memory", RUN + ["--batch-size", "1000000000"], "lower it"),
         ("repeats-0", RUN + ["--repeats", "0"], "--repeats must be an integer >= 3"),
         ("warmup-negative", RUN + ["--warmup", "-1"], "--warmup must be an integer >= 0"),
         ("unknown-backend", RUN + ["--backend", "nope"], "'nope' is not one of"),
@@ -231,7 +248,8 @@ def check_case(capsys, places, command: str, argv: list[str], fragment: str) -> 
     from pathlib import Path
 
     args = command.split() + [a.format(**places) for a in argv]
-    before = tree_digest(places["run"])
+    root = str(Path(places["run"]).parent)  # the run and every file the cases name: a refusal changes none of them
+    before = tree_digest(root)
     start = time.monotonic()
     try:
         main(args)
@@ -252,8 +270,10 @@ def check_case(capsys, places, command: str, argv: list[str], fragment: str) -> 
         problems.append("a traceback")
     if fragment not in out.err:
         problems.append(f"{fragment!r} not in the message")
-    if tree_digest(places["run"]) != before:
-        problems.append("the run directory changed")
+    after = tree_digest(root)
+    if after != before:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        problems.append(f"files changed: {changed[:5]}")
     if Path(places["new"]).exists():
         shutil.rmtree(places["new"]) if Path(places["new"]).is_dir() else Path(places["new"]).unlink()
         problems.append("a run directory was left behind")

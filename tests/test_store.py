@@ -76,7 +76,11 @@ def test_search_runs_steps_and_resume_lookup(tmp_path):
     assert [s.arch for s in store.steps(run.id)] == ["00000000", "11111112"]  # a replay rewrites in place
     again, resumed = store.begin_search(algo="evolution", seed=0, config=cfg, resume=True)
     assert resumed and again.id == second.id  # the newest matching run
-    fresh, resumed = store.begin_search(algo="evolution", seed=0, config={"other": 1}, resume=True)
+    with pytest.raises(ConfigError, match=r"cannot replay search run 'evolution-s0-2'.*constraints: \{'max_flops'"):
+        store.begin_search(algo="evolution", seed=0, config={"other": 1}, resume=True)  # other options: refused
+    with pytest.raises(ConfigError, match=r"there is no search run of searcher 'rea' with the 'seed' parameter \(0\)"):
+        store.begin_search(algo="rea", seed=0, config=cfg, resume=True)
+    fresh, resumed = store.begin_search(algo="evolution", seed=0, config={"other": 1})
     assert not resumed and fresh.name == "evolution-s0-3"
     store.finish_search(run.id, {"best": None}, keep_steps=1)
     assert len(store.steps(run.id)) == 1 and store.search_run("evolution-s0").finished

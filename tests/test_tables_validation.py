@@ -116,12 +116,12 @@ def test_binary_files_are_refused(tmp_path):
 def test_an_unreadable_file_is_refused(tmp_path, monkeypatch):
     path = write(tmp_path, HEADER + "00000000,1,2\n")
     if os.geteuid() == 0:  # root reads every file: make reading fail as it would without permission
-        import pathlib
+        import evonas.scorers.tables as tables
 
-        def denied(self):
-            raise PermissionError(13, "Permission denied", str(self))
+        def denied(file, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(file))
 
-        monkeypatch.setattr(pathlib.Path, "read_bytes", denied)
+        monkeypatch.setattr(tables, "read_limited", denied)  # the bounded reader the table is read with
     else:
         path.chmod(0)
     err = load_error(path)

@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one clear message and exit 2."""
     try:
         cli.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort: say how to continue
+        interrupted = isinstance(exc.__context__, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt)
+        click.echo(interrupted_message(argv) if interrupted else "aborted", err=True)
         sys.exit(130)
     except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help, as click shows it
         exc.show()
@@ -85,8 +86,24 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {' '.join((exc.strerror or str(exc)).split())}{where}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("interrupted; rerun with --resume to continue where it stopped", err=True)
+        click.echo(interrupted_message(argv), err=True)
         sys.exit(130)
+
+
+def interrupted_message(argv: list[str] | None) -> str:
+    """One line after Ctrl-C: the command that continues the work (the same one with --resume), when there is one."""
+    import shlex
+
+    from evonas.jobs.resume import something_to_resume
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = cli.commands.get(args[0]) if args else None
+    if command is None or not any("--resume" in getattr(p, "opts", ()) for p in command.params):
+        return "interrupted; run the command again"
+    if something_to_resume(args[0], args):
+        again = args if "--resume" in args else [*args, "--resume"]
+        return f"interrupted; to continue where it stopped, run: evonas {shlex.join(again)}"
+    return "interrupted before anything was kept; run the command again to start over"
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ from tqdm.auto import tqdm
 from search_spaces import Arch, ChainSpace, Space, get_space
 
 from evonas.errors import ConfigError
+from evonas.textfile import InputTooLarge, read_limited
 
 __all__ = [
     "BACKENDS", "CLOCKS", "METHODS", "OVERHEAD_METHODS", "LatencyEntry", "LatencyTable", "build_latency_table", "describe_device",
@@ -756,16 +757,69 @@ class LatencyTable:
         if not path.is_file():
             raise ConfigError(f"No latency table at {path}; {REBUILD_HINT}.")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_limited(path, MAX_TABLE_BYTES).decode("utf-8"))
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError(f"not an evonas latency table (format {data.get('format') if isinstance(data, dict) else None!r})")
             if data.get("version") != FORMAT_VERSION:
                 raise ValueError(f"format version {data.get('version')!r}, this evonas reads {FORMAT_VERSION}")
+            check_table_data(data, path)  # finite, non-negative, the right types: file:entry in the error
             table = cls.from_dict(data, source=str(path))
+        except InputTooLarge as exc:
+            raise ConfigError(f"The latency table {path} is {exc.reason}; delete it and {REBUILD_HINT}.") from None
         except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
             raise ConfigError(f"The latency table {path} is unreadable ({exc}); delete it and {REBUILD_HINT}.") from None
         get_space(table.space)  # an unknown space names the valid ones
+        try:
+            fastest = table.min_latency()
+        except ConfigError:  # a partial table (some layers only): its predictions are refused where made
+            fastest = 0.0
+        if fastest < 0:
+            raise ConfigError(f"The latency table {path} predicts a negative latency ({table.min_latency():.4g} ms) for "
+                              f"the fastest architecture of {table.space}; delete it and {REBUILD_HINT}.")
         return table
+
+
+MAX_TABLE_BYTES = 64 * 1024 * 1024  # a latency table is a few hundred kB
+_TIMES = ("p10_ms", "p90_ms", "raw_ms", "spread")  # measured: finite and >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_table_data(data: dict, path: str | Path) -> None:
+    """Raise ValueError naming ``path:entries[i]`` (layer, code) and the field when a latency table holds a bad value.
+
+    Every time is a finite number; measured times are >= 0, and so is every entry's charged
+    time unless the table was fitted to whole networks (a fit may charge an option slightly
+    below zero), in which case the smallest prediction of the space must still be >= 0.
+    """
+    entries = data.get("entries")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}:entries: must be a non-empty list; got {type(entries).__name__}")
+    fitted = isinstance(data.get("fit"), dict) and bool(data["fit"].get("used"))
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ValueError(f"{path}:entries[{i}]: must be an object; got {e!r}")
+        where = f"{path}:entries[{i}] (layer {e.get('layer')!r}, code {e.get('code')!r})"
+        for key in ("layer", "code"):
+            if not isinstance(e.get(key), int) or isinstance(e.get(key), bool) or e[key] < 0:
+                raise ValueError(f"{where}: {key} must be an integer >= 0; got {e.get(key)!r}")
+        shape = e.get("input_shape")
+        if not isinstance(shape, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
+            raise ValueError(f"{where}: input_shape must be a list of integers > 0; got {shape!r}")
+        optional = {"isolated_ms": e.get("isolated_ms")} if e.get("isolated_ms") is not None else {}
+        for key, value in {"median_ms": e.get("median_ms"), **{k: e.get(k) for k in _TIMES}, **optional}.items():
+            if not _number(value):
+                raise ValueError(f"{where}: {key} must be a finite number; got {value!r}")
+            if value < 0 and not (key == "median_ms" and fitted):
+                raise ValueError(f"{where}: {key} must be >= 0 (a time); got {value!r}")
+    if not _number(data.get("overhead_ms")):
+        raise ValueError(f"{path}:overhead_ms must be a finite number; got {data.get('overhead_ms')!r}")
+    correction = data.get("correction")
+    if correction is not None and not (isinstance(correction, list) and len(correction) == 2
+                                       and all(_number(v) for v in correction) and correction[0] > 0):
+        raise ValueError(f"{path}:correction must be two finite numbers [a, b] with a > 0; got {correction!r}")
 
 
 # --- building ------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from typing import Sequence
 from search_spaces import Arch, Space
 
 from evonas.errors import ConfigError
-from evonas.textfile import decode_text
+from evonas.textfile import InputTooLarge, decode_text, read_limited
+
+MAX_ARCHS_BYTES = 64 * 1024 * 1024  # a list of architectures: about a million lines
 
 
 def read_archs(space: Space, archs: Sequence[str], archs_file: str | Path | None = None, *,
@@ -39,7 +41,10 @@ def read_text_lines(file: str | Path, param: str) -> list[str]:
         raise ConfigError(f"The '{param}' parameter names {str(file)!r}, a directory; give a text file with one "
                           "architecture per line", param=param)
     try:
-        data = path.read_bytes()
+        data = read_limited(path, MAX_ARCHS_BYTES)
+    except InputTooLarge as exc:
+        raise ConfigError(f"The '{param}' parameter names {str(file)!r}, which is {exc.reason}; give a text file "
+                          "with one architecture per line", param=param) from None
     except OSError as exc:
         raise ConfigError(f"The '{param}' parameter names {str(file)!r}, which cannot be read "
                           f"({exc.strerror or exc})", param=param) from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evonas.errors import ConfigError
+from evonas.names import check_inside
 from evonas.progress import progress_enabled
 from evonas.run.run import Run
 
@@ -138,14 +139,16 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
         return ExportResult(exported=exported, report=report)
     space = run.space
     archs = [space.parse(a) for a in options.archs]  # every string checked before the supernet loads
+    out = Path(options.out) if options.out else None
+    targets = [check_inside(out, out / str(a)) if out and len(archs) > 1 else (out or check_inside(run.path, run.export_dir(a)))
+               for a in archs]  # an architecture string is a folder name: inside the run (or --out), checked first
     ev = SupernetEvaluator(run, device=options.device)
     gap = load_run_gap_model(run)
-    out = Path(options.out) if options.out else None
     tuned = tuned_inputs(run, gap, [str(space.canonical(a)) for a in archs], options.device)  # one scorer for all, when fine-tuned
     done = []
-    for arch in tqdm(archs, desc="export", unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet) or len(archs) < 2):
+    for arch, target in tqdm(list(zip(archs, targets)), desc="export", unit="arch", file=sys.stderr,
+                             disable=not progress_enabled(options.quiet) or len(archs) < 2):
         metrics = ev.evaluate(arch)
-        target = out / str(arch) if out and len(archs) > 1 else (out or run.export_dir(arch))
         key = str(space.canonical(arch))
         extra = {"supernet_accuracy": round(metrics["accuracy"], 4),
                  **gap_metrics(gap, space, key, tuned.get(key, metrics["accuracy"]))}

@@ -14,12 +14,13 @@ read: the table for this device, refused when it was measured elsewhere.
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from evonas.errors import ConfigError, RunDirError
+from evonas.errors import ConfigError, ResourceError, RunDirError
 from evonas.jobs.threads import check_threads
 from evonas.progress import progress_enabled
 from evonas.run.run import Run, RunLayout
@@ -110,6 +111,30 @@ class LatencyBuildResult:
     fit_verdict: str | None = None  # why the fit was kept or not, with both errors
 
 
+def physical_memory() -> int | None:
+    """Bytes of memory of this machine (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_batch_memory(space, batch_size: int) -> None:
+    """A ResourceError when one input batch alone (float32 images) would not fit in this machine's memory."""
+    from math import prod
+
+    from evonas.supernet import input_shape
+
+    total = physical_memory()
+    if total is None:
+        return
+    need = batch_size * prod(input_shape(space)) * 4  # (B, C, H, W) float32
+    if need > total:
+        raise ResourceError(f"The 'batch_size' parameter ({batch_size}) needs {need / 2**30:,.1f} GiB for one input "
+                            f"batch, more than this machine's {total / 2**30:,.1f} GiB of memory; lower it (timings "
+                            "are usually taken at batch size 1)")
+
+
 def _space(run: Run):
     from search_spaces import ChainSpace
 
@@ -131,12 +156,21 @@ def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> La
     s = options.setting
     path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device)
     existed = path.is_file() and not options.rebuild
-    table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads, device=s.device,
-                                rebuild=options.rebuild, allow_foreign=options.allow_foreign, warmup=options.warmup,
-                                repeats=options.repeats, clock=options.clock, method=options.method,
-                                fit_samples=options.fit_samples, fit_rounds=options.fit_rounds,
-                                fit_seconds=options.fit_seconds,
-                                progress=progress_enabled(options.quiet))
+    if not existed:
+        check_batch_memory(space, s.batch_size)
+    try:
+        table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
+                                    device=s.device, rebuild=options.rebuild, allow_foreign=options.allow_foreign,
+                                    warmup=options.warmup, repeats=options.repeats, clock=options.clock,
+                                    method=options.method, fit_samples=options.fit_samples, fit_rounds=options.fit_rounds,
+                                    fit_seconds=options.fit_seconds, progress=progress_enabled(options.quiet))
+    except (RuntimeError, MemoryError) as exc:
+        from evonas.training.loop import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        raise ResourceError(f"out of memory while timing networks at the 'batch_size' parameter ({s.batch_size}); lower "
+                            "it") from None
     return LatencyBuildResult(table_file=path, built=not existed, entries=len(table.entries),
                               min_latency_ms=table.min_latency(), build_seconds=table.build_seconds,
                               noisy_entries=len(table.noisy_entries), warnings=tuple(table.warnings), device=table.device,

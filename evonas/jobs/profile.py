@@ -29,7 +29,11 @@ class ProfileOptions:
         if self.run_dir is None and self.space is None:
             object.__setattr__(self, "space", DEFAULT_SPACE)
         if self.space is not None:
-            get_space(self.space)  # an unknown name lists the valid ones
+            space = get_space(self.space)  # an unknown name lists the valid ones
+            if self.check and getattr(space, "net", None) is None and not hasattr(space, "new_model"):
+                raise ConfigError(f"The 'check' parameter builds each network and counts it with PyTorch, which evonas "
+                                  f"does for chain spaces (macro-*, mobilenet-*) and your own model; space "
+                                  f"{space.name!r} has no network to build; drop --check", param="check")
         object.__setattr__(self, "archs", tuple(self.archs))
 
 

@@ -21,7 +21,9 @@ from search_spaces import get_space, list_spaces
 from evonas.errors import ConfigError
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.jobs.train import remove_if_empty
+from evonas.names import check_inside, check_name
 from evonas.progress import progress_enabled
+from evonas.run.atomic import write_text_atomic
 from evonas.run.run import Run, RunLayout
 from evonas.spaces import canonical_name, is_user_space
 
@@ -102,6 +104,8 @@ class SearchOptions:
         if self.storage is not None:
             storage_backend(self.storage)
         check_shared_study(self.algo, self.storage, self.study_name)
+        check_name(self.name, "name")  # a folder of the run: RUN/searches/NAME
+        check_name(self.study_name, "study_name")
         self.latency_setting()
 
     def latency_setting(self):
@@ -167,6 +171,7 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     from evonas.run.store import Store
     from evonas.scorers.registry import make_scorer, select_options
     from evonas.search import SearchContext, make_problem, make_searcher, run_search
+    from evonas.search.registry import get_searcher
 
     layout = RunLayout.of(run) if run is not None else None
     space, scorer_name, opened = resolve_space_and_scorer(layout, options)
@@ -195,6 +200,13 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
                              objectives=[o.metric for o in problem.objectives])
         if options.storage or layout.path.exists():
             check_study(study_url, options.study_name, budget=budget, config=study)  # before anything is written
+    if options.resume and (layout is None or not layout.store_file.is_file()):  # nothing recorded: nothing to resume
+        where = f"run {layout.path} has no evaluation store" if layout is not None else "a search without a run directory keeps nothing"
+        raise ConfigError(f"The 'resume' parameter continues an interrupted search, but {where}; drop --resume to start "
+                          "one", param="resume")
+    if layout is not None:  # result.json goes to RUN/searches/NAME: inside the run, checked before anything is written
+        check_inside(layout.path, layout.search_dir(options.name or f"{options.algo}-s{options.seed}"))
+    get_searcher(options.algo).check_problem(problem)  # refused before the store records a search run
     created = layout is not None and not layout.path.exists()
     try:
         store = layout.store() if layout else Store.memory()
@@ -217,7 +229,7 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
             store = SharedStore.join(store, study_url, options.study_name, budget=budget, config=study)
             seed += store.worker  # worker i samples with seed + i: workers started alike propose different archs
         search_run, resumed = store.begin_search(algo=options.algo, seed=options.seed, config=config, name=options.name,
-                                                 resume=options.resume)
+                                                 resume=options.resume, budget=budget)
         storage = options.storage or (layout.optuna_url if layout else None)
         context = SearchContext(run_dir=str(layout.path) if layout else None, storage=storage,
                                 study_name=options.study_name or search_run.name, resume=resumed,
@@ -257,13 +269,13 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         out["exhausted_reason"], out["feasible_rows"] = exhaustion_reason(scorer, problem, result.evaluations, budget)
     result_file = None
     if layout:
-        layout.search_dir(search_run.name).mkdir(parents=True, exist_ok=True)
+        check_inside(layout.path, layout.search_dir(search_run.name)).mkdir(parents=True, exist_ok=True)
         if result.pareto is not None:
             pareto_file = layout.search_pareto_file(search_run.name)
-            pareto_file.write_text(json.dumps(result.pareto, indent=2) + "\n")
+            write_text_atomic(pareto_file, json.dumps(result.pareto, indent=2) + "\n")
             out["pareto_file"] = str(pareto_file)
         result_file = layout.search_result_file(search_run.name)
-        result_file.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        write_text_atomic(result_file, json.dumps(out, indent=2, default=str) + "\n")  # never half a result
     return SearchResult(summary=out, result_file=result_file)
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from evonas.errors import ConfigError, EvonasError, RunDirError
+from evonas.errors import ConfigError, EvonasError, ResourceError, RunDirError, TrainingDivergedError
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.config import SCHEDULES, TrainConfig
+from evonas.run.lock import run_lock
 from evonas.run.run import Run, RunLayout, load_config_splits, load_run_splits
 from evonas.spaces import canonical_name, is_user_space
 
@@ -147,24 +148,37 @@ def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:
     created = not layout.path.exists()
     progress = progress_enabled(options.quiet)
     try:
-        if options.nproc_per_node > 1:
-            results = distributed.launch(options.nproc_per_node, _launched_rank, str(layout.path), cfg.to_dict(), options.resume,
-                                         progress, options.stop_after, device.type, _threads_per_rank(options))
-            weights = results[0]
-            if isinstance(weights, EvonasError):
-                raise weights
-        else:
-            from evonas.training.supernet import train_supernet
-
-            use_threads(options.threads)
-            weights = train_supernet(layout, cfg, resume=options.resume, progress=progress, stop_after=options.stop_after,
-                                     splits=splits, device=device)
-    except BaseException:
+        layout.path.mkdir(parents=True, exist_ok=True)
+        with run_lock(layout.path, "train-supernet"):  # one writer per run: a second one is refused
+            weights = _train_locked(layout, options, cfg, splits, device, progress)
+    except BaseException as exc:
+        if created and isinstance(exc, (TrainingDivergedError, ResourceError)) and not layout.checkpoint.exists():
+            for leftover in (layout.config_file, layout.train_log):  # nothing trained: no run is left behind
+                leftover.unlink(missing_ok=True)
         if created:
             remove_if_empty(layout.path)  # failed before writing anything: leave no empty run directory
         raise
     return TrainResult(run=Run.open(layout), weights=Path(weights), resumed=resumed, finished=Path(weights) == layout.weights,
                        world_size=options.nproc_per_node)
+
+
+def _train_locked(layout: RunLayout, options: TrainOptions, cfg: TrainConfig, splits, device, progress: bool) -> Path:
+    """Train in one process, or launch the processes of ``nproc_per_node``; the run's lock is held."""
+    from evonas.training import distributed
+
+    if options.nproc_per_node > 1:
+        results = distributed.launch(options.nproc_per_node, _launched_rank, str(layout.path), cfg.to_dict(), options.resume,
+                                     progress, options.stop_after, device.type, _threads_per_rank(options))
+        weights = results[0]
+        if isinstance(weights, EvonasError):
+            raise weights
+    else:
+        from evonas.training.supernet import train_supernet
+
+        use_threads(options.threads)
+        weights = train_supernet(layout, cfg, resume=options.resume, progress=progress, stop_after=options.stop_after,
+                                 splits=splits, device=device)
+    return weights
 
 
 def _prepare(layout: RunLayout, options: TrainOptions) -> tuple[TrainConfig, Any, bool]:
@@ -214,13 +228,18 @@ def _train_as_rank(layout: RunLayout, options: TrainOptions, device) -> TrainRes
     if options.nproc_per_node != 1:
         raise ConfigError("The 'nproc_per_node' parameter is torchrun's own when torchrun starts evonas; "
                           "drop it from the evonas arguments", param="nproc_per_node")
+    import contextlib
+
     use_threads(options.threads)
     world, device = distributed.init(device)
+    held = contextlib.ExitStack()  # rank 0 holds the run's lock for the whole training (it alone writes the run)
     try:
         outcome: tuple[str, Any] | None = None
         if world.is_main:
             try:
                 cfg, _, resumed = _prepare(layout, options)
+                layout.path.mkdir(parents=True, exist_ok=True)
+                held.enter_context(run_lock(layout.path, "train-supernet"))
                 outcome = ("config", (cfg.to_dict(), resumed))
             except EvonasError as exc:
                 outcome = ("error", exc)
@@ -231,6 +250,7 @@ def _train_as_rank(layout: RunLayout, options: TrainOptions, device) -> TrainRes
         weights = train_supernet(layout, cfg, resume=options.resume, progress=progress_enabled(options.quiet),
                                  stop_after=options.stop_after, device=device, world=world)
     finally:
+        held.close()
         distributed.shutdown()
     return TrainResult(run=Run(layout.path, cfg), weights=Path(weights), resumed=resumed, finished=Path(weights) == layout.weights,
                        world_size=world.size, main_process=world.is_main)

@@ -51,4 +51,18 @@ def load_checkpoint(path: Path, *, kind: str, config: dict[str, Any] | None = No
             f"{path} belongs to a run with another config; differing (checkpoint, now): {diff}. "
             "Resume with the run's own settings, or use a new 'run_dir' parameter."
         )
+    bad, total = _non_finite(data.get("model"))
+    if bad:
+        raise CheckpointError(f"{path} holds {bad:,} non-finite weights of {total:,} (the training that wrote them "
+                              "diverged; scores of these weights would mean nothing); train again in a new run "
+                              "directory with a lower --lr")
     return data
+
+
+def _non_finite(state: Any) -> tuple[int, int]:
+    """(non-finite values, values) over the floating-point tensors of a state dict (0, 0 when it is none)."""
+    if not isinstance(state, dict):
+        return 0, 0
+    tensors = [t for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors)
+    return bad, sum(t.numel() for t in tensors)

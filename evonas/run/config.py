@@ -146,9 +146,9 @@ class TrainConfig:
             ("in_memory", self.in_memory in (None, True, False), "None (by size), True or False"),
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
-            ("lr", self.lr > 0, "a float > 0"),
+            ("lr", 0 < self.lr < math.inf, "a finite float > 0"),
             ("momentum", 0 <= self.momentum < 1, "a float in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "a float >= 0"),
+            ("weight_decay", 0 <= self.weight_decay < math.inf, "a finite float >= 0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "a float in [0, 1)"),
             ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
         ]

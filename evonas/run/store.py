@@ -75,6 +75,16 @@ CREATE TABLE IF NOT EXISTS claims (
 CLAIM_TIMEOUT_S = 3600.0  # a claim older than this is taken over even when its owner looks alive
 
 
+def _differences(saved: Any, given: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, saved, given) for every leaf where two nested dicts differ."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(saved) | set(given), key=str):
+            out += _differences(saved.get(key), given.get(key), f"{prefix}{key}.")
+        return out
+    return [] if saved == given else [(prefix.rstrip("."), saved, given)]
+
+
 class BudgetSpent(Exception):
     """A shared study has its budget of architectures: no new one may be claimed (``SharedStore.claim``).
 
@@ -321,13 +331,16 @@ class Store:
 
     @_translated
     def begin_search(self, *, algo: str, seed: int, config: Mapping[str, Any], name: str | None = None,
-                     resume: bool = False) -> tuple[SearchRun, bool]:
+                     resume: bool = False, budget: int | None = None) -> tuple[SearchRun, bool]:
         """Register a search run; returns (run, resumed).
 
         With ``resume``, the newest run of the same algorithm, seed and configuration
         (``name`` too, when given) is continued: its steps are replayed and rewritten in
-        place. Without it, a new run is created; ``name`` defaults to ``{algo}-s{seed}``
-        and gets a ``-2``, ``-3``... suffix when taken.
+        place. Given the ``budget`` (the search job always gives it), a finished one is
+        continued only to a larger budget than it scored (never replaced by a smaller
+        result); no earlier run, or only runs with
+        other options, is refused with what differs. Without it, a new run is created;
+        ``name`` defaults to ``{algo}-s{seed}`` and gets a ``-2``, ``-3``... suffix when taken.
         """
         config_json = canonical_json(dict(config))
         if resume:
@@ -338,16 +351,12 @@ class Store:
                 args.append(name)
             row = self._db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
             if row is not None:
+                self._check_extendable(self._search_run(row), budget)
                 with self._write() as db:
                     db.execute("UPDATE search_runs SET finished = NULL, summary = NULL WHERE id = ?", (row[0],))
                     self._own(db, row[0])
                 return self._search_run(row), True
-            if name is not None and self.search_run(name) is not None:
-                raise ConfigError(
-                    f"The 'resume' parameter cannot replay search run {name!r}: it exists with another algorithm, "
-                    "seed or configuration; give the same options as the interrupted search, or a new 'name' "
-                    "parameter", param="resume"
-                )
+            self._refuse_resume(algo=algo, seed=seed, config=dict(config), name=name)
         base = name or f"{algo}-s{seed}"
         with self._write() as db:
             taken = {r[0] for r in db.execute("SELECT name FROM search_runs WHERE name = ? OR name LIKE ?", (base, base + "-%"))}
@@ -367,6 +376,42 @@ class Store:
         run = self.search_run(final)
         assert run is not None and run.id == run_id
         return run, False
+
+    @staticmethod
+    def _check_extendable(run: SearchRun, budget: int | None) -> None:
+        """A finished search is resumed only to a larger budget than it scored (its result is never made smaller)."""
+        if run.finished is None or run.summary.get("abandoned") or budget is None:
+            return  # interrupted (or replaced): continue it; without a budget the caller replays it as it asks
+        done = run.summary.get("evaluations")
+        if run.summary.get("exhausted"):
+            raise ConfigError(f"The 'resume' parameter continues an interrupted search, but search run {run.name!r} "
+                              f"finished: it scored {done} architectures and stopped before its budget, having nothing "
+                              "new to propose; its result stands; drop --resume to start a new search", param="resume")
+        if not isinstance(done, int) or budget <= done:
+            raise ConfigError(f"The 'resume' parameter continues an interrupted search, but search run {run.name!r} "
+                              f"finished with {done} architectures scored; the 'budget' parameter ({budget}) would "
+                              f"replace its result with a smaller search; give a budget above {done} to extend it, or "
+                              "drop --resume to start a new search", param="resume")
+
+    def _refuse_resume(self, *, algo: str, seed: int, config: dict, name: str | None) -> None:
+        """Raise why there is nothing to resume: no earlier search, or one with other options (saying what differs)."""
+        if name is not None:
+            earlier = self.search_run(name)
+        else:
+            row = self._db.execute(f"SELECT {self._RUN_COLS} FROM search_runs WHERE algo = ? AND seed = ? "
+                                   "ORDER BY id DESC LIMIT 1", (algo, seed)).fetchone()
+            earlier = None if row is None else self._search_run(row)
+        if earlier is None:
+            what = f"named {name!r}" if name is not None else f"of searcher {algo!r} with the 'seed' parameter ({seed})"
+            raise ConfigError(f"The 'resume' parameter continues an interrupted search, but there is no search run "
+                              f"{what} in {self.path}; drop --resume to start one", param="resume")
+        given = {"algo": algo, "seed": seed, **json.loads(canonical_json(config))}
+        saved = {"algo": earlier.algo, "seed": earlier.seed, **earlier.config}
+        differ = "; ".join(f"{k}: {saved_v!r} -> {given_v!r}" for k, saved_v, given_v in _differences(saved, given))
+        raise ConfigError(f"The 'resume' parameter cannot replay search run {earlier.name!r}: it exists with another "
+                          f"algorithm, seed or configuration (saved -> given: {differ or 'none'}); give the same options "
+                          "as the interrupted search, or drop --resume (or give a new 'name' parameter) to start a new "
+                          "one", param="resume")
 
     def _own(self, db: sqlite3.Connection, run_id: int) -> None:
         """Record this process as the one running search ``run_id`` (what tells running from interrupted)."""

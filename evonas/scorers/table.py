@@ -47,6 +47,9 @@ class TableScorer(Scorer):
                 param="latency_column",
             )
         self.latency_column = latency_column or ("latency_ms" if "latency_ms" in columns else None)
+        if self.latency_column is not None:  # a time: finite and >= 0 where given (an empty cell is missing)
+            table.check_times(columns["latency_ms"], self.latency_column, self._latency_table or table.path,
+                              param="latency_table" if latency_table else "table")
         self.cost_model = CostModel(self.space, columns=columns, index=table.index, origin=str(table.path))
         self._digests = {"table": file_digest(table.path)}
         if latency_table:

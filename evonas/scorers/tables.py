@@ -19,7 +19,7 @@ import numpy as np
 from search_spaces import Arch, Space, SpaceError
 
 from evonas.errors import ConfigError
-from evonas.textfile import decode_text
+from evonas.textfile import InputTooLarge, decode_text, read_limited
 
 SHARED_NB201 = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "nas-bench-201"
 
@@ -51,6 +51,15 @@ class Table:
 
     def value(self, arch: Arch, column: str) -> float:
         return float(self.column(column)[self.row_of(arch)])
+
+    def check_times(self, values: np.ndarray, name: str, source: str | Path, *, param: str) -> None:
+        """A ConfigError naming ``source``, the column and the architecture at the first negative or infinite time."""
+        bad = np.flatnonzero(np.isinf(values) | (values < 0))  # NaN: a missing value (an empty cell)
+        if bad.size:
+            i = int(bad[0])
+            raise ConfigError(f"{source}: column {name!r}, row of architecture {self.space.format(self.archs[i])!r}: a "
+                              f"latency must be a finite number >= 0 (ms); got {values[i]:g}; correct the cell, or leave "
+                              "it empty for a missing value", param=param)
 
     def join(self, other_path: str | Path, *, param: str = "latency_table") -> "Table":
         """Add the numeric columns of another table of the same space, by ``arch``."""
@@ -180,7 +189,10 @@ def _read_text(path: Path, param: str) -> str:
     if path.is_dir():
         raise ConfigError(f"The '{param}' parameter names a directory, not a CSV file; got {str(path)!r}", param=param)
     try:
-        data = path.read_bytes()
+        data = read_limited(path)
+    except InputTooLarge as exc:
+        raise ConfigError(f"The '{param}' parameter names {str(path)!r}, which is {exc.reason}; {_FIX}",
+                          param=param) from None
     except OSError as exc:
         raise ConfigError(f"{path}: the table cannot be read ({exc.strerror or exc}); check its permissions",
                           param=param) from None

@@ -117,13 +117,18 @@ class Searcher(ABC):
     multi_objective: ClassVar[bool] = False  # can it optimise more than one objective?
     summary: ClassVar[str] = ""
 
-    def __init__(self, problem: Problem, *, seed: int, config: Any = None, context: "SearchContext | None" = None) -> None:
-        if problem.multi_objective and not self.multi_objective:
+    @classmethod
+    def check_problem(cls, problem: Problem) -> None:
+        """Raise the ConfigError this searcher would raise for ``problem``, without building it (nothing written)."""
+        if problem.multi_objective and not cls.multi_objective:
             raise ConfigError(
-                f"The 'objectives' parameter names several objectives, but searcher {self.name!r} optimises "
+                f"The 'objectives' parameter names several objectives, but searcher {cls.name!r} optimises "
                 f"one objective; got {','.join(o.metric for o in problem.objectives)!r} (multi-objective searchers: "
                 "nsga2, optuna-nsga2, tpe, random)", param="objectives"
             )
+
+    def __init__(self, problem: Problem, *, seed: int, config: Any = None, context: "SearchContext | None" = None) -> None:
+        self.check_problem(problem)
         self.problem = problem
         self.space = problem.space
         self.seed = seed

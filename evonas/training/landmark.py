@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from search_spaces import Space
 
 from evonas.errors import ConfigError
-from evonas.training.loop import StepResult, supervised_step
+from evonas.training.loop import StepResult, backward, supervised_step
 from evonas.training.strategies import Strategy, _path, landmark_archs, register_strategy
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class Landmark(Strategy):
             values = _mean_over_ranks(torch.stack(gaps).detach(), len(y)).tolist()
             active = [gap for gap, value in zip(gaps, values) if value > 0]
             if active:  # the hinge max(0, gap): its gradient is the gap's where it is positive
-                (weight * torch.stack(active).sum() / len(drawn)).backward()
+                backward(weight * torch.stack(active).sum() / len(drawn))
         return StepResult(result.logits, result.loss, result.correct, result.count, result.images * (1 + 2 * len(drawn)))
 
 

@@ -11,12 +11,20 @@ On several ranks (see :mod:`evonas.training.distributed`) every rank draws the s
 batch from the same permutation, keeps its shard of it, and the gradients are
 averaged over the ranks before the optimizer step; the epoch's statistics are
 summed over the ranks.
+
+A step never waits for the device: its loss and correct count stay tensors, summed
+on the device and read every ``LOG_EVERY`` steps (and at the end of the epoch), when
+the first non-finite loss, if any, is reported with its step. Batches are copied to
+the device as uint8 (non-blocking) and normalised there. ``cfg.precision`` runs the
+step under autocast (bf16, fp16); fp16 scales the loss with a gradient scaler, which
+strategies reach through :func:`backward`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -26,6 +34,8 @@ from tqdm.auto import tqdm
 
 from evonas.progress import progress_enabled
 from evonas.data import Normalizer, Splits, augment_batch, batches
+from evonas.device import autocast, grad_scaler
+from evonas.errors import ResourceError, TrainingDivergedError
 from evonas.training.distributed import SINGLE, World, average_gradients, sum_over_ranks
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
@@ -40,22 +50,74 @@ class StepResult:
     on labels and ``correct`` how many of those were right; ``images`` is the cost of
     the step in images seen (forward passes times batch size, distilled ones too);
     ``logits`` are the label-trained logits of the step's first path (B, classes).
+    ``loss`` and ``correct`` are 0-dimensional tensors on the step's device (reading
+    them waits for the device: the loop does so every ``LOG_EVERY`` steps).
     """
 
     logits: torch.Tensor
-    loss: float
-    correct: int
+    loss: torch.Tensor | float
+    correct: torch.Tensor | int
     count: int
     images: int
 
 
+LOG_EVERY = 20  # steps between reads of an epoch's running loss and accuracy (each read waits for the device)
+
+_SCALER: contextvars.ContextVar = contextvars.ContextVar("evonas_grad_scaler", default=None)
+
+
+def backward(loss: torch.Tensor) -> None:
+    """Back-propagate ``loss``, scaled by the step's gradient scaler when it trains in fp16."""
+    scaler = _SCALER.get()
+    (scaler.scale(loss) if scaler is not None and scaler.is_enabled() else loss).backward()
+
+
 def supervised_step(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> StepResult:
     """Cross-entropy of ``forward(x)`` on ``y``, back-propagated (gradients accumulate)."""
-    logits = forward(x)  # (B, classes)
+    logits = forward(x).float()  # (B, classes); fp32 for the loss under autocast
     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-    loss.backward()
+    backward(loss)
     logits = logits.detach()
-    return StepResult(logits, loss.item(), int((logits.argmax(1) == y).sum().item()), len(y), len(y))
+    return StepResult(logits, loss.detach(), (logits.argmax(1) == y).sum(), len(y), len(y))
+
+
+def data_on_device(splits: Splits, device: torch.device | str, share: float = 0.5) -> Splits:
+    """``splits`` with its training images and labels on a GPU when they fit in ``share`` of its free memory.
+
+    Batches are then drawn where the network runs, with no copy per step; the CPU,
+    streamed data and data too large for the GPU keep the splits as they are.
+    """
+    device = torch.device(device)
+    x = splits.train_x
+    if device.type != "cuda" or not isinstance(x, torch.Tensor):
+        return splits
+    free, _ = torch.cuda.mem_get_info(device)
+    if x.numel() * x.element_size() > share * free:
+        return splits
+    return replace(splits, train_x=x.to(device), train_y=splits.train_y.to(device))
+
+
+def diverged_message(cfg: TrainConfig, epoch: int, step: int | None, what: str) -> str:
+    """One line: where training diverged (1-based epoch and step), what was not finite, and the fix."""
+    where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else " (at its end)")
+    return (f"training diverged at {where}: {what}; nothing of this epoch is saved; train again with a lower "
+            f"value of the 'lr' parameter ({cfg.lr:g}) or of the 'weight_decay' parameter ({cfg.weight_decay:g})")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def weights_finite(model: nn.Module) -> bool:
+    """Every parameter and buffer of ``model`` is finite (one host sync)."""
+    tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all().item())
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
@@ -105,32 +167,68 @@ def train_epoch(
     the gradients are averaged before the update. Returns the mean label loss and
     accuracy of the step results and the images seen, over all ranks.
     """
+    device = torch.device(device)
     steps = len(splits.train_x) // cfg.batch_size or 1
     bar = tqdm(total=steps, desc=desc, disable=not (world.is_main and progress_enabled(not progress)), leave=False,
                unit="step", dynamic_ncols=True)
-    loss_sum = 0.0
-    correct = count = images = 0
+    precision = getattr(cfg, "precision", "fp32")
+    scaler = grad_scaler(device, precision)
+    token = _SCALER.set(scaler)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # the step of the first non-finite loss
+    bad_loss = torch.zeros((), device=device)
+    count = images = 0
+
+    def check_finite() -> None:  # one read of the device
+        step_bad = int(first_bad)
+        if step_bad >= 0:
+            raise TrainingDivergedError(diverged_message(cfg, epoch, step_bad, f"the loss is {float(bad_loss)}"))
+
     augment = getattr(cfg, "augment", "none")
     aug_gen = augment_generator(cfg.seed, epoch) if augment != "none" else None
-    for xb, yb in batches(
-        splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch), drop_last=len(splits.train_x) >= cfg.batch_size
-    ):
-        step_images = len(yb)
-        if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
-            xb = augment_batch(xb, aug_gen, augment)
-        xb, yb = world.shard(xb, yb)
-        opt.zero_grad(set_to_none=True)
-        result = step_fn(norm(xb).to(device), yb.to(device))  # (b, C, H, W), (b,): this rank's shard
-        average_gradients(opt, world, len(yb), step_images)
-        opt.step()
-        sched.step()
-        loss_sum += result.loss * result.count
-        correct += result.correct
-        count += result.count
-        images += result.images
-        bar.update(1)
-        if bar.n % 20 == 0:
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{100 * correct / count:.1f}")
-    bar.close()
-    loss_sum, correct, count, images = sum_over_ranks([loss_sum, correct, count, images], world, device)
+    order = epoch_generator(cfg.seed, epoch)
+    try:
+        for step, (xb, yb) in enumerate(batches(splits.train_x, splits.train_y, cfg.batch_size, generator=order,
+                                                drop_last=len(splits.train_x) >= cfg.batch_size)):
+            step_images = len(yb)
+            if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
+                xb = augment_batch(xb, aug_gen, augment)
+            xb, yb = world.shard(xb, yb)
+            opt.zero_grad(set_to_none=True)
+            x = norm(xb.to(device, non_blocking=True))  # (b, C, H, W) uint8 copied, normalised on the device
+            y = yb.to(device, non_blocking=True)  # (b,): this rank's shard
+            try:
+                with autocast(device, precision):
+                    result = step_fn(x, y)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise ResourceError(f"out of memory in training step {step + 1} of epoch {epoch + 1}; lower the "
+                                    f"'batch_size' parameter ({cfg.batch_size})") from None
+            loss = torch.as_tensor(result.loss, device=device, dtype=torch.float32)
+            newly_bad = (first_bad < 0) & ~torch.isfinite(loss)  # kept on the device: no wait here
+            first_bad = torch.where(newly_bad, torch.full_like(first_bad, step), first_bad)
+            bad_loss = torch.where(newly_bad, loss, bad_loss)
+            average_gradients(opt, world, len(yb), step_images)
+            if scaler.is_enabled():
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            loss_sum = loss_sum + loss * result.count
+            correct = correct + torch.as_tensor(result.correct, device=device)
+            count += result.count
+            images += result.images
+            bar.update(1)
+            if (step + 1) % LOG_EVERY == 0:
+                check_finite()
+                if not bar.disable:
+                    bar.set_postfix(loss=f"{float(loss_sum) / count:.3f}", acc=f"{100 * int(correct) / count:.1f}")
+        check_finite()
+    finally:
+        _SCALER.reset(token)
+        bar.close()
+    loss_sum, correct, count, images = sum_over_ranks([float(loss_sum), int(correct), count, images], world, device)
     return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1), "images_seen": int(images)}

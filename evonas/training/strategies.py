@@ -38,7 +38,7 @@ from search_spaces import Arch, ChainSpace
 
 from evonas.errors import ConfigError
 from evonas.supernet import FewShotSupernet, build_one_shot, split_layer
-from evonas.training.loop import StepResult, make_optimizer, supervised_step
+from evonas.training.loop import StepResult, backward, make_optimizer, supervised_step
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
     from evonas.run.config import TrainConfig
@@ -203,7 +203,7 @@ class Sandwich(Strategy):
         for arch in students:
             logits = model(x, arch)  # (B, classes)
             loss = F.kl_div(F.log_softmax(logits / t, dim=1), target, reduction="batchmean", log_target=True) * t * t
-            loss.backward()
+            backward(loss)
         return StepResult(teacher.logits, teacher.loss, teacher.correct, teacher.count, teacher.images * (1 + len(students)))
 
 

@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 from search_spaces import get_space
 
 from evonas.data import Normalizer, Splits
-from evonas.errors import EvonasError, RunDirError
+from evonas.errors import EvonasError, RunDirError, TrainingDivergedError
 from evonas.run.checkpoint import load_checkpoint, save_checkpoint
 from evonas.run.config import TrainConfig, environment, write_json_atomic
 from evonas.run.run import RunLayout, load_run_splits
 from evonas.training.distributed import SINGLE, World, average_buffers, broadcast_module, broadcast_object, check_batch
-from evonas.training.loop import make_optimizer, steps_per_epoch, train_epoch
+from evonas.training.loop import diverged_message, make_optimizer, steps_per_epoch, train_epoch, weights_finite
 from evonas.training.strategies import make_strategy
 
 
@@ -131,9 +131,16 @@ def train_supernet(
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         step_fn = lambda x, y: strategy.step(model, x, y, path_rng)  # noqa: E731 - model changes at a phase change
-        stats = train_epoch(step_fn, splits, cfg, epoch, norm, opt, sched, f"supernet epoch {epoch + 1}/{cfg.epochs}",
-                            progress, world=world, device=device)
-        average_buffers(model, world)
+        try:
+            stats = train_epoch(step_fn, splits, cfg, epoch, norm, opt, sched, f"supernet epoch {epoch + 1}/{cfg.epochs}",
+                                progress, world=world, device=device)
+            average_buffers(model, world)
+            if not weights_finite(model):  # once an epoch: a last step that broke the weights
+                raise TrainingDivergedError(diverged_message(cfg, epoch, None, "a weight is not finite"))
+        except TrainingDivergedError as exc:
+            kept = (f"the last good checkpoint (epoch {epoch}) is kept in {ckpt_path}" if epoch > 0
+                    else f"no checkpoint was written in {layout.path}")
+            raise TrainingDivergedError(f"{exc}; {kept}") from None
         images_seen += stats["images_seen"]
         stats.update(epoch=epoch + 1, seconds=round(time.perf_counter() - t0, 2), lr=sched.get_last_lr()[0],
                      images_seen_total=images_seen, world_size=world.size)
