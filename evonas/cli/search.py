@@ -9,7 +9,7 @@ import click
 
 from search_spaces import list_spaces
 
-from evonas.cli.common import SCI, SPACE
+from evonas.cli.common import SCI, SPACE, device_option, precision_option
 from evonas.jobs.search import SEARCHER_OPTIONS, SearchOptions, search as run_search_job, searcher_names
 
 
@@ -50,7 +50,9 @@ def _summary(out: dict[str, Any]) -> None:
 @click.option("--algo", default="evolution", show_default=True, type=click.Choice(searcher_names()), help="Searcher.")
 @click.option("--budget", default=100, show_default=True, type=int, help="Distinct architectures to score.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the searcher (same seed, same search).")
-@click.option("--scorer", default=None, help="supernet (default with --run) or table (default with --table).")
+@click.option("--scorer", default=None,
+              help="supernet (default with --run), table (default with --table), predictor (the run's gap corrector, "
+                   "after fit-predictor) or standalone (trains every candidate: slow, for small budgets).")
 @click.option("--table", default=None, type=click.Path(dir_okay=False), help="CSV whose arch column holds the space's strings.")
 @click.option("--target", default=None, help="Table column to maximise, e.g. cifar10_valid_acc.")
 @click.option("--report", default=None, help="Table column to report for the best architecture, e.g. cifar10_test_acc.")
@@ -83,6 +85,8 @@ def _summary(out: dict[str, Any]) -> None:
               help="Scoring processes on this machine; each builds the scorer once. At most the CPU cores.")
 @click.option("--threads-per-worker", default=None, type=int,
               help="Torch threads of each scoring worker (default: the cores divided among the workers, at least 1).")
+@device_option("candidates are scored (cuda: the --workers are spread over the visible GPUs)")
+@precision_option("supernet scoring (part of each score's key)")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress stays on stderr).")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
 def search(as_json: bool, threads: int | None, **opts: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from search_spaces import get_space, list_spaces
 
 from evonas.errors import ConfigError
+from evonas.device import check_device_and_precision
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.jobs.train import remove_if_empty
 from evonas.names import check_inside, check_name
@@ -70,6 +71,8 @@ class SearchOptions:
     threads: int | None = None  # CPU threads of this process (it scores when workers is 1)
     workers: int = 1  # scoring processes on this machine (1: score in this process)
     threads_per_worker: int | None = None  # torch threads of each worker; default: the cores divided among the workers
+    device: str = "cpu"  # where networks are scored: cpu, cuda (workers spread over the visible GPUs), cuda:N, auto
+    precision: str = "fp32"  # supernet scoring precision: fp32, bf16 or fp16 (part of each score's key)
 
     def __post_init__(self) -> None:
         from evonas.scorers.registry import list_scorers
@@ -100,6 +103,7 @@ class SearchOptions:
             raise ConfigError("--report names a table column; it needs --table")
         check_threads(self.threads)
         check_workers(self)
+        check_device_and_precision(self.device, self.precision)
         self.constraints()  # limits must be numbers > 0
         if self.storage is not None:
             storage_backend(self.storage)
@@ -179,7 +183,8 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     use_threads(options.threads)
     sources = dict(space=space, table=options.table, target=options.target, report=options.report,
                    latency_table=options.latency_table, latency_column=options.latency_column,
-                   run_dir=opened or (layout.path if layout else None))
+                   run_dir=opened or (layout.path if layout else None), device=options.device,
+                   precision=options.precision)
     if scorer_name in ("supernet", "predictor") and opened is not None and options.wants_latency() \
             and not options.latency_table:  # the run's own table, measured on this device
         from evonas.jobs.latency import device_table
@@ -244,7 +249,7 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
             from evonas.scorers.pool import make_scoring
 
             with make_scoring(scorer, store, workers=options.workers, threads_per_worker=options.threads_per_worker,
-                              factory=scorer_factory) as scoring:
+                              factory=scorer_factory, devices=worker_devices(options.device, options.workers)) as scoring:
                 result = run_search(searcher, scorer, store, budget=budget, search_run=search_run, resumed=resumed,
                                     progress=progress, scoring=scoring)
         if study_url is not None:  # wait for the other workers' last scores, then keep the study's union here
@@ -310,6 +315,16 @@ def check_workers(options: SearchOptions) -> None:
         raise ConfigError(f"The 'workers' parameter cannot be combined with the 'study_name' parameter (got "
                           f"{options.workers!r}): every process of a shared study is a worker already; start one "
                           "search process per core instead", param="workers")
+
+
+def worker_devices(device: str, workers: int) -> tuple[str, ...] | None:
+    """The device of each scoring worker: with ``cuda`` the workers are spread over the visible GPUs in turn."""
+    if workers < 2 or device not in ("cuda", "auto"):
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return tuple(f"cuda:{i % count}" for i in range(workers)) if count else None
 
 
 def worker_scorer_factory(scorer_name: str, sources: dict[str, Any], layout: RunLayout | None):

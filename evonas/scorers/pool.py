@@ -121,13 +121,19 @@ class SerialScoring(Scoring):
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(factory: ScorerFactory, store_path: str | None, threads: int) -> None:
-    """Pool initializer: fix the thread count, build the scorer once, open the store."""
+def _init_worker(factory: ScorerFactory, store_path: str | None, threads: int, devices=None, counter=None) -> None:
+    """Pool initializer: fix the thread count, build the scorer once (on this worker's GPU), open the store."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER["scorer"] = factory()
+    if devices:  # worker k scores on devices[k]: the workers are spread over the GPUs
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        _WORKER["scorer"] = factory(device=devices[index % len(devices)])
+    else:
+        _WORKER["scorer"] = factory()
     _WORKER["store"] = Store(store_path) if store_path else None
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="evonas-parent-watch", daemon=True).start()
 
@@ -168,7 +174,7 @@ class PoolScoring(Scoring):
     """Scores in ``workers`` processes; each builds its scorer with ``factory`` once (see the module docstring)."""
 
     def __init__(self, factory: ScorerFactory, scorer: Scorer, store: Store, *, workers: int,
-                 threads_per_worker: int | None = None) -> None:
+                 threads_per_worker: int | None = None, devices: Sequence[str] | None = None) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -178,9 +184,10 @@ class PoolScoring(Scoring):
         store_path = None if store.path == ":memory:" else str(store.path)
         self._shared = store_path is not None
         # spawn: a fresh interpreter, so no torch thread pool or open database is inherited across fork
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker,
-                                         initargs=(factory, store_path, self.threads_per_worker))
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                         initargs=(factory, store_path, self.threads_per_worker, devices,
+                                                   context.Value("i", 0) if devices else None))
 
     def map(self, archs: Sequence[Arch]) -> Iterator[Evaluated]:
         from concurrent.futures.process import BrokenProcessPool
@@ -228,7 +235,7 @@ class PoolScoring(Scoring):
 
 
 def make_scoring(scorer: Scorer, store: Store, *, workers: int = 1, threads_per_worker: int | None = None,
-                 factory: ScorerFactory | None = None) -> Scoring:
+                 factory: ScorerFactory | None = None, devices: Sequence[str] | None = None) -> Scoring:
     """Serial scoring for one worker, else a pool of ``workers`` processes building scorers with ``factory``."""
     check_pool(workers, threads_per_worker)
     if workers == 1:
@@ -237,4 +244,4 @@ def make_scoring(scorer: Scorer, store: Store, *, workers: int = 1, threads_per_
         raise ConfigError("The 'factory' parameter is required with 'workers' > 1: each worker process builds its own "
                           "scorer with it (a picklable callable, e.g. functools.partial(make_scorer, name, ...))",
                           param="factory")
-    return PoolScoring(factory, scorer, store, workers=workers, threads_per_worker=threads_per_worker)
+    return PoolScoring(factory, scorer, store, workers=workers, threads_per_worker=threads_per_worker, devices=devices)

@@ -30,7 +30,7 @@ from evonas.run.checkpoint import load_checkpoint, save_checkpoint
 from evonas.run.config import TrainConfig, environment, write_json_atomic
 from evonas.run.run import RunLayout, load_run_splits
 from evonas.training.distributed import SINGLE, World, average_buffers, broadcast_module, broadcast_object, check_batch
-from evonas.training.loop import diverged_message, make_optimizer, steps_per_epoch, train_epoch, weights_finite
+from evonas.training.loop import data_on_device, diverged_message, make_optimizer, steps_per_epoch, train_epoch, weights_finite
 from evonas.training.strategies import make_strategy
 
 
@@ -105,6 +105,7 @@ def train_supernet(
     torch.manual_seed(cfg.seed)
     model = strategy.build_model(phase).to(device)
     norm = Normalizer(splits.mean, splits.std)
+    splits = data_on_device(splits, device)  # a GPU keeps the training images when they fit
     opt, sched = make_optimizer(model, cfg, total_steps)
     path_rng = random.Random(cfg.seed)
     start_epoch, images_seen = 0, 0
