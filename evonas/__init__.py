@@ -5,7 +5,7 @@ its optimization gap with predictors fitted on stand-alone anchors, and export t
 best sub-networks as plain PyTorch modules.
 """
 
-__version__ = "0.2.0"
+from evonas._version import __version__
 
 from evonas import spaces as _spaces  # noqa: E402  (lets get_space open PATH.py:FACTORY references)
 

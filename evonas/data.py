@@ -18,7 +18,7 @@ import gzip
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -433,3 +433,11 @@ def batches(
     for i in range(0, stop, batch_size):
         idx = order[i : i + batch_size]
         yield x[idx], y[idx]
+
+
+def factory_kwargs(splits: Splits) -> dict[str, Any]:
+    """What a user's factory is called with: the data's channels, classes and image size."""
+    info = describe_data(splits)
+    height, width = info["image_height"], info["image_width"]  # image_size is the height alone
+    return {"in_channels": info["in_channels"], "num_classes": info["num_classes"],
+            "image_size": height if height == width else [height, width]}

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from evonas.errors import ConfigError, DatasetMissingError
+from evonas.images import _GRAY_MODES, _Image, _decode_file, _err, _item, _resize
 from evonas.refs import load_object
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 # with this fixed seed, as its test split: the same images whatever the run's seed.
 HOLDOUT_FRACTION = 0.2
 HOLDOUT_SEED = 0
-
-_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 @dataclass(frozen=True)
@@ -56,68 +55,7 @@ class RawData:
     classes: tuple[str, ...]
 
 
-def _err(message: str, param: str) -> ConfigError:
-    return ConfigError(message, param=param)
-
-
 # --------------------------------------------------------------------------- images
-
-
-class _Image:
-    """One decoded image: uint8 array (C, H, W) with C 1 or 3, and where it came from."""
-
-    __slots__ = ("array", "source")
-
-    def __init__(self, array: np.ndarray, source: str) -> None:
-        self.array = array
-        self.source = source
-
-
-def _from_pil(img: Any, source: str) -> np.ndarray:
-    """A PIL image as uint8 (1, H, W) for grayscale modes, else (3, H, W) RGB."""
-    if img.mode in _GRAY_MODES:
-        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            a = np.asarray(img, dtype=np.float64)
-            top = 65535.0 if img.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
-            if img.mode == "F" and a.max(initial=0) <= 1.0:
-                top = 1.0
-            return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)[None]
-        return np.array(img.convert("L"), dtype=np.uint8)[None]
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
-
-
-def _from_array(image: Any, source: str, param: str) -> np.ndarray:
-    """A tensor/array image, (C, H, W) with C 1 or 3 or (H, W), uint8 or float in [0, 1], as uint8 (C, H, W)."""
-    a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3 or a.shape[0] not in (1, 3):
-        raise _err(f"The '{param}' parameter gives {source} with shape {tuple(a.shape)}; an image must be a PIL "
-                   "image or an array/tensor of shape (C, H, W) with C 1 or 3, or (H, W).", param)
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if np.issubdtype(a.dtype, np.floating):
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        if lo < -1e-6 or hi > 1 + 1e-6 or not np.isfinite(a).all():
-            raise _err(f"The '{param}' parameter gives {source} as floats in [{lo:.3g}, {hi:.3g}]; float images must "
-                       "be in [0, 1] (unnormalised: evonas normalises them itself), or give uint8.", param)
-        return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
-        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-        if lo < 0 or hi > 255:
-            raise _err(f"The '{param}' parameter gives {source} as integers in [{lo}, {hi}]; integer images must be "
-                       "in 0..255 (uint8).", param)
-        return a.astype(np.uint8)
-    raise _err(f"The '{param}' parameter gives {source} of dtype {a.dtype}; give uint8 or float in [0, 1].", param)
-
-
-def _resize(a: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (C, H, W) resized to (C, size, size), bilinear with antialiasing."""
-    if a.shape[1] == size and a.shape[2] == size:
-        return a
-    from torchvision.transforms.v2 import functional as F
-
-    return F.resize(torch.from_numpy(np.ascontiguousarray(a)), [size, size], antialias=True).numpy()
 
 
 def _stack(images: Sequence[_Image], channels: int, image_size: int | None, param: str) -> torch.Tensor:
@@ -218,18 +156,6 @@ def _folder_files(folder: Path, classes: list[str], param: str) -> list[tuple[Pa
     return found
 
 
-def _decode_file(path: Path, param: str) -> _Image:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return _Image(_from_pil(img, str(path)), str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise _err(f"The '{param}' parameter names an image folder in which {path} cannot be read as an image "
-                   f"({type(exc).__name__}: {exc}); replace or remove the file.", param) from None
-
-
 def _holdout(labels: Sequence[int], fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of the held-out images: ``fraction`` of each class (rounded, at least 1 of 2+), seeded."""
     labels = np.asarray(labels)
@@ -291,8 +217,8 @@ def read_image_folder(folder: str | Path, *, image_size: int | None = None, para
         held = _holdout([c for _, c in files], HOLDOUT_FRACTION, HOLDOUT_SEED)
         train_files = [f for f, h in zip(files, held) if not h]
         test_files = [f for f, h in zip(files, held) if h]
-    if not streaming.hold_in_memory(lambda: streaming.folder_bytes(train_files, image_size), in_memory):
-        return streaming.lazy_image_folder(train_files, test_files, tuple(classes), image_size, param)
+    if not streaming.hold_in_memory(lambda: folder_bytes(train_files, image_size), in_memory):
+        return lazy_image_folder(train_files, test_files, tuple(classes), image_size, param)
     train = [_decode_file(p, param) for p, _ in train_files]
     test = [_decode_file(p, param) for p, _ in test_files]
     return _assemble(train, [c for _, c in train_files], test, [c for _, c in test_files], tuple(classes),
@@ -431,41 +357,6 @@ def _class_names(classes: Any, *label_arrays: np.ndarray) -> tuple[str, ...]:
 # ------------------------------------------------------------------------ functions
 
 
-def _label(label: Any, source: str, param: str) -> int:
-    if isinstance(label, torch.Tensor) and label.numel() == 1:
-        label = label.item()
-    elif isinstance(label, np.ndarray) and label.size == 1:
-        label = label.item()
-    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) or label < 0:
-        raise _err(f"The '{param}' parameter gives {source} with label {label!r}; labels must be whole numbers "
-                   ">= 0 (class indices).", param)
-    return int(label)
-
-
-def _item(ds: Any, i: int, split: str, spec: str, param: str) -> tuple[np.ndarray, int, str]:
-    """Item ``i`` of ``ds`` as (uint8 image (C, H, W), label, "split item i of spec"); a bad item is a ConfigError."""
-    from PIL import Image
-
-    source = f"{split} item {i} of {spec}"
-    try:
-        item = ds[i]
-    except Exception as exc:
-        raise _err(f"The '{param}' parameter gives {split} data whose item {i} raised {type(exc).__name__}: {exc}; "
-                   f"fix {spec}.", param) from None
-    if not isinstance(item, (tuple, list)) or len(item) < 2:
-        raise _err(f"The '{param}' parameter gives {source} as {type(item).__name__}; each item must be an "
-                   "(image, label) pair.", param)
-    image, label = item[0], item[1]
-    if isinstance(image, Image.Image):
-        array = _from_pil(image, source)
-    elif isinstance(image, (torch.Tensor, np.ndarray)):
-        array = _from_array(image, source, param)
-    else:
-        raise _err(f"The '{param}' parameter gives {source} with an image of type {type(image).__name__}; give "
-                   "a PIL image, or a uint8 / [0, 1] float array or tensor (C, H, W) or (H, W).", param)
-    return array, _label(label, source, param), source
-
-
 def _items(ds: Any, split: str, spec: str, param: str, keep: bool = True) -> tuple[list[_Image], list[int]]:
     """Every item of ``ds`` as images and labels; ``keep=False`` keeps only each image's shape (no pixels)."""
     images, labels = [], []
@@ -481,8 +372,8 @@ def _from_datasets(train: Any, test: Any, spec: str, image_size: int | None, par
     """Images and labels of two datasets of (image, label): decoded now, or lazy sets (see ``in_memory``)."""
     from evonas import streaming
 
-    if not streaming.hold_in_memory(lambda: streaming.dataset_bytes(train, spec, image_size, param), in_memory):
-        return streaming.lazy_datasets(train, test, spec, image_size, param)
+    if not streaming.hold_in_memory(lambda: dataset_bytes(train, spec, image_size, param), in_memory):
+        return lazy_datasets(train, test, spec, image_size, param)
     tx, ty = _items(train, "train", spec, param)
     sx, sy = _items(test, "test", spec, param)
     classes = _class_names(getattr(train, "classes", None), np.asarray(ty), np.asarray(sy))
@@ -521,3 +412,87 @@ def read_function(ref: str, *, image_size: int | None = None, param: str = "data
         raise _err(f"The '{param}' parameter names {ref!r}, which returned {got}; it must return (train, test), two "
                    "datasets of (image, label) with len() and indexing.", param)
     return _from_datasets(result[0], result[1], ref, image_size, param, in_memory)
+
+
+# ------------------------------------------------------------------ reading lazily (evonas.streaming)
+
+
+def _header(path: Path, param: str):
+    """A pixel-less :class:`evonas.datasets._Image` of ``path``'s channels and size, from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+
+    try:
+        with Image.open(path) as img:
+            (w, h), mode = img.size, img.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _err(f"The '{param}' parameter names an image folder in which {path} cannot be read as an image "
+                   f"({type(exc).__name__}: {exc}); replace or remove the file.", param) from None
+    return _Image(np.broadcast_to(np.uint8(0), (1 if mode in _GRAY_MODES else 3, h, w)), str(path))
+
+
+def folder_bytes(train_files: Sequence[tuple[Path, int]], image_size: int | None) -> int:
+    """Estimated uint8 bytes of an image folder's training images, from the first one's header (0 if unreadable)."""
+    if not train_files:
+        return 0
+    try:
+        c, h, w = _header(train_files[0][0], "dataset").array.shape
+    except ConfigError:
+        return 0  # the in-memory reader names the file
+    if image_size:
+        h = w = image_size
+    return len(train_files) * c * h * w
+
+
+def dataset_bytes(train: Any, spec: str, image_size: int | None, param: str) -> int:
+    """Estimated uint8 bytes of a dataset's training images, from its first item (0 when it has none)."""
+
+    if len(train) == 0:
+        return 0
+    c, h, w = _item(train, 0, "train", spec, param)[0].shape
+    if image_size:
+        h = w = image_size
+    return len(train) * c * h * w
+
+
+def _shape(images: Sequence[Any], image_size: int | None) -> tuple[int, int]:
+    h, w = images[0].array.shape[1:]
+    return (image_size, image_size) if image_size else (h, w)
+
+
+def lazy_image_folder(train_files: Sequence[tuple[Path, int]], test_files: Sequence[tuple[Path, int]],
+                      classes: tuple[str, ...], image_size: int | None, param: str):
+    """An image folder's :class:`evonas.datasets.RawData` of :class:`ImageFiles`: only headers are read now.
+
+    The checks of the in-memory reader (both splits, one size, readable headers) run
+    now; a file whose pixels cannot be decoded is named when it is first decoded.
+    """
+
+    from evonas.streaming import ImageFiles
+
+    train = [_header(p, param) for p, _ in train_files]
+    test = [_header(p, param) for p, _ in test_files]
+    channels = _check_assembly(train, test, image_size, param)
+    h, w = _shape(train, image_size)
+    return RawData(ImageFiles([p for p, _ in train_files], channels, h, w, image_size, param),
+                   _labels([c for _, c in train_files]),
+                   ImageFiles([p for p, _ in test_files], channels, h, w, image_size, param),
+                   _labels([c for _, c in test_files]), classes)
+
+
+def lazy_datasets(train: Any, test: Any, spec: str, image_size: int | None, param: str):
+    """Two datasets' :class:`evonas.datasets.RawData` of :class:`DatasetImages`.
+
+    Every item is read once now, for its label and size and the in-memory reader's
+    checks, and its pixels dropped; they are read again when indexed.
+    """
+
+    from evonas.streaming import DatasetImages
+
+    tx, ty = _items(train, "train", spec, param, keep=False)
+    sx, sy = _items(test, "test", spec, param, keep=False)
+    classes = _class_names(getattr(train, "classes", None), np.asarray(ty), np.asarray(sy))
+    channels = _check_assembly(tx, sx, image_size, param)
+    h, w = _shape(tx, image_size)
+    return RawData(DatasetImages(train, "train", spec, channels, h, w, image_size, param), _labels(ty),
+                   DatasetImages(test, "test", spec, channels, h, w, image_size, param), _labels(sy), classes)

@@ -133,7 +133,7 @@ class LazyImages:
 
     def image(self, source: int) -> np.ndarray:
         """Source ``source`` decoded to uint8 (C, H, W) in the set's channels and size."""
-        from evonas.datasets import _resize
+        from evonas.images import _resize
 
         array, name = self.read(source)
         channels = self.image_shape[0]
@@ -163,7 +163,7 @@ class ImageFiles(LazyImages):
         self.paths = [str(p) for p in paths]
 
     def read(self, source: int) -> tuple[np.ndarray, str]:
-        from evonas.datasets import _decode_file
+        from evonas.images import _decode_file
 
         path = self.paths[source]
         return _decode_file(Path(path), self.param).array, path
@@ -178,7 +178,7 @@ class DatasetImages(LazyImages):
         self.ds, self.split, self.spec = ds, split, spec
 
     def read(self, source: int) -> tuple[np.ndarray, str]:
-        from evonas.datasets import _item
+        from evonas.images import _item
 
         array, _, name = _item(self.ds, source, self.split, self.spec, self.param)
         return array, name
@@ -189,87 +189,6 @@ def is_lazy(x: Any) -> bool:
 
 
 # ------------------------------------------------------------------ reading lazily
-
-
-def _header(path: Path, param: str):
-    """A pixel-less :class:`evonas.datasets._Image` of ``path``'s channels and size, from its header."""
-    from PIL import Image, UnidentifiedImageError
-
-    from evonas.datasets import _GRAY_MODES, _Image, _err
-
-    try:
-        with Image.open(path) as img:
-            (w, h), mode = img.size, img.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise _err(f"The '{param}' parameter names an image folder in which {path} cannot be read as an image "
-                   f"({type(exc).__name__}: {exc}); replace or remove the file.", param) from None
-    return _Image(np.broadcast_to(np.uint8(0), (1 if mode in _GRAY_MODES else 3, h, w)), str(path))
-
-
-def folder_bytes(train_files: Sequence[tuple[Path, int]], image_size: int | None) -> int:
-    """Estimated uint8 bytes of an image folder's training images, from the first one's header (0 if unreadable)."""
-    if not train_files:
-        return 0
-    try:
-        c, h, w = _header(train_files[0][0], "dataset").array.shape
-    except ConfigError:
-        return 0  # the in-memory reader names the file
-    if image_size:
-        h = w = image_size
-    return len(train_files) * c * h * w
-
-
-def dataset_bytes(train: Any, spec: str, image_size: int | None, param: str) -> int:
-    """Estimated uint8 bytes of a dataset's training images, from its first item (0 when it has none)."""
-    from evonas.datasets import _item
-
-    if len(train) == 0:
-        return 0
-    c, h, w = _item(train, 0, "train", spec, param)[0].shape
-    if image_size:
-        h = w = image_size
-    return len(train) * c * h * w
-
-
-def _shape(images: Sequence[Any], image_size: int | None) -> tuple[int, int]:
-    h, w = images[0].array.shape[1:]
-    return (image_size, image_size) if image_size else (h, w)
-
-
-def lazy_image_folder(train_files: Sequence[tuple[Path, int]], test_files: Sequence[tuple[Path, int]],
-                      classes: tuple[str, ...], image_size: int | None, param: str):
-    """An image folder's :class:`evonas.datasets.RawData` of :class:`ImageFiles`: only headers are read now.
-
-    The checks of the in-memory reader (both splits, one size, readable headers) run
-    now; a file whose pixels cannot be decoded is named when it is first decoded.
-    """
-    from evonas.datasets import RawData, _check_assembly, _labels
-
-    train = [_header(p, param) for p, _ in train_files]
-    test = [_header(p, param) for p, _ in test_files]
-    channels = _check_assembly(train, test, image_size, param)
-    h, w = _shape(train, image_size)
-    return RawData(ImageFiles([p for p, _ in train_files], channels, h, w, image_size, param),
-                   _labels([c for _, c in train_files]),
-                   ImageFiles([p for p, _ in test_files], channels, h, w, image_size, param),
-                   _labels([c for _, c in test_files]), classes)
-
-
-def lazy_datasets(train: Any, test: Any, spec: str, image_size: int | None, param: str):
-    """Two datasets' :class:`evonas.datasets.RawData` of :class:`DatasetImages`.
-
-    Every item is read once now, for its label and size and the in-memory reader's
-    checks, and its pixels dropped; they are read again when indexed.
-    """
-    from evonas.datasets import RawData, _check_assembly, _class_names, _items, _labels
-
-    tx, ty = _items(train, "train", spec, param, keep=False)
-    sx, sy = _items(test, "test", spec, param, keep=False)
-    classes = _class_names(getattr(train, "classes", None), np.asarray(ty), np.asarray(sy))
-    channels = _check_assembly(tx, sx, image_size, param)
-    h, w = _shape(tx, image_size)
-    return RawData(DatasetImages(train, "train", spec, channels, h, w, image_size, param), _labels(ty),
-                   DatasetImages(test, "test", spec, channels, h, w, image_size, param), _labels(sy), classes)
 
 
 # ---------------------------------------------------------------------- streaming

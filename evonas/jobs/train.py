@@ -20,6 +20,7 @@ from evonas.errors import ConfigError, EvonasError, ResourceError, RunDirError, 
 from evonas.jobs.threads import check_threads, use_threads
 from evonas.progress import progress_enabled
 from evonas.run.config import SCHEDULES, TrainConfig
+from evonas.data import factory_kwargs
 from evonas.run.lock import run_lock
 from evonas.run.run import Run, RunLayout, load_config_splits, load_run_splits
 from evonas.spaces import canonical_name, is_user_space
@@ -107,7 +108,7 @@ def config_and_data(layout: RunLayout, options: TrainOptions) -> tuple[TrainConf
                                     val_size=settings["val_size"], seed=settings.get("seed", 0),
                                     train_limit=settings.get("train_limit"), image_size=settings.get("image_size"),
                                     in_memory=settings.get("in_memory"))
-        settings["space_kwargs"] = space_kwargs(splits)
+        settings["space_kwargs"] = factory_kwargs(splits)
     return TrainConfig(**{"epochs": default_epochs(space), **settings}), splits
 
 
@@ -122,16 +123,6 @@ def _as_saved(key: str, value: Any) -> Any:
     if key in ("data_root", "landmarks") and value is not None:
         return str(Path(value).expanduser().resolve())
     return value
-
-
-def space_kwargs(splits) -> dict[str, Any]:
-    """What a user's factory is called with: the data's channels, classes and image size."""
-    from evonas.data import describe_data
-
-    info = describe_data(splits)
-    height, width = info["image_height"], info["image_width"]  # image_size is the height alone
-    return {"in_channels": info["in_channels"], "num_classes": info["num_classes"],
-            "image_size": height if height == width else [height, width]}
 
 
 def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:

@@ -258,7 +258,7 @@ def environment() -> dict[str, str]:
     import numpy
     import torch
 
-    from evonas import __version__
+    from evonas._version import __version__
 
     versions = {"evonas": __version__, "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
     try:

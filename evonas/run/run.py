@@ -29,7 +29,7 @@ from search_spaces import Space, get_space
 
 from evonas.run.checkpoint import load_checkpoint
 from evonas.run.config import TrainConfig
-from evonas.data import Splits, load_splits
+from evonas.data import Splits, factory_kwargs, load_splits
 from evonas.errors import RunDirError
 from evonas.spaces import check_stored, is_user_space
 
@@ -49,9 +49,7 @@ def load_run_splits(cfg: TrainConfig) -> Splits:
 
 def _check_data_fits(cfg: TrainConfig, splits: Splits) -> None:
     """Refuse in one line data whose channels, classes or image size are no longer those the model was built for."""
-    from evonas.jobs.train import space_kwargs
-
-    now = space_kwargs(splits)
+    now = factory_kwargs(splits)
     changed = [f"{key} {now[key]} (the model was built for {cfg.space_kwargs[key]})" for key in now
                if key in cfg.space_kwargs and json.loads(json.dumps(cfg.space_kwargs[key])) != now[key]]
     if changed:

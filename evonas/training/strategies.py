@@ -264,5 +264,3 @@ def landmark_archs(config: "TrainConfig | Mapping[str, Any] | None") -> set[str]
     stored = config.get("landmark_archs") if isinstance(config, Mapping) else getattr(config, "landmark_archs", None)
     return {str(pair[0]) for pair in stored or ()}
 
-
-from evonas.training import landmark as _landmark  # noqa: E402,F401 - registers 'landmark' (imports this module)
