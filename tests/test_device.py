@@ -88,3 +88,35 @@ def test_a_run_trained_in_bf16_records_it_and_scores(tmp_path):
     assert all(t.dtype in (torch.float32, torch.int64) for t in weights.values())  # master weights stay fp32
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
     assert SupernetEvaluator(opened, val_images=100).evaluate(opened.space.parse("01201201"))["accuracy"] > 0
+
+
+def test_a_latency_table_timed_in_bf16_is_a_setting_of_its_own(tiny_run, tmp_path):
+    import shutil
+
+    from evonas.jobs.latency import LatencyBuildOptions, LatencySetting, build, device_table
+    from evonas.errors import RunDirError
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    built = build(run, LatencyBuildOptions(setting=LatencySetting(precision="bf16"), method="isolated", warmup=1,
+                                           repeats=3, quiet=True))
+    assert "-bf16-" in built.table_file.name and built.device["precision"] == "bf16"
+    table = device_table(Run.open(run), LatencySetting(precision="bf16"))
+    assert table.settings["precision"] == "bf16" and table.min_latency() > 0
+    with pytest.raises(RunDirError, match="no latency table"):  # the fp32 setting is another table
+        device_table(Run.open(run), LatencySetting())
+
+
+def test_search_in_bf16_keeps_its_scores_apart_from_fp32(tiny_run, tmp_path):
+    import shutil
+
+    from evonas.jobs.search import SearchOptions, search
+    from evonas.run.store import Store
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    search(run, SearchOptions(algo="random", budget=3, quiet=True, name="fp32"))
+    search(run, SearchOptions(algo="random", budget=3, quiet=True, name="bf16", precision="bf16"))
+    with Store(run / "store.sqlite") as store:
+        keys = {r.source_key for r in store.records(scorer="supernet")}
+    assert len(keys) == 2  # the same architectures, scored twice: once per precision

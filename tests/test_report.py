@@ -43,7 +43,7 @@ def test_export_top_k_writes_modules_metrics_and_report(tmp_path, monkeypatch):
         return out_dir
 
     monkeypatch.setattr("evonas.export.module.export_arch", fake_export)
-    monkeypatch.setattr(report, "_load_evaluator", lambda run_dir, device="cpu": FakeEvaluator())
+    monkeypatch.setattr(report, "_load_evaluator", lambda run_dir, device="cpu", precision="fp32": FakeEvaluator())
     path = report.export_top_k(run_dir, 3)
     assert path == run_dir / "exports" / "top3" / "report.md"
     text = path.read_text()

@@ -92,8 +92,11 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, 
 @click.option("--arch", "arch_opts", multiple=True, help="Architecture string (repeatable).")
 @click.option("--archs", "archs_file", default=None, help="File with one architecture string per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-@device_option("the supernet scores them (in the precision the predictor was fitted with)")
-def predict_cmd(run_dir, arch_opts, archs_file, as_json, device) -> None:
+@device_option("the supernet scores them")
+@click.option("--precision", default=None, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Precision of the supernet scores  [default: that of the scores the predictor was fitted on; another "
+                   "is refused].")
+def predict_cmd(run_dir, arch_opts, archs_file, as_json, device, precision) -> None:
     """Predict stand-alone accuracy with the run's gap-correcting predictor.
 
     Each architecture is scored with the supernet (cached in the run's store; with the
@@ -106,7 +109,7 @@ def predict_cmd(run_dir, arch_opts, archs_file, as_json, device) -> None:
       evonas predict --run runs/demo --arch 12012200
       evonas predict --run runs/demo --archs archs.txt --json
     """
-    result = predict(run_dir, PredictOptions(archs=arch_opts, archs_file=archs_file, device=device))
+    result = predict(run_dir, PredictOptions(archs=arch_opts, archs_file=archs_file, device=device, precision=precision))
     if result.source_mismatch:
         click.echo(
             "warning: the supernet scores differ in source from those the predictor was fitted on (another checkpoint "

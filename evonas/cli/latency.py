@@ -11,12 +11,15 @@ from evonas.jobs.latency import (BACKENDS, CLOCKS, FIT_SECONDS, MAX_FIT_ROUNDS, 
                                  LatencySetting, LatencyValidateOptions, build, validate)
 
 
-def _setting(backend: str, batch_size: int, threads: int, device: str = "cpu") -> LatencySetting:
-    return LatencySetting(backend=backend, batch_size=batch_size, threads=threads, device=device)
+def _setting(backend: str, batch_size: int, threads: int, device: str = "cpu", precision: str = "fp32") -> LatencySetting:
+    return LatencySetting(backend=backend, batch_size=batch_size, threads=threads, device=device, precision=precision)
 
 
 def setting_options(fn):
-    """--backend, --batch-size, --threads, --device: the conditions a table is measured under."""
+    """--backend, --batch-size, --threads, --device, --precision: the conditions a table is measured under."""
+    fn = click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+                      help="Time the networks in this precision (bf16/fp16 under autocast, eager backend; fp16 on a "
+                           "GPU).")(fn)
     fn = click.option("--device", default="cpu", show_default=True,
                       help="cpu, or a GPU (cuda, cuda:N; eager backend), timed with a synchronisation after each call.")(fn)
     fn = click.option("--threads", default=1, show_default=True, type=int, help="Intra-op threads, pinned while timing.")(fn)
@@ -59,7 +62,7 @@ def latency() -> None:
 @click.option("--rebuild", is_flag=True, help="Measure anew even when a table for this setting exists.")
 @click.option("--allow-foreign", is_flag=True, help="Accept a stored table measured on another device.")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def build_cmd(run_dir, backend, batch_size, threads, device, warmup, repeats, clock, method, fit_samples, fit_rounds, fit_seconds,
+def build_cmd(run_dir, backend, batch_size, threads, device, precision, warmup, repeats, clock, method, fit_samples, fit_rounds, fit_seconds,
               rebuild, allow_foreign, quiet) -> None:
     """Time every (layer, option) of the run's space on this device and store the table.
 
@@ -82,7 +85,7 @@ def build_cmd(run_dir, backend, batch_size, threads, device, warmup, repeats, cl
       evonas latency build --run runs/demo
       evonas latency build --run runs/demo --backend onnxruntime --batch-size 32
     """
-    result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads, device), warmup=warmup,
+    result = build(run_dir, LatencyBuildOptions(setting=_setting(backend, batch_size, threads, device, precision), warmup=warmup,
                                                 repeats=repeats, clock=clock, method=method,
                                                 fit_samples=fit_samples, fit_rounds=fit_rounds, fit_seconds=fit_seconds,
                                                 rebuild=rebuild,
@@ -94,7 +97,9 @@ def build_cmd(run_dir, backend, batch_size, threads, device, warmup, repeats, cl
         click.echo(f"entries: {result.fit_verdict}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}")
-    click.echo(f"next: evonas latency validate --run {run_dir} --backend {backend} --batch-size {batch_size} --threads {threads}")
+    extra = ("" if device == "cpu" else f" --device {device}") + ("" if precision == "fp32" else f" --precision {precision}")
+    click.echo(f"next: evonas latency validate --run {run_dir} --backend {backend} --batch-size {batch_size} "
+               f"--threads {threads}{extra}")
 
 
 @latency.command("validate")
@@ -110,7 +115,7 @@ def build_cmd(run_dir, backend, batch_size, threads, device, warmup, repeats, cl
 @click.option("--allow-foreign", is_flag=True, help="Use a table measured on another device anyway.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (mape, within_10pct, kendall_tau, samples, ...).")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
-def validate_cmd(run_dir, backend, batch_size, threads, device, samples, seed, calibrate, warmup, repeats, clock, allow_foreign,
+def validate_cmd(run_dir, backend, batch_size, threads, device, precision, samples, seed, calibrate, warmup, repeats, clock, allow_foreign,
                  as_json, quiet) -> None:
     """Time sampled sub-networks end to end and compare with the table's prediction.
 
@@ -124,7 +129,7 @@ def validate_cmd(run_dir, backend, batch_size, threads, device, samples, seed, c
       evonas latency validate --run runs/demo --samples 30
       evonas latency validate --run runs/demo --backend onnxruntime --json
     """
-    result = validate(run_dir, LatencyValidateOptions(setting=_setting(backend, batch_size, threads, device), samples=samples,
+    result = validate(run_dir, LatencyValidateOptions(setting=_setting(backend, batch_size, threads, device, precision), samples=samples,
                                                       seed=seed, calibrate=calibrate, warmup=warmup, repeats=repeats,
                                                       clock=clock, allow_foreign=allow_foreign, quiet=quiet))
     rep = result.report

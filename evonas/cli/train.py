@@ -207,10 +207,11 @@ def profile_cmd(space: str | None, run_dir: str | None, arch_opts, archs_file, c
 @click.option("--latency-threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="... and threads it was measured with.")
 @device_option("BN is recalibrated before the weights are copied (the exported modules are saved for the CPU)")
+@precision_option("the recalibration and the reported accuracy (the exported weights stay fp32)")
 @click.option("--quiet", is_flag=True, help="No progress bar (also off when stderr is not a terminal).")
 def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str | None, formats, max_flops,
                max_params, max_latency_ms, latency_backend: str, latency_batch_size: int, latency_threads: int,
-               device: str, quiet: bool) -> None:
+               device: str, precision: str, quiet: bool) -> None:
     """Export sub-networks as standalone PyTorch modules with inherited weights.
 
     Each export folder holds model.pt2 (load with torch.export.load(path).module()),
@@ -236,7 +237,7 @@ def export_cmd(run_dir: str, arch_opts, top_k: int | None, scorer: str, out: str
                                            formats=formats, max_flops=max_flops, max_params=max_params,
                                            max_latency_ms=max_latency_ms, latency_backend=latency_backend,
                                            latency_batch_size=latency_batch_size, latency_threads=latency_threads,
-                                           device=device))
+                                           device=device, precision=precision))
     for item in result.over_limit:
         click.echo(f"warning: {item}", err=True)
     if result.report is not None:

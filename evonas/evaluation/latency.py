@@ -113,6 +113,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from evonas.device import autocast
+
 from search_spaces import Arch, ChainSpace, Space, get_space
 
 from evonas.errors import ConfigError
@@ -181,6 +183,17 @@ def _check_timing_device(device: str, backend: str, clock: str) -> torch.device:
     return resolved
 
 
+def _check_timing_precision(precision: str, device: torch.device, backend: str) -> str:
+    """The precision a table is timed in: mixed precision (autocast) with the eager backend only."""
+    from evonas.device import check_precision
+
+    check_precision(precision, device)
+    if precision != "fp32" and backend != "eager":
+        raise ConfigError(f"The 'precision' parameter {precision!r} needs the eager backend (onnxruntime runs the exported "
+                          f"fp32 graph); got backend {backend!r}.", param="precision")
+    return precision
+
+
 def _chain_space(space: Space | str) -> Space:
     """The space of a latency table: a chain preset or a user's model (a ModelSpace); others are refused."""
     from evonas.supernet.model_space import ModelSpace
@@ -240,7 +253,7 @@ def _ort_version() -> str | None:
         return None
 
 
-def describe_device(threads: int, batch_size: int, backend: str, device: str = "cpu") -> dict:
+def describe_device(threads: int, batch_size: int, backend: str, device: str = "cpu", precision: str = "fp32") -> dict:
     """What decides a timing here: the CPU (or GPU), threads, batch size and backend, with their digest.
 
     ``device_key`` is a short digest of ``cpu_model``, ``threads``, ``batch_size`` and
@@ -261,6 +274,8 @@ def describe_device(threads: int, batch_size: int, backend: str, device: str = "
         "onnxruntime": _ort_version(),
         "python": platform.python_version(),
     }
+    if precision != "fp32":  # timed under autocast: a setting of its own (fp32 tables keep their keys)
+        info["precision"] = precision
     if torch.device(device).type == "cuda":
         info.update(device=str(device), gpu_model=torch.cuda.get_device_name(torch.device(device)),
                     cuda=torch.version.cuda)
@@ -271,8 +286,9 @@ def describe_device(threads: int, batch_size: int, backend: str, device: str = "
 def device_key(description: dict) -> str:
     """The 12-hex-digit digest of the timing-deciding fields of a device description."""
     fields = {k: description.get(k) for k in KEY_FIELDS}
-    if description.get("gpu_model"):  # CPU tables keep the key they always had
-        fields["gpu_model"] = description["gpu_model"]
+    for extra in ("gpu_model", "precision"):  # only when set: CPU fp32 tables keep the key they always had
+        if description.get(extra):
+            fields[extra] = description[extra]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -436,9 +452,10 @@ class _Runner:
     """
 
     def __init__(self, backend: str, threads: int, workdir: Path, clock: str = "wall",
-                 export_dir: Path | None = None, device: str = "cpu") -> None:
+                 export_dir: Path | None = None, device: str = "cpu", precision: str = "fp32") -> None:
         self.backend = backend
         self.device = torch.device(device)
+        self.precision = precision
         self.clock = clock
         self.threads = threads
         self.workdir = workdir
@@ -476,13 +493,24 @@ class _Runner:
     def callable(self, module: nn.Module, x: torch.Tensor, key: str | None = None) -> Callable[[], Any]:
         module = module.eval()
         if self.backend == "eager" and self.device.type == "cuda":  # each call waits for the GPU to finish
-            module, x, device = module.to(self.device), x.to(self.device), self.device
+            module, x, device, precision = module.to(self.device), x.to(self.device), self.device, self.precision
 
             def run_synchronised() -> None:
-                module(x)
+                with autocast(device, precision):
+                    module(x)
                 torch.cuda.synchronize(device)
 
             return run_synchronised
+        if self.backend == "eager" and self.precision != "fp32":
+            module = module.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+            precision = self.precision
+
+            def run_autocast() -> None:
+                with autocast("cpu", precision):
+                    module(x)
+
+            return run_autocast
         if self.backend == "eager":
             module = module.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -890,6 +918,7 @@ def build_latency_table(
     seed: int = 0,
     export_dir: str | Path | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> LatencyTable:
     """Time every (layer, option) of a chain space, and the fixed part; with ``method="fitted"`` fit them to networks.
 
@@ -939,6 +968,7 @@ def build_latency_table(
     max_noisy_share = _float_param("max_noisy_share", max_noisy_share, 0.0, 1.0)
     clock = _check_clock(clock, threads)
     device = _check_timing_device(device, backend, clock)
+    precision = _check_timing_precision(precision, device, backend)
     all_layers = range(len(space.dims))
     if layers is None:
         positions = list(all_layers)
@@ -965,7 +995,7 @@ def build_latency_table(
     fitting = full and method == "fitted" and space.num_strings >= MIN_FIT_NETWORKS
     n_fit = (fit_samples or fit_sample_size(space)) if fitting else 0
     timing_device = device
-    device = describe_device(threads, batch_size, backend, timing_device)
+    device = describe_device(threads, batch_size, backend, timing_device, precision)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # initial weights (latency does not depend on them, but reproducible)
     image = input_shape(space)
@@ -978,7 +1008,8 @@ def build_latency_table(
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
-        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=timing_device)
+        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=timing_device,
+                         precision=precision)
         # the cost of one call of an empty module: charged once per network
         call = runner.time(nn.Identity(), batch(image), warmup, repeats)
         total = len(jobs) + (3 if full else 0) + (1 if fitting else 0)
@@ -1081,7 +1112,7 @@ def build_latency_table(
         "overhead": info["method"], "noise_threshold": noise_threshold, "max_noisy_share": max_noisy_share,
         "layers": positions, "clock": clock, "seed": seed, "method": "fitted" if fitting else "isolated",
         "fit_samples": n_fit, "fit_rounds": fit_rounds if fitting else 0, "fit_seconds": fit_seconds if fitting else 0,
-        "min_gain": min_gain, "device": str(timing_device),
+        "min_gain": min_gain, "device": str(timing_device), "precision": precision,
     }
     return LatencyTable(
         space=space.name,
@@ -1447,6 +1478,7 @@ def validate_latency(
     export_dir: str | Path | None = None,
     drift: bool = True,
     device: str | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Time ``archs`` end to end and compare with ``table.predict``; returns the metrics.
 
@@ -1487,6 +1519,8 @@ def validate_latency(
     calibrate = _int_param("calibrate", calibrate, 0)
     clock = _check_clock(settings.get("clock", "wall") if clock is None else clock, threads)
     device = _check_timing_device(settings.get("device", "cpu") if device is None else device, backend, clock)
+    precision = _check_timing_precision(settings.get("precision", "fp32") if precision is None else precision, device,
+                                        backend)
     min_gain = _float_param("min_gain", min_gain, 0.0)
     archs = [space.coerce(a) for a in archs]
     if not archs:
@@ -1496,7 +1530,8 @@ def validate_latency(
             f"The 'calibrate' parameter must leave at least 2 of the {len(archs)} architectures held out; got {calibrate}.",
             param="calibrate",
         )
-    same_device = table.check_device(describe_device(threads, batch_size, backend, device), allow_foreign=allow_foreign)
+    same_device = table.check_device(describe_device(threads, batch_size, backend, device, precision),
+                                     allow_foreign=allow_foreign)
     comparable = drift and same_device and (backend, batch_size, threads, clock) == (
         settings.get("backend"), settings.get("batch_size"), settings.get("threads"), settings.get("clock", "wall"))
     from evonas.supernet import build_standalone
@@ -1514,7 +1549,7 @@ def validate_latency(
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
-        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=device)
+        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=device, precision=precision)
         fns = []
         # the build's fresh networks, built as the build built them, timed with the others, left out of the metrics
         probes = [space.parse(a) for a in _drift_networks(table)[0]] if comparable else []
@@ -1575,7 +1610,7 @@ def validate_latency(
 
 # --- tables of a run directory -------------------------------------------------------------------
 def table_path(run: Any, space: Space | str, *, backend: str = "eager", batch_size: int = 1, threads: int = 1,
-               device: str = "cpu") -> Path:
+               device: str = "cpu", precision: str = "fp32") -> Path:
     """Where a run keeps the table of one setting: ``RUN/latency/SPACE-BACKEND-bB-tT.json``.
 
     ``run`` is an opened :class:`evonas.run.Run` or a run directory path.
@@ -1583,7 +1618,7 @@ def table_path(run: Any, space: Space | str, *, backend: str = "eager", batch_si
     from evonas.run.run import RunLayout
 
     name = space if isinstance(space, str) else space.name
-    return RunLayout.of(getattr(run, "path", run)).latency_table_file(name, backend, batch_size, threads, device)
+    return RunLayout.of(getattr(run, "path", run)).latency_table_file(name, backend, batch_size, threads, device, precision)
 
 
 def load_or_build_table(
@@ -1594,6 +1629,7 @@ def load_or_build_table(
     batch_size: int = 1,
     threads: int = 1,
     device: str = "cpu",
+    precision: str = "fp32",
     rebuild: bool = False,
     allow_foreign: bool = False,
     **build_options: Any,
@@ -1604,14 +1640,16 @@ def load_or_build_table(
     :func:`build_latency_table` (``warmup``, ``repeats``, ``progress``, ``clock``, ...).
     """
     space = _chain_space(space)
-    path = table_path(run, space, backend=backend, batch_size=batch_size, threads=threads, device=device)
+    path = table_path(run, space, backend=backend, batch_size=batch_size, threads=threads, device=device,
+                      precision=precision)
     if path.is_file() and not rebuild:
         table = LatencyTable.load(path)
         if table.space != space.name:
             raise ConfigError(f"The latency table {path} is for space {table.space!r}, not {space.name!r}; {REBUILD_HINT}.")
-        table.check_device(describe_device(threads, batch_size, backend, device), allow_foreign=allow_foreign)
+        table.check_device(describe_device(threads, batch_size, backend, device, precision), allow_foreign=allow_foreign)
         return table
     table = build_latency_table(space, backend=backend, batch_size=batch_size, threads=threads, device=device,
+                                precision=precision,
                                 **build_options)
     table.save(path)
     return replace(table, source=str(path))

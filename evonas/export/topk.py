@@ -64,10 +64,10 @@ def best_so_far(steps: Sequence[Step]) -> list[float]:
     return out
 
 
-def _load_evaluator(run: RunLayout, device: str = "cpu"):
+def _load_evaluator(run: RunLayout, device: str = "cpu", precision: str = "fp32"):
     from evonas.evaluation.scoring import SupernetEvaluator
 
-    return SupernetEvaluator.from_run(run, device=device)
+    return SupernetEvaluator.from_run(run, device=device, precision=precision)
 
 
 def load_run_gap_model(run: RunLayout | str | Path):
@@ -202,7 +202,7 @@ def current_records(layout: RunLayout, scorer: str, records: Sequence[Record]) -
 
 def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet", metric: str = "accuracy",
                  constraints: Constraints | None = None, formats: tuple[str, ...] = ("torch",), latency=None,
-                 device: str = "cpu") -> Path:
+                 device: str = "cpu", precision: str = "fp32") -> Path:
     """Export the ``k`` best stored architectures of ``run`` and write the report; returns report.md's path.
 
     Records are those of ``scorer`` from its newest source (the current supernet
@@ -237,7 +237,7 @@ def export_top_k(run: RunLayout | str | Path, k: int, *, scorer: str = "supernet
     out = layout.top_k_dir(k, scorer)
     out.mkdir(parents=True, exist_ok=True)
     _drop_earlier_exports(out)  # an earlier top-k (other limits, older weights) must not mix with this one
-    evaluator = _load_evaluator(run, device)
+    evaluator = _load_evaluator(run, device, precision)
     gap = load_run_gap_model(layout)
     exported: list[tuple[Record, Path]] = []
     tuned = tuned_inputs(layout, gap, [rec.arch for rec in top], device)

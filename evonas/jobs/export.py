@@ -37,12 +37,13 @@ class ExportOptions:
     max_params: float | None = None
     max_latency_ms: float | None = None  # predicted by the run's latency table; each export is measured against it
     device: str = "cpu"  # where BN is recalibrated and the exports are checked (the saved modules are on the CPU)
+    precision: str = "fp32"  # precision of the recalibration and the accuracy in metrics.json (weights stay fp32)
 
     def __post_init__(self) -> None:
-        from evonas.device import resolve_device
+        from evonas.device import check_device_and_precision
         from evonas.export.module import FORMATS
 
-        resolve_device(self.device)
+        check_device_and_precision(self.device, self.precision)
         object.__setattr__(self, "archs", tuple(self.archs))
         object.__setattr__(self, "formats", tuple(dict.fromkeys(("torch", *self.formats))))
         bad = [f for f in self.formats if f not in FORMATS]
@@ -130,7 +131,8 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     if options.top_k is not None:
         metric = "accuracy" if options.scorer == "supernet" else "predicted"
         report = export_top_k(run, options.top_k, scorer=options.scorer, metric=metric, formats=options.formats,
-                              latency=latency, constraints=constraints or None, device=options.device)
+                              latency=latency, constraints=constraints or None, device=options.device,
+                              precision=options.precision)
         exported = []
         for folder in sorted(p for p in report.parent.iterdir() if (p / METRICS).is_file()):
             metrics = json.loads((folder / METRICS).read_text())
@@ -142,7 +144,7 @@ def export(run: Run | str | Path, options: ExportOptions) -> ExportResult:
     out = Path(options.out) if options.out else None
     targets = [check_inside(out, out / str(a)) if out and len(archs) > 1 else (out or check_inside(run.path, run.export_dir(a)))
                for a in archs]  # an architecture string is a folder name: inside the run (or --out), checked first
-    ev = SupernetEvaluator(run, device=options.device)
+    ev = SupernetEvaluator(run, device=options.device, precision=options.precision)
     gap = load_run_gap_model(run)
     tuned = tuned_inputs(run, gap, [str(space.canonical(a)) for a in archs], options.device)  # one scorer for all, when fine-tuned
     done = []

@@ -41,12 +41,16 @@ class LatencySetting:
     batch_size: int = 1  # images per forward pass
     threads: int = 1  # intra-op threads, pinned while timing
     device: str = "cpu"  # cpu, or a GPU (cuda, cuda:N; eager backend), where the networks run while timed
+    precision: str = "fp32"  # fp32, or bf16 / fp16 under autocast (eager backend; fp16 on a GPU)
 
     def __post_init__(self) -> None:
         import re
 
         if not isinstance(self.device, str) or not re.match(r"^(cpu|cuda(:\d+)?)$", self.device):
             raise ConfigError(f"The 'device' parameter must be cpu, cuda or cuda:N; got {self.device!r}", param="device")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"The 'precision' parameter must be one of fp32, bf16, fp16; got {self.precision!r}",
+                              param="precision")
         if self.backend not in BACKENDS:
             raise ConfigError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}; got {self.backend!r}",
                               param="backend")
@@ -154,13 +158,13 @@ def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> La
     run = Run.open(run)
     space = _space(run)
     s = options.setting
-    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device)
+    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device, s.precision)
     existed = path.is_file() and not options.rebuild
     if not existed:
         check_batch_memory(space, s.batch_size)
     try:
         table = load_or_build_table(run, space, backend=s.backend, batch_size=s.batch_size, threads=s.threads,
-                                    device=s.device, rebuild=options.rebuild, allow_foreign=options.allow_foreign,
+                                    device=s.device, precision=s.precision, rebuild=options.rebuild, allow_foreign=options.allow_foreign,
                                     warmup=options.warmup, repeats=options.repeats, clock=options.clock,
                                     method=options.method, fit_samples=options.fit_samples, fit_rounds=options.fit_rounds,
                                     fit_seconds=options.fit_seconds, progress=progress_enabled(options.quiet))
@@ -182,7 +186,8 @@ def device_table(run: Run, setting: LatencySetting = LatencySetting(), *, allow_
     from evonas.evaluation.latency import LatencyTable, describe_device
 
     space = _space(run)
-    path = run.latency_table_file(space.name, setting.backend, setting.batch_size, setting.threads, setting.device)
+    path = run.latency_table_file(space.name, setting.backend, setting.batch_size, setting.threads, setting.device,
+                                  setting.precision)
     if not path.is_file():
         have = sorted(p.name for p in run.latency_dir.glob("*.json") if not p.name.endswith(".validation.json")) \
             if run.latency_dir.is_dir() else []
@@ -190,11 +195,13 @@ def device_table(run: Run, setting: LatencySetting = LatencySetting(), *, allow_
             f"{run.path} has no latency table for backend {setting.backend}, batch {setting.batch_size}, "
             f"{setting.threads} thread(s); build it with `evonas latency build --run {run.path} --backend "
             f"{setting.backend} --batch-size {setting.batch_size} --threads {setting.threads}"
-            f"{'' if setting.device == 'cpu' else ' --device ' + setting.device}`"
+            f"{'' if setting.device == 'cpu' else ' --device ' + setting.device}"
+            f"{'' if setting.precision == 'fp32' else ' --precision ' + setting.precision}`"
             + (f" (tables there: {', '.join(have)})" if have else "")
         )
     table = LatencyTable.load(path)
-    table.check_device(describe_device(setting.threads, setting.batch_size, setting.backend, setting.device),
+    table.check_device(describe_device(setting.threads, setting.batch_size, setting.backend, setting.device,
+                                       setting.precision),
                        allow_foreign=allow_foreign)
     return table
 
@@ -247,17 +254,17 @@ def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions)
                               warmup=options.warmup, repeats=options.repeats, calibrate=options.calibrate,
                               module_factory=lambda arch: supernet.extract(arch).eval(), clock=options.clock,
                               allow_foreign=options.allow_foreign, progress=progress_enabled(options.quiet),
-                              seed=options.seed, device=s.device)
+                              seed=options.seed, device=s.device, precision=s.precision)
     correction = report.get("correction") or {}
     keep = bool(correction.get("improves")) and correction["a"] > 0
     if keep:  # a correction that predicts a non-positive latency for the fastest network is an artefact of noise
         keep = base.with_correction(correction["a"], correction["b"]).min_latency() > 0
-    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device)
+    path = run.latency_table_file(space.name, s.backend, s.batch_size, s.threads, s.device, s.precision)
     if keep:
         base.with_correction(correction["a"], correction["b"]).save(path)
     elif table.correction is not None:
         base.save(path)  # the old correction no longer earns its keep
     report["correction_kept"] = keep
-    out = run.latency_validation_file(space.name, s.backend, s.batch_size, s.threads, s.device)
+    out = run.latency_validation_file(space.name, s.backend, s.batch_size, s.threads, s.device, s.precision)
     out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     return LatencyValidateResult(report=report, report_file=out, correction_kept=keep)

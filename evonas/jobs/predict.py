@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evonas.errors import ConfigError
-from evonas.device import resolve_device
+from evonas.device import check_device_and_precision
 from evonas.jobs.archs import read_archs
 from evonas.run.run import Run
 
@@ -18,11 +18,12 @@ class PredictOptions:
 
     archs: tuple[str, ...] = ()  # architecture strings
     archs_file: str | Path | None = None  # file with one architecture string per line
-    device: str = "cpu"  # where the supernet scores them (cpu, cuda, cuda:N, auto); the precision is the predictor's
+    device: str = "cpu"  # where the supernet scores them (cpu, cuda, cuda:N, auto)
+    precision: str | None = None  # None: the precision of the scores the predictor was fitted on (any other is refused)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "archs", tuple(self.archs))
-        resolve_device(self.device)
+        check_device_and_precision(self.device, self.precision or "fp32")
         if not self.archs and not self.archs_file:
             raise ConfigError("nothing to predict: give --arch STRING or --archs FILE")
 
@@ -47,8 +48,12 @@ def predict(run: Run | str | Path, options: PredictOptions) -> PredictResult:
     if not archs:
         raise ConfigError("nothing to predict: give --arch STRING or --archs FILE")
     gap = load_gap_model(run)
-    supernet = make_scorer("supernet", run_dir=run, device=options.device,
-                           **supernet_options(gap))  # scored as the predictor's pool was
+    fitted = supernet_options(gap)
+    if options.precision is not None and options.precision != fitted.get("precision", "fp32"):
+        raise ConfigError(f"The 'precision' parameter ({options.precision}) differs from the precision of the scores the "
+                          f"predictor was fitted on ({fitted.get('precision', 'fp32')}); drop it, or fit the predictor "
+                          "again with it", param="precision")
+    supernet = make_scorer("supernet", run_dir=run, device=options.device, **fitted)  # scored as the predictor's pool was
     with run.store() as store:
         sup = [score_cached(supernet, store, space.canonical(a)).record.metric("accuracy") for a in archs]
     pred = gap.predict(archs, sup)

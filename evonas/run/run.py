@@ -76,9 +76,10 @@ def _file_stem(space: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(space.replace(":", "_")).name)
 
 
-def _latency_stem(space: str, backend: str, batch_size: int, threads: int, device: str) -> str:
+def _latency_stem(space: str, backend: str, batch_size: int, threads: int, device: str, precision: str) -> str:
     where = "" if str(device) == "cpu" else "-" + re.sub(r"[^a-z0-9]", "", str(device))
-    return f"{_file_stem(space)}-{backend}{where}-b{batch_size}-t{threads}"
+    how = "" if precision == "fp32" else f"-{precision}"
+    return f"{_file_stem(space)}-{backend}{where}{how}-b{batch_size}-t{threads}"
 
 
 class RunLayout:
@@ -209,15 +210,17 @@ class RunLayout:
     def latency_dir(self) -> Path:
         return self.path / "latency"
 
-    def latency_table_file(self, space: str, backend: str, batch_size: int, threads: int, device: str = "cpu") -> Path:
+    def latency_table_file(self, space: str, backend: str, batch_size: int, threads: int, device: str = "cpu",
+                           precision: str = "fp32") -> Path:
         """The latency table of one device setting: ``latency/SPACE-BACKEND-bB-tT.json`` (``BACKEND-cuda0`` on a GPU).
 
         Your model's space (``/path/my_model.py:build``) is named by its file and factory (``my_model.py_build``).
         """
-        return self.latency_dir / f"{_latency_stem(space, backend, batch_size, threads, device)}.json"
+        return self.latency_dir / f"{_latency_stem(space, backend, batch_size, threads, device, precision)}.json"
 
-    def latency_validation_file(self, space: str, backend: str, batch_size: int, threads: int, device: str = "cpu") -> Path:
-        return self.latency_dir / f"{_latency_stem(space, backend, batch_size, threads, device)}.validation.json"
+    def latency_validation_file(self, space: str, backend: str, batch_size: int, threads: int, device: str = "cpu",
+                                precision: str = "fp32") -> Path:
+        return self.latency_dir / f"{_latency_stem(space, backend, batch_size, threads, device, precision)}.validation.json"
 
     def top_k_dir(self, k: int, scorer: str = "supernet") -> Path:
         """Folder of a top-k export: ``topK``, or ``topK-SCORER`` when ranked by another scorer."""
