@@ -172,15 +172,21 @@ def main() -> None:
         print(name, json.dumps(out[name]))
     path = RESULTS / "throughput.json"
     data = json.loads(path.read_text()) if path.is_file() else {"devices": {}}
-    data["devices"][device.type] = {**out, "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:]),
+    first = out[next(iter(out))]  # the headline: the first space (macro-fmnist by default); every space below
+    keys = ("device_name", "supernet_images_per_s", "plain_images_per_s", "ratio", "scoring_subnets_per_min", "precision")
+    data["devices"][device.type] = {**{k: first[k] for k in keys}, "space": next(iter(out)), "spaces": out,
+                                    "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:]),
                                     "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = ["# Throughput: supernet training against a plain loop", "",
-             "Written by `benchmarks/throughput.py`; each row is the median of alternated timings.", "",
+             "Written by `benchmarks/throughput.py`; each row is the median of alternated timings (the single runs "
+             "are in throughput.json, with the command). `ratio` = supernet / plain images per second on the same "
+             "fixed sub-network, batches and precision; the target is >= 0.9. On a shared 2-core VM single runs "
+             "vary by up to a third: compare ratios within one run.", "",
              "| device | space | precision | supernet img/s | plain img/s | ratio | scoring subnets/min |",
              "|---|---|---|---|---|---|---|"]
-    for dev, spaces in data["devices"].items():
-        for name, row in spaces.items():
+    for dev, entry in data["devices"].items():
+        for name, row in entry["spaces"].items():
             if isinstance(row, dict):
                 lines.append(f"| {dev} ({row['device_name']}) | {name} | {row['precision']} | "
                              f"{row['supernet_images_per_s']} | {row['plain_images_per_s']} | {row['ratio']} | "

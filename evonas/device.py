@@ -77,5 +77,13 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     import platform
+    from pathlib import Path
 
+    try:  # Linux names the CPU model in /proc/cpuinfo
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "cpu"

@@ -234,14 +234,9 @@ def _pieces(space: Space) -> Iterator[tuple[int, int, nn.Module, tuple[int, ...]
 
 # --- the device ----------------------------------------------------------------------------------
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
-                return " ".join(value.split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    from evonas.device import device_name
+
+    return device_name("cpu")
 
 
 def _ort_version() -> str | None:
