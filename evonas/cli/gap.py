@@ -36,7 +36,7 @@ from evonas.jobs.predict import PredictOptions, predict
 @click.option("--finetune-steps", default=0, show_default=True, type=int,
               help="Score the pool (anchors included) after this many SGD steps of each path alone from its inherited "
                    "weights: about 4x the scoring time at 50; on macro-fmnist the corrector then ranked +0.01 Kendall "
-                   "tau better on average, not on every supernet (see the README). "
+                   "tau better on average, not on every supernet (benchmarks/results/finetune_scoring.md). "
                    "`predict` and `export` then score the same way.")
 @click.option("--finetune-lr", default=FINETUNE_LR, show_default=True, type=float,
               help="Peak learning rate of --finetune-steps (cosine-decayed to 0).")
@@ -52,10 +52,11 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, 
 
     The supernet ranks architectures only roughly. This command measures how well on
     your own task: it trains a few anchor architectures from scratch (resumable, one
-    store record each), then cross-validates every predictor (leave-one-out for up to
-    20 anchors) and reports the Kendall tau and Spearman rho of the supernet score,
-    FLOPs alone and each predictor against stand-alone accuracy, plus the coverage of
-    the prediction intervals. The best predictor by cross-validated tau is kept.
+    store record each), then scores every predictor and the supernet itself against
+    their stand-alone accuracy on 50 random held-out splits of the anchors (Kendall tau
+    and its standard error, Spearman rho, FLOPs alone, the coverage of the prediction
+    intervals). A predictor replaces the supernet's own ranking only when it beats it by
+    more than its noise; otherwise the corrector is the calibrated supernet score.
 
     \b
     Examples:
