@@ -190,7 +190,8 @@ def train_epoch(
     order = epoch_generator(cfg.seed, epoch)
     try:
         for step, (xb, yb) in enumerate(batches(splits.train_x, splits.train_y, cfg.batch_size, generator=order,
-                                                drop_last=len(splits.train_x) >= cfg.batch_size)):
+                                                drop_last=len(splits.train_x) >= cfg.batch_size,
+                                                pin_memory=device.type == "cuda")):  # streamed batches: pinned
             step_images = len(yb)
             if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
                 xb = augment_batch(xb, aug_gen, augment)
