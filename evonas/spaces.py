@@ -11,6 +11,7 @@ from any folder). Installed packages can name factories under the entry-point gr
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import metadata
 from pathlib import Path
@@ -26,8 +27,9 @@ ENTRY_POINT_GROUP = "evonas.spaces"
 _RESOLVED: dict[tuple, Space] = {}  # (name, kwargs, file stamp) -> the space built from it
 
 
+@functools.lru_cache(maxsize=1)
 def entry_point_spaces() -> dict[str, str]:
-    """Spaces installed packages register: entry-point name -> ``module:factory``."""
+    """Spaces installed packages register: entry-point name -> ``module:factory`` (read once per process)."""
     try:
         points = metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # a broken installed distribution must not break evonas
