@@ -816,3 +816,23 @@ def test_resume_of_a_user_run_is_bit_identical(tmp_path, monkeypatch, user_model
         assert a.keys() == b.keys()
         different = [k for k in a if not torch.equal(a[k], b[k])]
         assert not different, (stop, different[:5])
+
+
+def test_profile_of_a_model_file_takes_the_shape_of_the_data(tmp_path, capsys):
+    """profile --space PATH.py:FACTORY --data SPEC builds the model for the data's shape, as train-supernet would."""
+    import shutil
+
+    from evonas.cli.main import main as cli_main
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "my_model.py", tmp_path / "my_model.py")
+    images = make_image_folder(tmp_path / "images", classes=3, per_class=4, size=16)
+    arch = "block0=conv5,block1=skip,block2=shift,pool=max"
+    cli_main(["profile", "--space", f"{tmp_path / 'my_model.py'}:build", "--data", f"imagefolder:{images}",
+              "--arch", arch, "--check", "--json"])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["flops"] == row["measured_flops"] > 0 and row["params"] == row["measured_params"]
+    # a new process without --data: the factory has no image_size default, so the shape is unknown
+    done = subprocess.run([sys.executable, "-m", "evonas", "profile", "--space", f"{tmp_path / 'my_model.py'}:build",
+                           "--arch", arch], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and "--data" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -161,11 +161,17 @@ def eval_cmd(run_dir, arch_opts, archs_file, sample, seed, no_recalibrate, recal
 @click.option("--space", default=None, type=SPACE, help=f"Search space [default: the run's, else {DEFAULT_SPACE}].")
 @click.option("--run", "run_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Profile the space of this run (your model as it was trained).")
+@click.option("--data", "--dataset", "dataset", default=None,
+              help="With --space PATH.py:FACTORY: the data whose channels, classes and image size the factory gets "
+                   "(as train-supernet --data) [default: the factory's own defaults].")
+@click.option("--data-root", default=None, help="Dataset folder of --data torchvision:NAME.")
+@click.option("--image-size", default=None, type=click.IntRange(min=1), help="Resize the images to this square side.")
 @click.option("--arch", "arch_opts", multiple=True, help="Architecture string (repeatable).")
 @click.option("--archs", "archs_file", default=None, help="File with one architecture string per line.")
 @click.option("--check", is_flag=True, help="Also build each network and count with torch.utils.flop_counter.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def profile_cmd(space: str | None, run_dir: str | None, arch_opts, archs_file, check: bool, as_json: bool) -> None:
+def profile_cmd(space: str | None, run_dir: str | None, dataset: str | None, data_root: str | None,
+                image_size: int | None, arch_opts, archs_file, check: bool, as_json: bool) -> None:
     """FLOPs (multiply-accumulates) and parameters, counted from the description.
 
     No training and no forward pass: the count comes from the space's cost model.
@@ -176,8 +182,10 @@ def profile_cmd(space: str | None, run_dir: str | None, arch_opts, archs_file, c
       evonas profile --space macro-cifar10 --arch 02012100
       evonas profile --space macro-cifar10 --archs archs.txt --json
       evonas profile --run runs/mine --arch block1=conv5,block2=skip --check
+      evonas profile --space my_model.py:build --data imagefolder:images --arch block0=conv3,block1=skip,block2=shift,pool=avg
     """
-    result = profile(ProfileOptions(space=space, run_dir=run_dir, archs=arch_opts, archs_file=archs_file, check=check))
+    result = profile(ProfileOptions(space=space, run_dir=run_dir, archs=arch_opts, archs_file=archs_file, check=check,
+                                    dataset=dataset, data_root=data_root, image_size=image_size))
     if as_json:
         echo_json_lines(result.rows)
         return

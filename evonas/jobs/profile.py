@@ -10,6 +10,7 @@ from search_spaces import DEFAULT_SPACE, get_space
 
 from evonas.errors import ConfigError
 from evonas.jobs.archs import read_archs
+from evonas.spaces import is_user_space
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,6 +22,9 @@ class ProfileOptions:
     archs: tuple[str, ...] = ()  # architecture strings
     archs_file: str | Path | None = None  # file with one architecture string per line
     check: bool = False  # also build each network and count it with torch.utils.flop_counter
+    dataset: str | None = None  # your model only: the data whose channels, classes and image size the factory gets
+    data_root: str | None = None  # where that dataset lives (torchvision:NAME)
+    image_size: int | None = None  # the resize the run would apply
 
     def __post_init__(self) -> None:
         if self.space is not None and self.run_dir is not None:
@@ -28,8 +32,11 @@ class ProfileOptions:
                               "drop one.", param="space")
         if self.run_dir is None and self.space is None:
             object.__setattr__(self, "space", DEFAULT_SPACE)
+        if self.dataset is not None and not (self.space is not None and is_user_space(self.space)):
+            raise ConfigError("The 'dataset' parameter gives your own model (--space PATH.py:FACTORY) the data's shape; "
+                              "a preset or a run knows its own: drop it.", param="dataset")
         if self.space is not None:
-            space = get_space(self.space)  # an unknown name lists the valid ones
+            space = space_of(self)  # an unknown name lists the valid ones
             if self.check and getattr(space, "net", None) is None and not hasattr(space, "new_model"):
                 raise ConfigError(f"The 'check' parameter builds each network and counts it with PyTorch, which evonas "
                                   f"does for chain spaces (macro-*, mobilenet-*) and your own model; space "
@@ -45,6 +52,21 @@ class ProfileResult:
     checked: bool
 
 
+def space_of(options: ProfileOptions):
+    """The space to count: a preset, or your model built for ``options.dataset``'s shape (else its factory's defaults)."""
+    if options.dataset is None or not is_user_space(options.space):
+        return get_space(options.space)
+    from evonas.data import factory_kwargs
+    from evonas.jobs.train import USER_VAL_SHARE
+    from evonas.run.config import absolute_data
+    from evonas.run.run import load_config_splits
+    from evonas.spaces import resolve_space
+
+    splits = load_config_splits(options.space, absolute_data(options.dataset), data_root=options.data_root,
+                                val_size=USER_VAL_SHARE, image_size=options.image_size)
+    return resolve_space(options.space, factory_kwargs(splits))
+
+
 def profile(options: ProfileOptions) -> ProfileResult:
     """Count FLOPs and parameters of ``options.archs`` (no training, no data)."""
     from evonas.evaluation.profile import count_module, describe_cost
@@ -54,7 +76,7 @@ def profile(options: ProfileOptions) -> ProfileResult:
 
         sp = Run.open(options.run_dir).space
     else:
-        sp = get_space(options.space)
+        sp = space_of(options)
     archs = read_archs(sp, options.archs, options.archs_file)
     if not archs:
         raise ConfigError("nothing to profile: give --arch STRING or --archs FILE")
