@@ -41,7 +41,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -159,7 +159,7 @@ def build_latency_table(
     batch size).
     """
     from evonas.latency.fit import AdditiveLatencyFit
-    from evonas.supernet import build_standalone, input_shape
+    from evonas.supernet import input_shape
 
     started = time.perf_counter()
     space = _chain_space(space)
@@ -181,28 +181,9 @@ def build_latency_table(
     clock = _check_clock(clock, threads)
     device = _check_timing_device(device, backend, clock)
     precision = _check_timing_precision(precision, device, backend)
-    all_layers = range(len(space.dims))
-    if layers is None:
-        positions = list(all_layers)
-    else:
-        positions = sorted(set(layers))
-        bad = [i for i in positions if isinstance(i, bool) or not isinstance(i, int) or i not in all_layers]
-        if bad or not positions:
-            raise ConfigError(
-                f"The 'layers' parameter must list layer positions in [0, {len(space.dims) - 1}]; got {list(layers)!r}.",
-                param="layers",
-            )
-    if not chain and backend == "onnxruntime":
-        raise ConfigError("The 'backend' parameter must be 'eager' for your own model's latency table (onnxruntime "
-                          "tables compose the chain presets' layers); got 'onnxruntime'.", param="backend")
-    if not chain and overhead == "components":
-        raise ConfigError("The 'overhead' parameter must be 'residual' for your own model's latency table (the "
-                          "components are the chain presets' stem and head); got 'components'.", param="overhead")
-    if backend == "onnxruntime":
-        from evonas.export.onnx import _import_ort
-
-        _import_ort()  # fail before timing anything when onnxruntime is missing
-    full = positions == list(all_layers)
+    positions = _layer_positions(space, layers)
+    _check_backend(chain, backend, overhead)
+    full = positions == list(range(len(space.dims)))
     # a fit needs enough distinct networks for its cross-validation (5 folds of 2 at least, and fresh ones to confirm)
     fitting = full and method == "fitted" and space.num_strings >= MIN_FIT_NETWORKS
     n_fit = (fit_samples or fit_sample_size(space)) if fitting else 0
@@ -216,7 +197,8 @@ def build_latency_table(
         return torch.randn(batch_size, *shape, generator=generator)
 
     jobs = [piece for piece in _pieces(space) if piece[0] in positions]
-    raw: dict[tuple[int, int], tuple[tuple[int, ...], dict | None]] = {}
+    fit_info: dict[str, Any] | None = None
+    isolated_overhead = 0.0
     with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
@@ -226,60 +208,17 @@ def build_latency_table(
         call = runner.time(nn.Identity(), batch(image), warmup, repeats)
         total = len(jobs) + (3 if full else 0) + (1 if fitting else 0)
         bar = tqdm(total=total, desc=f"latency {space.name} {backend} b{batch_size}", disable=not progress)
-        for i, code, module, piece_shape in jobs:
-            shape = (batch_size, *piece_shape)
-            if _identity_vanishes(module):
-                raw[(i, code)] = (shape, None)
-            else:
-                key = _piece_key(space, f"L{i}-c{code}")
-                raw[(i, code)] = (shape, runner.time(module, batch(piece_shape), warmup, repeats, key))
-            bar.update(1)
-
+        raw = _time_layers(space, jobs, runner, batch, batch_size, warmup, repeats, bar)
         # onnxruntime: each isolated layer pays the session's per-call cost that a network pays once
         per_call = call["median_ms"] if backend == "onnxruntime" else 0.0
-        entries = []
-        for (i, code), (shape, t) in raw.items():
-            if t is None:
-                entries.append(LatencyEntry(i, code, shape, 0.0, 0.0, 0.0, 0.0, 0.0, measured=False, isolated_ms=0.0))
-            else:
-                net_ms = max(t["median_ms"] - per_call, 0.0)
-                entries.append(
-                    LatencyEntry(
-                        i, code, shape, net_ms, t["p10_ms"], t["p90_ms"], t["spread"], t["median_ms"], isolated_ms=net_ms,
-                    )
-                )
+        entries = _isolated_entries(raw, per_call)
         info: dict[str, Any] = {"method": overhead if full else "none", "call_ms": call["median_ms"]}
-        fit_info: dict[str, Any] | None = None
         if full and chain:
-            # the components estimate: stem and head alone, plus one empty call
-            stem, head = _stem_and_head(space)
-            stem_t = runner.time(stem, batch(image), warmup, repeats, _piece_key(space, "stem"))
-            bar.update(1)
-            net = space.net
-            head_t = runner.time(head, batch((net.stages[-1].width, space.final_size, space.final_size)), warmup, repeats,
-                                 _piece_key(space, "head"))
-            bar.update(1)
-            stem_ms = max(stem_t["median_ms"] - per_call, 0.0)
-            head_ms = max(head_t["median_ms"] - per_call, 0.0)
-            info.update(components_ms=stem_ms + head_ms + call["median_ms"], stem_ms=stem_ms, head_ms=head_ms)
+            info.update(_components(space, runner, batch, image, warmup, repeats, per_call, call["median_ms"], bar))
         elif full:
             bar.update(2)  # a user's model has no separate stem and head: the residual is its fixed part
         if full:
-            # the residual estimate: the fastest network by the table, end to end, minus its table sum
-            by_layer: dict[int, list[LatencyEntry]] = {}
-            for e in entries:
-                by_layer.setdefault(e.layer, []).append(e)
-            fastest = tuple(min(by_layer[i], key=lambda e: e.median_ms).code for i in all_layers)
-            ref = space.make(fastest)
-            e2e = runner.time(build_standalone(space, ref), batch(image), warmup, repeats)
-            chosen = set(enumerate(fastest))
-            layer_sum = sum(e.median_ms for e in entries if (e.layer, e.code) in chosen)
-            info.update(
-                residual_ms=e2e["median_ms"] - layer_sum,
-                reference_arch=space.format(ref),
-                reference_e2e_ms=e2e["median_ms"],
-                reference_spread=e2e["spread"],
-            )
+            info.update(_residual(space, entries, runner, batch(image), warmup, repeats))
             bar.update(1)
             isolated_overhead = info["residual_ms"] if overhead == "residual" else info["components_ms"]
             if fitting:
@@ -291,34 +230,8 @@ def build_latency_table(
                 bar.update(1)
         bar.close()
 
-    warnings: list[str] = []
-    if full:
-        overhead_ms = isolated_overhead
-        if fit_info is not None:
-            fit_info["isolated_overhead_ms"] = float(isolated_overhead)
-            if fit_info["kind"] == "fitted":
-                overhead_ms = fit_info["intercept_ms"]
-            elif fit_info["kind"] == "scaled":
-                overhead_ms = fit_info["scaled_a"] * isolated_overhead + fit_info["scaled_b"]
-    else:
-        overhead_ms = 0.0
-        warnings.append(
-            f"the table covers layers {positions} only: it has no fixed part and cannot predict whole networks"
-        )
-    measured = [e for e in entries if e.measured]
-    noisy = [e for e in measured if e.spread > noise_threshold]
-    if measured and len(noisy) / len(measured) > max_noisy_share:
-        warnings.append(
-            f"the machine is too busy to measure: {len(noisy)} of {len(measured)} entries have a relative "
-            f"spread (p90 - p10) / median above {noise_threshold:g}; rebuild the table on an idle machine"
-        )
-    if fit_info is not None and fit_info["noisy_share"] > max_noisy_share and not any("too busy" in w for w in warnings):
-        warnings.append(
-            f"the machine is too busy to measure: {fit_info['noisy_networks']} of {fit_info['samples']} fitting networks "
-            f"have a relative spread above {noise_threshold:g}; rebuild the table on an idle machine"
-        )
-    if overhead_ms < 0:
-        warnings.append(f"the fixed part is negative ({overhead_ms:.4f} ms): the layers timed alone are slower than in a network")
+    overhead_ms = _fixed_part(isolated_overhead, fit_info) if full else 0.0
+    warnings = _build_warnings(positions, full, entries, fit_info, overhead_ms, noise_threshold, max_noisy_share)
     settings = {
         "backend": backend, "batch_size": batch_size, "threads": threads, "warmup": warmup, "repeats": repeats,
         "overhead": info["method"], "noise_threshold": noise_threshold, "max_noisy_share": max_noisy_share,
@@ -337,3 +250,138 @@ def build_latency_table(
         warnings=tuple(warnings),
         fit=fit_info,
     )
+
+
+def _layer_positions(space: Space, layers: Iterable[int] | None) -> list[int]:
+    """The layer positions a build times: every one (``layers`` None) or the sorted, checked ``layers``."""
+    all_layers = range(len(space.dims))
+    if layers is None:
+        return list(all_layers)
+    positions = sorted(set(layers))
+    bad = [i for i in positions if isinstance(i, bool) or not isinstance(i, int) or i not in all_layers]
+    if bad or not positions:
+        raise ConfigError(
+            f"The 'layers' parameter must list layer positions in [0, {len(space.dims) - 1}]; got {list(layers)!r}.",
+            param="layers",
+        )
+    return positions
+
+
+def _check_backend(chain: bool, backend: str, overhead: str) -> None:
+    """Refuse what only a chain preset can be timed with, and fail before timing anything without onnxruntime."""
+    if not chain and backend == "onnxruntime":
+        raise ConfigError("The 'backend' parameter must be 'eager' for your own model's latency table (onnxruntime "
+                          "tables compose the chain presets' layers); got 'onnxruntime'.", param="backend")
+    if not chain and overhead == "components":
+        raise ConfigError("The 'overhead' parameter must be 'residual' for your own model's latency table (the "
+                          "components are the chain presets' stem and head); got 'components'.", param="overhead")
+    if backend == "onnxruntime":
+        from evonas.export.onnx import _import_ort
+
+        _import_ort()  # fail before timing anything when onnxruntime is missing
+
+
+def _time_layers(space: Space, jobs: list, runner: _Runner, batch: Callable[[tuple[int, ...]], torch.Tensor],
+                 batch_size: int, warmup: int, repeats: int,
+                 bar: Any) -> dict[tuple[int, int], tuple[tuple[int, ...], dict | None]]:
+    """Each job's (layer, code) -> (its input shape, its timing alone); None for an identity that vanishes."""
+    raw: dict[tuple[int, int], tuple[tuple[int, ...], dict | None]] = {}
+    for i, code, module, piece_shape in jobs:
+        shape = (batch_size, *piece_shape)
+        if _identity_vanishes(module):
+            raw[(i, code)] = (shape, None)
+        else:
+            key = _piece_key(space, f"L{i}-c{code}")
+            raw[(i, code)] = (shape, runner.time(module, batch(piece_shape), warmup, repeats, key))
+        bar.update(1)
+    return raw
+
+
+def _isolated_entries(raw: dict[tuple[int, int], tuple[tuple[int, ...], dict | None]],
+                      per_call: float) -> list[LatencyEntry]:
+    """The entries as timed alone, each charged its median net of ``per_call`` (ms), the cost a network pays once."""
+    entries = []
+    for (i, code), (shape, t) in raw.items():
+        if t is None:
+            entries.append(LatencyEntry(i, code, shape, 0.0, 0.0, 0.0, 0.0, 0.0, measured=False, isolated_ms=0.0))
+        else:
+            net_ms = max(t["median_ms"] - per_call, 0.0)
+            entries.append(
+                LatencyEntry(
+                    i, code, shape, net_ms, t["p10_ms"], t["p90_ms"], t["spread"], t["median_ms"], isolated_ms=net_ms,
+                )
+            )
+    return entries
+
+
+def _components(space: ChainSpace, runner: _Runner, batch: Callable[[tuple[int, ...]], torch.Tensor],
+                image: tuple[int, ...], warmup: int, repeats: int, per_call: float, call_ms: float, bar: Any) -> dict:
+    """The components estimate of the fixed part: the stem and the head timed alone, plus one empty call."""
+    stem, head = _stem_and_head(space)
+    stem_t = runner.time(stem, batch(image), warmup, repeats, _piece_key(space, "stem"))
+    bar.update(1)
+    net = space.net
+    head_t = runner.time(head, batch((net.stages[-1].width, space.final_size, space.final_size)), warmup, repeats,
+                         _piece_key(space, "head"))
+    bar.update(1)
+    stem_ms = max(stem_t["median_ms"] - per_call, 0.0)
+    head_ms = max(head_t["median_ms"] - per_call, 0.0)
+    return {"components_ms": stem_ms + head_ms + call_ms, "stem_ms": stem_ms, "head_ms": head_ms}
+
+
+def _residual(space: Space, entries: list[LatencyEntry], runner: _Runner, x: torch.Tensor, warmup: int,
+              repeats: int) -> dict:
+    """The residual estimate of the fixed part: the fastest network by the table, end to end, minus its table sum."""
+    from evonas.supernet import build_standalone
+
+    by_layer: dict[int, list[LatencyEntry]] = {}
+    for e in entries:
+        by_layer.setdefault(e.layer, []).append(e)
+    fastest = tuple(min(by_layer[i], key=lambda e: e.median_ms).code for i in range(len(space.dims)))
+    ref = space.make(fastest)
+    e2e = runner.time(build_standalone(space, ref), x, warmup, repeats)
+    chosen = set(enumerate(fastest))
+    layer_sum = sum(e.median_ms for e in entries if (e.layer, e.code) in chosen)
+    return {
+        "residual_ms": e2e["median_ms"] - layer_sum,
+        "reference_arch": space.format(ref),
+        "reference_e2e_ms": e2e["median_ms"],
+        "reference_spread": e2e["spread"],
+    }
+
+
+def _fixed_part(isolated_overhead: float, fit_info: dict | None) -> float:
+    """The fixed part of a full table: the isolated estimate, or the kept fit's (``fit_info`` records the former)."""
+    if fit_info is None:
+        return isolated_overhead
+    fit_info["isolated_overhead_ms"] = float(isolated_overhead)
+    if fit_info["kind"] == "fitted":
+        return fit_info["intercept_ms"]
+    if fit_info["kind"] == "scaled":
+        return fit_info["scaled_a"] * isolated_overhead + fit_info["scaled_b"]
+    return isolated_overhead
+
+
+def _build_warnings(positions: list[int], full: bool, entries: list[LatencyEntry], fit_info: dict | None,
+                    overhead_ms: float, noise_threshold: float, max_noisy_share: float) -> list[str]:
+    """What a reader of the table must know: a partial table, a machine too busy to measure, a negative fixed part."""
+    warnings: list[str] = []
+    if not full:
+        warnings.append(
+            f"the table covers layers {positions} only: it has no fixed part and cannot predict whole networks"
+        )
+    measured = [e for e in entries if e.measured]
+    noisy = [e for e in measured if e.spread > noise_threshold]
+    if measured and len(noisy) / len(measured) > max_noisy_share:
+        warnings.append(
+            f"the machine is too busy to measure: {len(noisy)} of {len(measured)} entries have a relative "
+            f"spread (p90 - p10) / median above {noise_threshold:g}; rebuild the table on an idle machine"
+        )
+    if fit_info is not None and fit_info["noisy_share"] > max_noisy_share and not any("too busy" in w for w in warnings):
+        warnings.append(
+            f"the machine is too busy to measure: {fit_info['noisy_networks']} of {fit_info['samples']} fitting networks "
+            f"have a relative spread above {noise_threshold:g}; rebuild the table on an idle machine"
+        )
+    if overhead_ms < 0:
+        warnings.append(f"the fixed part is negative ({overhead_ms:.4f} ms): the layers timed alone are slower than in a network")
+    return warnings

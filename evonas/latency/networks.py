@@ -118,7 +118,6 @@ def _fit_to_networks(
     import random
 
     from evonas.latency.fit import KINDS, choose_table, confirm_choice
-    from evonas.supernet import build_standalone
 
     started = time.perf_counter()
     archs = sample_archs(space, n, random.Random(f"latency-fit-{seed}"))
@@ -127,7 +126,35 @@ def _fit_to_networks(
     # a third faster than among many (caches stay warm), and the check rejected tables that validated well
     fresh = sample_archs(space, confirm_samples, random.Random(f"latency-confirm-{seed}"),
                          exclude=set(map(space.format, archs))) if confirm_samples > 0 else []
-    timed = {(e.layer, e.code) for e in entries if e.measured}
+    make = _network_maker(space, runner, x, archs, fresh, {(e.layer, e.code) for e in entries if e.measured})
+    timed_all = _time_in_groups(make, len(archs) + len(fresh), warmup=warmup, rounds=fit_rounds, clock=runner.clock,
+                                seed=seed, seconds=fit_seconds, max_rounds=MAX_FIT_ROUNDS)
+    stats, fresh_ms = timed_all[:len(archs)], np.array([t["median_ms"] for t in timed_all[len(archs):]])
+    y = np.array([t["median_ms"] for t in stats])
+    columns = [e for e in entries if e.measured]
+    index = {(e.layer, e.code): j for j, e in enumerate(columns)}
+    prior = np.array([e.median_ms for e in columns])
+    choice = choose_table(_one_hot(archs, index), y, prior, isolated_overhead, min_gain=min_gain, seed=seed, model=model)
+    scaled_ok = "scaled" in choice.cv_mape
+    path = [choice.kind]
+    confirm = None
+    if choice.kind != "isolated" and fresh:
+        confirm = _confirm_fit(space, fresh, fresh_ms, index, prior, isolated_overhead, choice.fitted,
+                               scaled=(choice.scaled.a_, choice.scaled.b_) if scaled_ok else None)
+        path = confirm_choice(choice, {k: confirm.get(f"{k}_mape") for k in KINDS}, CONFIRM_MARGIN)
+    info = _fit_record(space, choice, path, confirm, archs, fresh, fresh_ms, stats, timed_all, columns,
+                       fit_rounds=fit_rounds, min_gain=min_gain, noise_threshold=noise_threshold, started=started)
+    return info, _kept_entries(path[-1], entries, index, choice.fitted, choice.scaled)
+
+
+def _network_maker(space: ChainSpace, runner: _Runner, x: torch.Tensor, archs: Sequence[Arch], fresh: Sequence[Arch],
+                   timed: set[tuple[int, int]]) -> Callable[[int], Callable[[], Any]]:
+    """``make(k)``: the timed callable of fitting network ``k`` (then of fresh network ``k - len(archs)``).
+
+    A fresh network is always built whole; with onnxruntime a fitting network chains the
+    layers' exported ONNX models (its ``timed`` (layer, code) pieces between stem and head).
+    """
+    from evonas.supernet import build_standalone
 
     def make(k: int) -> Callable[[], Any]:
         if k >= len(archs):
@@ -142,30 +169,29 @@ def _fit_to_networks(
         pieces.append(runner.export_dir / f"{_piece_key(space, 'head')}.onnx")
         return runner.composed(pieces, x)
 
-    timed_all = _time_in_groups(make, len(archs) + len(fresh), warmup=warmup, rounds=fit_rounds, clock=runner.clock,
-                                seed=seed, seconds=fit_seconds, max_rounds=MAX_FIT_ROUNDS)
-    stats, fresh_ms = timed_all[:len(archs)], np.array([t["median_ms"] for t in timed_all[len(archs):]])
-    y = np.array([t["median_ms"] for t in stats])
-    columns = [e for e in entries if e.measured]
-    index = {(e.layer, e.code): j for j, e in enumerate(columns)}
-    X = np.zeros((len(archs), len(columns)))
+    return make
+
+
+def _one_hot(archs: Sequence[Arch], index: dict[tuple[int, int], int]) -> np.ndarray:
+    """Row r has a 1 in the column ``index[(layer, code)]`` of each of ``archs[r]``'s indexed options."""
+    X = np.zeros((len(archs), len(index)))
     for r, arch in enumerate(archs):
         for i, c in enumerate(arch.choices):
             if (i, c) in index:
                 X[r, index[(i, c)]] = 1.0
-    prior = np.array([e.median_ms for e in columns])
-    choice = choose_table(X, y, prior, isolated_overhead, min_gain=min_gain, seed=seed, model=model)
-    scaled_ok = "scaled" in choice.cv_mape
-    path = [choice.kind]
-    confirm = None
-    if choice.kind != "isolated" and fresh:
-        confirm = _confirm_fit(space, fresh, fresh_ms, index, prior, isolated_overhead, choice.fitted,
-                               scaled=(choice.scaled.a_, choice.scaled.b_) if scaled_ok else None)
-        path = confirm_choice(choice, {k: confirm.get(f"{k}_mape") for k in KINDS}, CONFIRM_MARGIN)
+    return X
+
+
+def _fit_record(space: ChainSpace, choice: Any, path: list[str], confirm: dict | None, archs: Sequence[Arch],
+                fresh: Sequence[Arch], fresh_ms: np.ndarray, stats: list[dict], timed_all: list[dict],
+                columns: list[LatencyEntry], *, fit_rounds: int, min_gain: float, noise_threshold: float,
+                started: float) -> dict:
+    """``table.fit``: the table kept (``path[-1]``), every candidate's errors, the networks, the noise and the verdict."""
     kept = path[-1]
     fitted, scaled = choice.fitted, choice.scaled
+    scaled_ok = "scaled" in choice.cv_mape
     spreads = np.array([t["spread"] for t in stats])
-    info = {
+    return {
         "method": "isolated, scaled (a * isolated + b) or ridge toward the isolated table: the simplest that wins",
         "kind": None if kept == "isolated" else kept,
         "used": kept != "isolated",
@@ -203,12 +229,17 @@ def _fit_to_networks(
         "confirm": confirm,
         "verdict": _verdict(choice, path, confirm, min_gain),
     }
+
+
+def _kept_entries(kept: str, entries: list[LatencyEntry], index: dict[tuple[int, int], int], fitted: Any,
+                  scaled: Any) -> list[LatencyEntry]:
+    """The entries of the table kept: the fit's coefficients, the isolated ones scaled by ``scaled.a_``, or as they are."""
     if kept == "fitted":
         coef = dict(zip(index, fitted.coef_))
         entries = [replace(e, median_ms=float(coef[(e.layer, e.code)])) if e.measured else e for e in entries]
     elif kept == "scaled":
         entries = [replace(e, median_ms=float(scaled.a_ * e.median_ms)) if e.measured else e for e in entries]
-    return info, entries
+    return entries
 
 
 def _group_count(total: int, group: int | None = None) -> int:
@@ -256,11 +287,7 @@ def _confirm_fit(space: ChainSpace, archs: Sequence[Arch], y: np.ndarray, index:
     against a whole network; a candidate is only kept when it does no worse than the one
     below it here (:func:`confirm_choice`, ``CONFIRM_MARGIN``).
     """
-    X = np.zeros((len(archs), len(index)))
-    for r, arch in enumerate(archs):
-        for i, c in enumerate(arch.choices):
-            if (i, c) in index:
-                X[r, index[(i, c)]] = 1.0
+    X = _one_hot(archs, index)
     iso = X @ prior + isolated_overhead
     fit = X @ np.asarray(fitted.coef_, dtype=float) + float(fitted.intercept_)
 

@@ -176,14 +176,7 @@ def validate_latency(
     precision = _check_timing_precision(settings.get("precision", "fp32") if precision is None else precision, device,
                                         backend)
     min_gain = _float_param("min_gain", min_gain, 0.0)
-    archs = [space.coerce(a) for a in archs]
-    if not archs:
-        raise ConfigError("The 'archs' parameter must hold at least one architecture; got none.", param="archs")
-    if calibrate and len(archs) - calibrate < 2:
-        raise ConfigError(
-            f"The 'calibrate' parameter must leave at least 2 of the {len(archs)} architectures held out; got {calibrate}.",
-            param="calibrate",
-        )
+    archs = _check_archs(space, archs, calibrate)
     same_device = table.check_device(describe_device(threads, batch_size, backend, device, precision),
                                      allow_foreign=allow_foreign)
     comparable = drift and same_device and (backend, batch_size, threads, clock) == (
@@ -204,28 +197,12 @@ def validate_latency(
         if export_dir is not None:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
         runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=device, precision=precision)
-        fns = []
-        # the build's fresh networks, built as the build built them, timed with the others, left out of the metrics
-        probes = [space.parse(a) for a in _drift_networks(table)[0]] if comparable else []
-        for arch in tqdm(archs, desc=f"validate {space.name} {backend} b{batch_size}", disable=not progress):
-            key = _piece_key(space, f"net-{space.format(arch)}") if export_dir is not None else None
-            fns.append(runner.callable(module_factory(arch), x, key))
-        fns += [runner.callable(build_standalone(space, arch), x) for arch in probes]
-        timings = time_interleaved(fns, warmup=warmup, rounds=repeats, clock=clock, seed=seed)
-        timings, probe_timings = timings[:len(archs)], timings[len(archs):]
-        drift_report = _drift(space, table, runner, x, probe_timings) if comparable else None
-    fitted_on = set(networks_used(table.fit))
-    rows = []
-    for k, (arch, pred, t) in enumerate(zip(archs, predicted, timings)):
-        rows.append({
-            "arch": space.format(arch),
-            "predicted_ms": pred,
-            "measured_ms": t["median_ms"],
-            "error_pct": 100 * (pred - t["median_ms"]) / t["median_ms"],
-            "spread": t["spread"],
-            "role": "calibration" if k < calibrate else "test",
-            "in_fit_set": space.format(arch) in fitted_on,
-        })
+        timings, drift_report = _time_archs(
+            space, table, runner, archs, module_factory, x, keyed=export_dir is not None, comparable=comparable,
+            warmup=warmup, repeats=repeats, seed=seed, progress=progress,
+            desc=f"validate {space.name} {backend} b{batch_size}",
+        )
+    rows = _rows(space, archs, predicted, timings, calibrate, set(networks_used(table.fit)))
     pred = np.array(predicted)
     meas = np.array([t["median_ms"] for t in timings])
     result: dict[str, Any] = {
@@ -247,16 +224,77 @@ def validate_latency(
         "correction": None,
     }
     if calibrate:
-        if calibrate >= 2 and np.ptp(pred[:calibrate]) > 0:
-            a, b = (float(v) for v in np.polyfit(pred[:calibrate], meas[:calibrate], 1))
-        else:  # one point (or no spread): a scale only
-            a, b = float(meas[:calibrate].sum() / pred[:calibrate].sum()), 0.0
-        corrected = rank_metrics(a * pred[calibrate:] + b, meas[calibrate:])
-        result["correction"] = {
-            "a": a,
-            "b": b,
-            "calibration_samples": calibrate,
-            **corrected,
-            "improves": bool(corrected["mape"] <= result["mape"] - min_gain),
-        }
+        result["correction"] = _correction(pred, meas, calibrate, result["mape"], min_gain)
     return result
+
+
+def _check_archs(space: ChainSpace, archs: Sequence[Arch | str], calibrate: int) -> list[Arch]:
+    """``archs`` as architectures of ``space``: at least one, and 2 held out beside ``calibrate`` calibration ones."""
+    archs = [space.coerce(a) for a in archs]
+    if not archs:
+        raise ConfigError("The 'archs' parameter must hold at least one architecture; got none.", param="archs")
+    if calibrate and len(archs) - calibrate < 2:
+        raise ConfigError(
+            f"The 'calibrate' parameter must leave at least 2 of the {len(archs)} architectures held out; got {calibrate}.",
+            param="calibrate",
+        )
+    return archs
+
+
+def _time_archs(space: ChainSpace, table: LatencyTable, runner: _Runner, archs: Sequence[Arch],
+                module_factory: Callable[[Arch], nn.Module], x: torch.Tensor, *, keyed: bool, comparable: bool,
+                warmup: int, repeats: int, seed: int, progress: bool, desc: str) -> tuple[list[dict], dict | None]:
+    """Time ``archs`` (and, when ``comparable``, the build's fresh networks) in interleaved rounds.
+
+    Returns the timings of ``archs`` and the drift report (:func:`_drift`; None unless
+    ``comparable``). ``keyed``: each network's export is kept under its architecture.
+    """
+    from evonas.supernet import build_standalone
+
+    fns = []
+    # the build's fresh networks, built as the build built them, timed with the others, left out of the metrics
+    probes = [space.parse(a) for a in _drift_networks(table)[0]] if comparable else []
+    for arch in tqdm(archs, desc=desc, disable=not progress):
+        key = _piece_key(space, f"net-{space.format(arch)}") if keyed else None
+        fns.append(runner.callable(module_factory(arch), x, key))
+    fns += [runner.callable(build_standalone(space, arch), x) for arch in probes]
+    timings = time_interleaved(fns, warmup=warmup, rounds=repeats, clock=runner.clock, seed=seed)
+    timings, probe_timings = timings[:len(archs)], timings[len(archs):]
+    drift_report = _drift(space, table, runner, x, probe_timings) if comparable else None
+    return timings, drift_report
+
+
+def _rows(space: ChainSpace, archs: Sequence[Arch], predicted: Sequence[float], timings: Sequence[dict],
+          calibrate: int, fitted_on: set[str]) -> list[dict]:
+    """Per architecture: predicted and measured time, error, spread, role and whether the table was fitted to it."""
+    rows = []
+    for k, (arch, pred, t) in enumerate(zip(archs, predicted, timings)):
+        rows.append({
+            "arch": space.format(arch),
+            "predicted_ms": pred,
+            "measured_ms": t["median_ms"],
+            "error_pct": 100 * (pred - t["median_ms"]) / t["median_ms"],
+            "spread": t["spread"],
+            "role": "calibration" if k < calibrate else "test",
+            "in_fit_set": space.format(arch) in fitted_on,
+        })
+    return rows
+
+
+def _correction(pred: np.ndarray, meas: np.ndarray, calibrate: int, mape: float, min_gain: float) -> dict:
+    """``measured = a * predicted + b`` fitted on the first ``calibrate`` networks, and its metrics on the rest.
+
+    ``improves`` is True when it lowers the held-out ``mape`` by at least ``min_gain`` points.
+    """
+    if calibrate >= 2 and np.ptp(pred[:calibrate]) > 0:
+        a, b = (float(v) for v in np.polyfit(pred[:calibrate], meas[:calibrate], 1))
+    else:  # one point (or no spread): a scale only
+        a, b = float(meas[:calibrate].sum() / pred[:calibrate].sum()), 0.0
+    corrected = rank_metrics(a * pred[calibrate:] + b, meas[calibrate:])
+    return {
+        "a": a,
+        "b": b,
+        "calibration_samples": calibrate,
+        **corrected,
+        "improves": bool(corrected["mape"] <= mape - min_gain),
+    }
