@@ -171,11 +171,7 @@ def build_latency_table(
     repeats = _int_param("repeats", repeats, 3)
     overhead = _choice_param("overhead", overhead, OVERHEAD_METHODS)
     method = _choice_param("method", method, METHODS)
-    if fit_samples is not None:
-        fit_samples = _int_param("fit_samples", fit_samples, 10)
-    fit_rounds = _int_param("fit_rounds", fit_rounds, 1)
-    fit_seconds = FIT_SECONDS if fit_seconds is None else _float_param("fit_seconds", fit_seconds, 0.0)
-    min_gain = _float_param("min_gain", min_gain, -math.inf)  # < 0: keep a fit even when slightly worse
+    fit_samples, fit_rounds, fit_seconds, min_gain = _check_fit_options(fit_samples, fit_rounds, fit_seconds, min_gain)
     noise_threshold = _float_param("noise_threshold", noise_threshold, 0.0, open_low=True)
     max_noisy_share = _float_param("max_noisy_share", max_noisy_share, 0.0, 1.0)
     clock = _check_clock(clock, threads)
@@ -213,13 +209,9 @@ def build_latency_table(
         per_call = call["median_ms"] if backend == "onnxruntime" else 0.0
         entries = _isolated_entries(raw, per_call)
         info: dict[str, Any] = {"method": overhead if full else "none", "call_ms": call["median_ms"]}
-        if full and chain:
-            info.update(_components(space, runner, batch, image, warmup, repeats, per_call, call["median_ms"], bar))
-        elif full:
-            bar.update(2)  # a user's model has no separate stem and head: the residual is its fixed part
         if full:
-            info.update(_residual(space, entries, runner, batch(image), warmup, repeats))
-            bar.update(1)
+            info.update(_overhead_estimates(space, entries, runner, batch, image, warmup, repeats, per_call,
+                                            call["median_ms"], bar))
             isolated_overhead = info["residual_ms"] if overhead == "residual" else info["components_ms"]
             if fitting:
                 fit_info, entries = _fit_to_networks(
@@ -250,6 +242,17 @@ def build_latency_table(
         warnings=tuple(warnings),
         fit=fit_info,
     )
+
+
+def _check_fit_options(fit_samples: int | None, fit_rounds: int, fit_seconds: float | None,
+                       min_gain: float) -> tuple[int | None, int, float, float]:
+    """The fit's options, checked; ``fit_seconds`` None becomes ``FIT_SECONDS``."""
+    if fit_samples is not None:
+        fit_samples = _int_param("fit_samples", fit_samples, 10)
+    fit_rounds = _int_param("fit_rounds", fit_rounds, 1)
+    fit_seconds = FIT_SECONDS if fit_seconds is None else _float_param("fit_seconds", fit_seconds, 0.0)
+    min_gain = _float_param("min_gain", min_gain, -math.inf)  # < 0: keep a fit even when slightly worse
+    return fit_samples, fit_rounds, fit_seconds, min_gain
 
 
 def _layer_positions(space: Space, layers: Iterable[int] | None) -> list[int]:
@@ -312,6 +315,20 @@ def _isolated_entries(raw: dict[tuple[int, int], tuple[tuple[int, ...], dict | N
                 )
             )
     return entries
+
+
+def _overhead_estimates(space: Space, entries: list[LatencyEntry], runner: _Runner,
+                        batch: Callable[[tuple[int, ...]], torch.Tensor], image: tuple[int, ...], warmup: int,
+                        repeats: int, per_call: float, call_ms: float, bar: Any) -> dict:
+    """Both estimates of a full table's fixed part: the components (chain presets only) and the residual."""
+    info: dict[str, Any] = {}
+    if isinstance(space, ChainSpace):
+        info.update(_components(space, runner, batch, image, warmup, repeats, per_call, call_ms, bar))
+    else:
+        bar.update(2)  # a user's model has no separate stem and head: the residual is its fixed part
+    info.update(_residual(space, entries, runner, batch(image), warmup, repeats))
+    bar.update(1)
+    return info
 
 
 def _components(space: ChainSpace, runner: _Runner, batch: Callable[[tuple[int, ...]], torch.Tensor],
