@@ -48,7 +48,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evonas.evaluation.latency import FIT_GROUP, build_latency_table, networks_used, rank_metrics, sample_archs, validate_latency  # noqa: E402
+from evonas.latency.build import build_latency_table  # noqa: E402
+from evonas.latency.networks import FIT_GROUP, sample_archs  # noqa: E402
+from evonas.latency.validate import networks_used, rank_metrics, validate_latency  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 METHODS = ("isolated", "corrected", "scaled", "fitted")

@@ -42,8 +42,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evonas.evaluation.latency import fit_sample_size, retest_tau, sample_archs, time_interleaved  # noqa: E402
-from evonas.evaluation.latency_fit import _tau  # noqa: E402
+from evonas.latency.build import fit_sample_size  # noqa: E402
+from evonas.latency.fit import _tau  # noqa: E402
+from evonas.latency.networks import sample_archs  # noqa: E402
+from evonas.latency.timing import time_interleaved  # noqa: E402
+from evonas.latency.validate import retest_tau  # noqa: E402
 from evonas.supernet.chain import build_standalone  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 

@@ -98,7 +98,7 @@ def choose_limit(run_dir: Path, backend: str, args) -> dict:
     """The ``args.quantile`` of the table's predicted latency over ``args.samples`` uniform samples."""
     import numpy as np
 
-    from evonas.evaluation.latency import sample_archs
+    from evonas.latency.networks import sample_archs
     from evonas.jobs.latency import LatencySetting, device_table
     from evonas.run.run import Run
 
@@ -155,7 +155,7 @@ def measure_myself(run_dir: Path, backend: str, threads: int, folder: Path, metr
 
 def retime(run_dir: Path, backend: str, threads: int, folders: list[Path], archs: list[str], repeats: int) -> list[dict]:
     """An independent check: all exported modules timed together in ``repeats`` interleaved rounds, with spread."""
-    from evonas.evaluation.latency import validate_latency
+    from evonas.latency.validate import validate_latency
 
     run, table = run_table(run_dir, backend, threads)
     parsed = [run.space.parse(a) for a in archs]

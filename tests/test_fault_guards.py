@@ -290,7 +290,9 @@ def write_latency_table(run: Path, change=None) -> Path:
     """A hand-made latency table of macro-fmnist for this device in ``run`` (every entry 0.1 ms); ``change(data)`` edits it."""
     from search_spaces import get_space
 
-    from evonas.evaluation.latency import FORMAT, FORMAT_VERSION, LatencyEntry, LatencyTable, describe_device, table_path
+    from evonas.latency.device import describe_device
+    from evonas.latency.runs import table_path
+    from evonas.latency.table import FORMAT, FORMAT_VERSION, LatencyEntry, LatencyTable
 
     space = get_space("macro-fmnist")
     entries = tuple(LatencyEntry(layer=i, code=c, input_shape=(1, 8, 28, 28), median_ms=0.1, p10_ms=0.09, p90_ms=0.11,
@@ -327,7 +329,7 @@ def test_latency_table_entry_is_validated_as_read_naming_file_and_entry(capsys, 
 
 
 def test_good_hand_made_latency_table_is_read(tmp_path):
-    from evonas.evaluation.latency import LatencyTable
+    from evonas.latency.table import LatencyTable
 
     from search_spaces import get_space
 
@@ -337,7 +339,7 @@ def test_good_hand_made_latency_table_is_read(tmp_path):
 
 def test_latency_table_predicting_a_negative_latency_is_refused(tmp_path):
     from evonas.errors import ConfigError
-    from evonas.evaluation.latency import LatencyTable
+    from evonas.latency.table import LatencyTable
 
     def change(data):
         data["fit"] = {"used": True}

@@ -185,7 +185,7 @@ def test_latency_build_killed_midway_leaves_no_temporary_file(tmp_path, tiny_run
 
     done = _run(cmd)
     assert "latency table:" in done.stdout
-    from evonas.evaluation.latency import LatencyTable
+    from evonas.latency.table import LatencyTable
 
     space = Run.open(killed).space
     (path,) = (killed / "latency").iterdir()  # the table alone: no temporary file beside it

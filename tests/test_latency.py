@@ -13,16 +13,11 @@ import torch
 from search_spaces import get_space
 
 from evonas.errors import ConfigError
-from evonas.evaluation.latency import (
-    LatencyTable,
-    build_latency_table,
-    describe_device,
-    networks_used,
-    retest_tau,
-    time_callable,
-    time_interleaved,
-    validate_latency,
-)
+from evonas.latency.build import build_latency_table
+from evonas.latency.device import describe_device
+from evonas.latency.table import LatencyTable
+from evonas.latency.timing import time_callable, time_interleaved
+from evonas.latency.validate import networks_used, retest_tau, validate_latency
 
 FAST = dict(warmup=1, repeats=3, progress=False, fit_seconds=0)  # exactly the rounds asked: quick
 
@@ -212,7 +207,7 @@ def test_validate_times_the_builds_fresh_networks_again_to_see_whether_the_machi
 
 def test_one_exported_module_is_timed_alone_against_its_table(macro, table, monkeypatch):
     """measure_latency (export) times the module and nothing else: no drift networks beside it."""
-    import evonas.evaluation.latency as L
+    import evonas.latency.validate as L
     from evonas.export.module import measure_latency
     from evonas.supernet.chain import build_standalone
 
@@ -270,7 +265,7 @@ def test_build_restores_torch_threads():
 
 
 def test_load_or_build_keeps_one_table_per_setting_in_the_run(tmp_path):
-    from evonas.evaluation.latency import load_or_build_table, table_path
+    from evonas.latency.runs import load_or_build_table, table_path
 
     path = table_path(tmp_path, "macro-fmnist", backend="eager", batch_size=1, threads=1)
     assert path == tmp_path / "latency" / "macro-fmnist-eager-b1-t1.json"

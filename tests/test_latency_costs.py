@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evonas.evaluation.costs import CostModel
-from evonas.evaluation.latency import LatencyEntry, LatencyTable
+from evonas.latency.table import LatencyEntry, LatencyTable
 from evonas.search.constraints import Constraints
 from search_spaces import InfeasibleConstraintError, get_space
 

@@ -9,11 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from evonas.evaluation.latency import (LatencyTable, _compose_onnx, build_latency_table, sample_archs, time_interleaved,
-                                       validate_latency)
-import evonas.evaluation.latency as L
+from evonas.export.onnx import _compose_onnx
+from evonas.latency.build import build_latency_table
+from evonas.latency.networks import sample_archs
+from evonas.latency.table import LatencyTable
+from evonas.latency.timing import time_interleaved
+from evonas.latency.validate import validate_latency
+import evonas.latency.networks as L
 from evonas.errors import ConfigError
-from evonas.evaluation.latency_fit import AdditiveLatencyFit
+from evonas.latency.fit import AdditiveLatencyFit
 from search_spaces import get_space
 
 
@@ -69,7 +73,7 @@ def test_time_interleaved_times_every_callable_in_rounds():
 
 @pytest.fixture(scope="module")
 def fitted():
-    import evonas.evaluation.latency as L
+    import evonas.latency.networks as L
 
     with pytest.MonkeyPatch.context() as mp:  # always keep the fit, to test the fitted table itself:
         mp.setattr(L, "CONFIRM_MARGIN", -1e9)  # on fresh networks too
@@ -96,7 +100,7 @@ def test_fitted_table_records_how_it_was_built(fitted, tmp_path):
 
 
 def test_isolated_method_and_a_fit_that_does_not_win_keep_the_isolated_entries(monkeypatch):
-    import evonas.evaluation.latency_fit as LF
+    import evonas.latency.fit as LF
 
     monkeypatch.setattr(LF, "TAU_GAIN", 1e9)  # nor by its ranking, whatever the timings say
     iso = build_latency_table("macro-fmnist", warmup=1, repeats=3, progress=False, method="isolated")
@@ -156,7 +160,7 @@ def test_compose_onnx_chains_pieces(tmp_path):
 
 
 def test_a_fit_is_confirmed_on_fresh_networks_that_validation_then_avoids(fitted):
-    from evonas.evaluation.latency import networks_used
+    from evonas.latency.validate import networks_used
 
     confirm = fitted.fit["confirm"]
     assert confirm["samples"] == len(confirm["archs"]) > 0
@@ -168,7 +172,7 @@ def test_a_fit_is_confirmed_on_fresh_networks_that_validation_then_avoids(fitted
 def test_a_fit_that_wins_on_its_own_networks_but_not_on_fresh_ones_is_not_used(monkeypatch):
     import math
 
-    import evonas.evaluation.latency as L
+    import evonas.latency.networks as L
 
     def losing(*args, **kwargs):  # min_gain -1e9: a candidate loses only when it is over 1e9 points worse
         return {"samples": 3, "isolated_mape": 5.0, "scaled_mape": 2e9, "fitted_mape": math.inf, "archs": []}
@@ -184,7 +188,7 @@ def test_a_fit_that_wins_on_its_own_networks_but_not_on_fresh_ones_is_not_used(m
 
 # --- the scaled candidate: isolated times a, plus b ----------------------------------------------
 def test_affine_fit_recovers_a_and_b_from_relative_residuals():
-    from evonas.evaluation.latency_fit import AffineLatencyFit, affine_fit
+    from evonas.latency.fit import AffineLatencyFit, affine_fit
 
     rng = np.random.default_rng(2)
     p = rng.uniform(0.5, 3.0, 40)
@@ -216,7 +220,7 @@ def _isolated_problem(seed: int, n: int = 120):
 
 
 def test_choice_is_scaled_when_the_truth_is_an_affine_map_of_the_isolated_table():
-    from evonas.evaluation.latency_fit import choose_table
+    from evonas.latency.fit import choose_table
 
     rng, prior, X = _isolated_problem(3)
     iso = X @ prior + 0.1
@@ -229,7 +233,7 @@ def test_choice_is_scaled_when_the_truth_is_an_affine_map_of_the_isolated_table(
 
 
 def test_choice_is_fitted_when_entries_differ_from_the_isolated_ones_beyond_a_scale():
-    from evonas.evaluation.latency_fit import choose_table
+    from evonas.latency.fit import choose_table
 
     rng, prior, X = _isolated_problem(4)
     true = prior * rng.uniform(0.4, 1.6, prior.size)  # each entry off by its own factor
@@ -245,7 +249,7 @@ def test_choice_is_fitted_when_entries_differ_from_the_isolated_ones_beyond_a_sc
 
 def test_the_fit_wins_by_ranking_better_at_no_higher_mape():
     """A fit no better by MAPE margin but ranking the held-out networks better wins for its ranking ("tau")."""
-    from evonas.evaluation.latency_fit import TAU_GAIN, choose_table
+    from evonas.latency.fit import TAU_GAIN, choose_table
 
     rng, prior, X = _isolated_problem(5, n=200)
     true = prior * rng.uniform(0.7, 1.3, prior.size)  # the entries reorder a little; the level stays
@@ -275,7 +279,7 @@ def test_the_fit_wins_by_ranking_better_at_no_higher_mape():
 
 
 def test_fresh_networks_walk_the_choice_down_the_nesting():
-    from evonas.evaluation.latency_fit import choose_table, confirm_choice
+    from evonas.latency.fit import choose_table, confirm_choice
 
     rng, prior, X = _isolated_problem(3)
     iso = X @ prior + 0.1
@@ -288,7 +292,7 @@ def test_fresh_networks_walk_the_choice_down_the_nesting():
     # a fit chosen for its ranking prices about as the table below it: up to TAU_CONFIRM_SLACK worse is kept
     from dataclasses import replace
 
-    from evonas.evaluation.latency_fit import TAU_CONFIRM_SLACK
+    from evonas.latency.fit import TAU_CONFIRM_SLACK
 
     by_tau = replace(choice, reason="tau")
     assert confirm_choice(by_tau, {"isolated": 9.0, "scaled": 3.0, "fitted": 3.0 + TAU_CONFIRM_SLACK}, 0.0) == ["fitted"]
@@ -302,8 +306,8 @@ def scaled(fitted):
     """A scaled table built like the others: the choice forced to the scaled candidate, the rest real."""
     from dataclasses import replace
 
-    import evonas.evaluation.latency as L
-    import evonas.evaluation.latency_fit as F
+    import evonas.latency.networks as L
+    import evonas.latency.fit as F
 
     real = F.choose_table
     with pytest.MonkeyPatch.context() as mp:
@@ -366,7 +370,7 @@ def test_a_fitted_table_from_before_the_scaled_candidate_still_loads_as_fitted(f
 
 def test_the_fresh_networks_are_timed_in_the_fitting_networks_rounds(monkeypatch):
     """Timed apart, a few networks run faster than among many (warm caches): the check shares the fit's rounds."""
-    import evonas.evaluation.latency as L
+    import evonas.latency.networks as L
 
     calls = []
     real = L.time_interleaved
@@ -405,7 +409,7 @@ def test_the_build_times_its_networks_in_groups_as_large_as_validate_times_toget
 
 
 def test_groups_deal_the_networks_out_in_turn_and_keep_their_order(monkeypatch):
-    from evonas.evaluation.latency import _time_in_groups
+    from evonas.latency.networks import _time_in_groups
 
     made = []
 
@@ -438,8 +442,8 @@ def test_the_cli_repeats_the_librarys_fitting_defaults():
 
 def test_the_build_keeps_a_candidate_that_does_no_worse_on_fresh_networks(monkeypatch):
     """The margin is asked of cross-validation only: on the few fresh networks, not doing worse is enough."""
-    import evonas.evaluation.latency as L
-    import evonas.evaluation.latency_fit as LF
+    import evonas.latency.networks as L
+    import evonas.latency.fit as LF
 
     original = LF.choose_table
     monkeypatch.setattr(LF, "choose_table", lambda *a, **k: original(*a, **{**k, "min_gain": -1e9}))  # both win CV

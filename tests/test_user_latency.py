@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from evonas.errors import ConfigError
-from evonas.evaluation.latency import build_latency_table, validate_latency
+from evonas.latency.build import build_latency_table
+from evonas.latency.validate import validate_latency
 from evonas.spaces import resolve_space
 
 MODEL = '''

@@ -36,7 +36,7 @@ class CostModel:
     ``columns`` maps a cost metric to a numeric array aligned with ``index`` (canonical
     string -> row) of a table; metrics without a column are computed from the space.
     Latency comes from a column, or from ``latency``: a latency table measured on this
-    device (:class:`evonas.evaluation.latency.LatencyTable`), whose prediction is
+    device (:class:`evonas.latency.table.LatencyTable`), whose prediction is
     additive over layers like FLOPs, so the fastest network is known exactly.
     """
 

@@ -48,7 +48,7 @@ def measure_latency(space, table, arch: Arch, module: torch.nn.Module, *, repeat
     busy and the measurement is loose. With ``limit_ms`` the result says whether the
     measured latency is within it.
     """
-    from evonas.evaluation.latency import validate_latency
+    from evonas.latency.validate import validate_latency
 
     rep = validate_latency(space, table, [arch], module_factory=lambda _: module, warmup=5, repeats=repeats, drift=False)
     row = rep["archs"][0]

@@ -134,3 +134,74 @@ def check_onnx(module: torch.nn.Module, path: str | Path, example_batches: Seque
             raise ConfigError(f"{path} returns shape {got.shape} at batch {b}; PyTorch returns {expected.shape}.")
         worst = max(worst, float(np.max(np.abs(got - expected))) if got.size else 0.0)
     return worst
+
+
+def _compose_onnx(pieces: Sequence[Path], path: Path) -> None:
+    """Chain ONNX models with one input ``input`` and one output ``logits`` into one model at ``path``.
+
+    Piece k's names get the prefix ``pK/``; its input is the previous piece's output. The
+    chained graph holds the same operators as the network exported whole, so onnxruntime
+    optimises it alike (checked end to end by ``validate_latency`` on real exports).
+    """
+    import onnx
+    from onnx import helper
+
+    models = [onnx.load(str(p)) for p in pieces]
+    nodes, inits, infos, functions = [], [], [], {}
+    previous = INPUT_NAME
+    for k, m in enumerate(models):
+        last = k == len(models) - 1
+        out = OUTPUT_NAME if last else f"p{k}/{OUTPUT_NAME}"
+
+        def rename(name: str, k: int = k, prev: str = previous, out: str = out) -> str:
+            if not name:
+                return name  # an omitted optional input
+            if name == INPUT_NAME:
+                return prev
+            if name == OUTPUT_NAME:
+                return out
+            return f"p{k}/{name}"
+
+        g = m.graph
+        for node in g.node:
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            node.input[:] = [rename(n) for n in node.input]
+            node.output[:] = [rename(n) for n in node.output]
+            node.name = f"p{k}/{node.name}"
+            nodes.append(node)
+        for init in g.initializer:
+            init = onnx.TensorProto.FromString(init.SerializeToString())
+            init.name = rename(init.name)
+            inits.append(init)
+        for vi in g.value_info:
+            vi = onnx.ValueInfoProto.FromString(vi.SerializeToString())
+            vi.name = rename(vi.name)
+            infos.append(vi)
+        for f in m.functions:
+            functions.setdefault((f.domain, f.name), f)
+        previous = out
+    graph = helper.make_graph(nodes, "composed", [models[0].graph.input[0]], [models[-1].graph.output[0]],
+                              initializer=inits, value_info=infos)
+    opsets: dict[str, int] = {}
+    for m in models:
+        for o in m.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                              functions=list(functions.values()))
+    model.ir_version = max(m.ir_version for m in models)
+    onnx.save(model, str(path))
+
+
+def _identity_onnx(shape: tuple[int, ...], path: Path) -> None:
+    """An ONNX model whose one node copies ``input`` (batch, *shape) to ``logits``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dims = ["batch", *shape]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME])],
+        "empty",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, dims)],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), str(path))

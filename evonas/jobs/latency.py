@@ -153,7 +153,7 @@ def _space(run: Run):
 
 def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> LatencyBuildResult:
     """Build (or reuse) the run's latency table for ``options.setting`` on this device."""
-    from evonas.evaluation.latency import load_or_build_table
+    from evonas.latency.runs import load_or_build_table
 
     run = Run.open(run)
     space = _space(run)
@@ -183,7 +183,8 @@ def build(run: Run | RunLayout | str | Path, options: LatencyBuildOptions) -> La
 
 def device_table(run: Run, setting: LatencySetting = LatencySetting(), *, allow_foreign: bool = False):
     """The run's table for ``setting``, checked against this device; a clear error when there is none."""
-    from evonas.evaluation.latency import LatencyTable, describe_device
+    from evonas.latency.device import describe_device
+    from evonas.latency.table import LatencyTable
 
     space = _space(run)
     path = run.latency_table_file(space.name, setting.backend, setting.batch_size, setting.threads, setting.device,
@@ -240,7 +241,8 @@ def validate(run: Run | RunLayout | str | Path, options: LatencyValidateOptions)
     """Time sampled sub-networks (inherited weights, exported from the supernet) against the table."""
     import json
 
-    from evonas.evaluation.latency import networks_used, sample_archs, validate_latency
+    from evonas.latency.networks import sample_archs
+    from evonas.latency.validate import networks_used, validate_latency
 
     run = Run.open(run)
     s = options.setting
