@@ -55,6 +55,21 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """A tiny supernet trained on 256 images (four steps an epoch), for the tests that train anchors on its data.
+
+    Stand-alone anchors train on the run's train split, so a quarter of ``tiny_run``'s images makes every
+    fit-predictor on it about four times cheaper; the tests that use it check what is stored, reported and
+    reused, not how accurate the networks are. Copy it (``shutil.copytree``) before writing to it.
+    """
+    from evonas.training.train import train_supernet
+
+    run = tmp_path_factory.mktemp("small_run")
+    train_supernet(run, tiny_config(train_limit=256), progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
 def pg_server():
     """A throwaway PostgreSQL server on a free loopback port (tests/pg.py), stopped at the end of the session.
 

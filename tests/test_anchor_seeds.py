@@ -18,9 +18,9 @@ def _standalone_records(run):
         return [r for r in store.records(scorer="standalone")]
 
 
-def test_two_seeds_average_and_reuse_the_first_seed(tiny_run, tmp_path):
+def test_two_seeds_average_and_reuse_the_first_seed(small_run, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    shutil.copytree(small_run, run)
     one = fit_predictor(run, FitPredictorOptions(explicit=ANCHORS, anchor_epochs=1, pool=5, predictors=("gap",), quiet=True),
                         log=lambda _: None)
     assert one.basis["seeds_per_anchor"] == 1 and one.basis["seed_to_seed_tau"] is None

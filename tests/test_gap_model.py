@@ -27,10 +27,10 @@ FIT_ARGS = ["--anchors", "5", "--anchor-epochs", "1", "--pool", "8", "--predicto
 
 
 @pytest.fixture(scope="module")
-def fitted_run(tiny_run, tmp_path_factory):
-    """A copy of the tiny run with a fitted predictor; ``fitted_run.report`` is fit-predictor's JSON."""
+def fitted_run(small_run, tmp_path_factory):
+    """A copy of the small run (tests/conftest.py: 256 train images, so the anchors train fast) with a fitted predictor; ``fitted_run.report`` is fit-predictor's JSON."""
     run = tmp_path_factory.mktemp("fitted") / "run"
-    shutil.copytree(tiny_run, run)
+    shutil.copytree(small_run, run)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         main(["fit-predictor", "--run", str(run), *FIT_ARGS])
@@ -147,9 +147,9 @@ def test_fit_predictor_on_finetuned_scores_is_read_back_the_same_way(capsys, fit
     ("uncertainty", ["--anchors", "5"]),
     ("explicit", ["--anchor", "12012200", "--anchor", "00000000", "--anchor", "22222222", "--anchor", "10120110"]),
 ])
-def test_other_anchor_selections(capsys, tiny_run, tmp_path, selection, extra):
+def test_other_anchor_selections(capsys, small_run, tmp_path, selection, extra):
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    shutil.copytree(small_run, run)
     code, out, err = run_cli(capsys, "fit-predictor", "--run", str(run), "--selection", selection, *extra, "--anchor-epochs", "1",
                              "--pool", "10", "--predictors", "gap,linear", "--json")
     assert code == 0, err

@@ -235,9 +235,14 @@ def test_search_killed_with_sigkill_resumes_without_repeats(scorer, tmp_path, al
     script.write_text(KILLABLE)
     table, run_dir, log = str(scorer.table.path), tmp_path / "run", tmp_path / "scored.log"
     args = [sys.executable, str(script), table, str(run_dir), str(log), algo, "40"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (log.exists() and len(log.read_text().split()) >= 12):
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Wait for the kill point, saying so if it never comes. Before, the loop gave up silently after 60 s: on a loaded
+    # machine the search had not scored 12 architectures yet (or not started: no log), was killed anyway, and the test
+    # failed reading a missing log or with an unrelated count.
+    deadline = time.time() + 300
+    while not (log.exists() and len(log.read_text().split()) >= 12):
+        assert proc.poll() is None, f"the search ended before the kill point: {proc.stderr.read()}"
+        assert time.time() < deadline, "the search scored fewer than 12 architectures in 300 s"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -247,7 +252,7 @@ def test_search_killed_with_sigkill_resumes_without_repeats(scorer, tmp_path, al
     stored = _stored_archs(run_dir)
     in_flight = set(before) - stored  # scored when the kill came, its record not yet written
     assert len(in_flight) <= 1 and set(before[:-1]) <= stored
-    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
     scored = log.read_text().split()
     again = [a for a in set(scored) if scored.count(a) > 1]
     assert set(again) == in_flight and all(scored.count(a) == 2 for a in again)

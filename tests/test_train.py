@@ -48,7 +48,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_ru
 def test_sigkill_during_training_then_resume(tmp_path, tiny_run):
     run = tmp_path / "killed"
     args = [sys.executable, "-m", "evonas.cli.main", "train-supernet", "--run", str(run), "--dataset", "synthetic",
-            "--val-size", "200", "--epochs", "6", "--batch-size", "64", "--lr", "0.05", "--quiet", "--threads", str(torch.get_num_threads())]
+            "--val-size", "200", "--train-limit", "256", "--epochs", "6", "--batch-size", "64", "--lr", "0.05", "--quiet", "--threads", str(torch.get_num_threads())]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 120
@@ -62,7 +62,7 @@ def test_sigkill_during_training_then_resume(tmp_path, tiny_run):
     done = subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     reference = tmp_path / "reference"
-    train_supernet(reference, tiny_config(epochs=6), progress=False)
+    train_supernet(reference, tiny_config(epochs=6, train_limit=256), progress=False)
     _assert_same_weights(run, reference)
 
 
