@@ -72,6 +72,9 @@ SCHEDULES = {
         "uniform-3x": {"strategy": "uniform", "epochs": 18},
         # six times: does the lift go on? (trained on a GPU, see --device)
         "uniform-6x": {"strategy": "uniform", "epochs": 36},
+        # landmark regularisation on LANDMARKS truth architectures: 1 uniform path + 1 pair (2 paths) a step,
+        # so 6 epochs see the images of uniform-3x; measured on the other truth architectures only
+        "landmark-3x": {"strategy": "landmark", "epochs": 6, "landmark_pairs": 1},
     },
     "mobilenet-fmnist": {
         # the default 12-epoch schedule (benchmarks/mobilenet_supernet.py); fair trains 7 paths a step, so
@@ -84,6 +87,9 @@ SCHEDULES = {
     },
 }
 SEEDS = (0, 1)
+# landmark rows: each supernet seed s takes LANDMARKS truth architectures as landmarks, the same draw as the
+# corrector's anchor set number s at K = LANDMARKS, so the two are compared on the same anchors
+LANDMARKS = 16
 DEFAULT = "uniform"  # what `train-supernet` does unless told otherwise: every strategy is compared with it
 ANCHORS = (8, 16, 32)
 # fit-predictor's candidates in the analysis: the supernet-anchored shrinkage corrector (the
@@ -135,7 +141,13 @@ def supernets(args) -> None:
             if not todo:
                 continue
             layout = RunLayout(runs / args.space / f"{name}-s{seed}")
-            cfg = TrainConfig(space=args.space, seed=seed, **SCHEDULES[args.space][name])
+            schedule = dict(SCHEDULES[args.space][name])
+            marks: set[str] = set()
+            if schedule["strategy"] == "landmark":
+                landmarks = landmark_set(args.space, seed)
+                schedule["landmark_archs"] = [[a, acc] for a, acc in landmarks.items()]
+                marks = set(landmarks)
+            cfg = TrainConfig(space=args.space, seed=seed, **schedule)
             t0 = time.perf_counter()
             if not layout.weights.is_file():
                 train_supernet(layout, cfg, resume=layout.checkpoint.is_file(), progress=False, device=args.device)
@@ -150,8 +162,29 @@ def supernets(args) -> None:
                 m = ev.evaluate(space.parse(text))
                 append({"space": args.space, "strategy": name, "seed": seed, "arch": text, "accuracy": m["accuracy"],
                         "loss": m["loss"], "images_seen": images, "epochs": cfg.epochs,
-                        "train_seconds": round(sum(e.get("seconds", 0) for e in log), 1), **on}, records)
+                        "train_seconds": round(sum(e.get("seconds", 0) for e in log), 1), **on,
+                        **({"landmark": text in marks} if schedule["strategy"] == "landmark" else {})}, records)
             print(f"{args.space} {name} seed {seed}: trained ({train_s:.0f}s this call) and scored {len(todo)}", flush=True)
+
+
+def truth_mean(space_name: str) -> dict[str, float]:
+    """Each truth architecture's mean stand-alone accuracy over the seeds every architecture has."""
+    truth = complete_seeds(load_truth(space_name))
+    return {a: sum(v.values()) / len(v) for a, v in truth.items()}
+
+
+def anchor_draw(n: int, d: int):
+    """The d-th random order of ``n`` architectures: its first K are anchor set d at K (landmarks, corrector)."""
+    import numpy as np
+
+    return np.random.default_rng(1000 + d).permutation(n)
+
+
+def landmark_set(space_name: str, seed: int, k: int = LANDMARKS) -> dict[str, float]:
+    """The landmarks of supernet ``seed``: anchor set ``seed`` at K = ``k`` of the sorted truth, with its mean accuracy."""
+    mean = truth_mean(space_name)
+    archs = sorted(mean)
+    return {archs[i]: mean[archs[i]] for i in anchor_draw(len(archs), seed)[:k]}
 
 
 def truth_devices(space_name: str) -> set[tuple[str, int]]:
@@ -203,6 +236,7 @@ def analyse(args) -> None:
         limit = float(np.median(flops))
         flops_tau = float(kendalltau(np.log(flops), mean).statistic)  # the cheapest signal: does size alone rank?
         entry = {"ceiling": round(tau_ceiling(tau_ss, len(seeds)), 4), "seed_to_seed_tau": round(tau_ss, 4),
+                 "truth_seed_tau": round(tau_ss, 4),
                  "log_flops_tau": round(flops_tau, 4),
                  "truth_archs": len(archs), "truth_seeds": len(seeds), "truth_seeds_on_gpu": gpu_seeds,
                  "flops_limit": limit,
@@ -217,17 +251,26 @@ def analyse(args) -> None:
                     per_seed[seed] = got
             if not per_seed:
                 continue
-            taus, rhos, picks, meds, corrected = [], [], [], [], {str(k): [] for k in ANCHORS}
+            taus, rhos, picks, regrets, meds, corrected = [], [], [], [], [], {str(k): [] for k in ANCHORS}
             ranks = []  # each seed's scores as ranks: their mean is the ensemble of the supernet seeds
+            is_landmark = SCHEDULES[space_name][name]["strategy"] == "landmark"
             for seed, got in per_seed.items():
                 score = np.array([got[a]["accuracy"] for a in archs])
-                seed_scores.setdefault(name, []).append(score)
-                taus.append(float(kendalltau(score, mean).statistic))
-                ranks.append(rankdata(score))
-                rhos.append(float(spearmanr(score, mean).statistic))
-                ok = np.flatnonzero(flops <= limit)
-                picks.append(float(mean[ok[np.argmax(score[ok])]]))
-                meds.append(float(np.median(score)))
+                # a landmark supernet was trained to rank its landmarks: it is measured on the other architectures
+                keep = (np.array([not got[a].get("landmark", False) for a in archs]) if is_landmark
+                        else np.ones(len(archs), bool))
+                if not is_landmark:
+                    seed_scores.setdefault(name, []).append(score)
+                    ranks.append(rankdata(score))
+                taus.append(float(kendalltau(score[keep], mean[keep]).statistic))
+                rhos.append(float(spearmanr(score[keep], mean[keep]).statistic))
+                pick, best = picked(score, mean, flops, limit, keep)
+                picks.append(pick)
+                regrets.append(best - pick)
+                meds.append(float(np.median(score[keep])))
+                if is_landmark:  # the corrector given the same anchors as the landmarks
+                    corrected[str(LANDMARKS)].append(same_anchor_tau(space, archs, score, mean, keep))
+                    continue
                 for k in ANCHORS:
                     if k <= len(archs) - 6:
                         corrected[str(k)].append(corrected_tau(space, archs, score, mean, k, args.draws))
@@ -239,6 +282,9 @@ def analyse(args) -> None:
                 "spearman_rho": round(float(np.mean(rhos)), 4), "images_seen": int(np.mean(images)),
                 "median_supernet_accuracy": round(float(np.mean(meds)), 2),
                 "picked_true_accuracy": round(float(np.mean(picks)), 3),
+                # the best true accuracy under the FLOPs limit minus the true accuracy of the pick (points)
+                "picked_regret": round(float(np.mean(regrets)), 3),
+                "measured_on": "the architectures that were not landmarks" if is_landmark else "all truth architectures",
                 "supernet_seeds": len(per_seed),
                 # the supernet seeds' ranks averaged (twice the training): does an ensemble of seeds rank better?
                 "seed_ensemble_tau": (round(float(kendalltau(np.mean(ranks, axis=0), mean).statistic), 4)
@@ -248,7 +294,7 @@ def analyse(args) -> None:
             rows.append(name)
         if DEFAULT in seed_scores:
             for name in rows:
-                if name != DEFAULT:
+                if name != DEFAULT and name in seed_scores:
                     entry["strategies"][name]["vs_default"] = paired_difference(seed_scores[name], seed_scores[DEFAULT],
                                                                                 mean, args.boot)
         out["spaces"][space_name] = entry
@@ -263,8 +309,9 @@ def analyse(args) -> None:
                f"tau {flops_tau:+.3f} (positive: bigger networks train better).", "",
                "| strategy | images seen | supernet seeds (trained on) | tau (per seed) | seeds' ranks averaged | rho | "
                f"vs {DEFAULT} (90% interval) | "
-               "median supernet acc % | picked arch, true acc % | " + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
-               "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
+               "median supernet acc % | picked arch, true acc % | regret | "
+               + " | ".join(f"corrected K={k}" for k in ANCHORS) + " |",
+               "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in ANCHORS) + " |"]
         for name in rows:
             s = entry["strategies"][name]
             ens = s["seed_ensemble_tau"]
@@ -272,13 +319,19 @@ def analyse(args) -> None:
                       f"{s['kendall_tau']:.3f} "
                       f"({', '.join(f'{t:.3f}' for t in s['kendall_tau_per_seed'])}) | {'-' if ens is None else f'{ens:.3f}'} | "
                       f"{s['spearman_rho']:.3f} | {vs_text(s.get('vs_default'))} | "
-                      f"{s['median_supernet_accuracy']:.2f} | {s['picked_true_accuracy']:.2f} | "
+                      f"{s['median_supernet_accuracy']:.2f} | {s['picked_true_accuracy']:.2f} | {s['picked_regret']:.2f} | "
                       + " | ".join(f"{s['corrected'][str(k)]:.3f}" if str(k) in s["corrected"] else "-" for k in ANCHORS) + " |")
         if rows:
             md += ["", f"vs {DEFAULT}: the strategy's tau minus {DEFAULT}'s (each the mean over its supernet seeds) on "
                    f"the same architectures, with the 5th-95th percentile of that difference over {args.boot:,} "
                    "bootstrap resamples of the architectures: an interval that holds 0 does not tell the two apart "
                    "on this truth (the supernet seeds add their own spread, in the per-seed column)."]
+            md += ["", "regret: the best true accuracy under the FLOPs limit minus the true accuracy of the architecture "
+                   "the strategy's scores pick under it (points, mean over supernet seeds)."]
+            head = landmark_table(space, space_name, archs, mean, flops, limit, records)
+            if head:
+                entry["landmark_head_to_head"] = head["rows"]
+                md += ["", *head["md"]]
             entry["targets"] = targets(space_name, entry)
             md += ["", "**Targets.** " + entry["targets"]["text"]]
         md.append("")
@@ -287,6 +340,88 @@ def analyse(args) -> None:
     (RESULTS / "gap_strategies.md").write_text("\n".join(md) + "\n")
     plot(out)
     print("\n".join(md))
+
+
+def picked(score, truth, flops, limit: float, keep) -> tuple[float, float]:
+    """(true accuracy of the best-scored architecture under ``limit`` among ``keep``, best true accuracy there)."""
+    import numpy as np
+
+    ok = np.flatnonzero((flops <= limit) & keep)
+    return float(truth[ok[np.argmax(score[ok])]]), float(truth[ok].max())
+
+
+def same_anchor_tau(space, archs, score, truth, keep) -> float:
+    """Held-out tau of the corrector fitted on the architectures outside ``keep`` (a landmark set) as its anchors."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from evonas.gap.corrector import fit_gap_model
+
+    pool = {a: float(s) for a, s in zip(archs, score)}
+    anchors = {a: float(t) for a, t, k in zip(archs, truth, keep) if not k}
+    test = np.flatnonzero(keep)
+    gap, _ = fit_gap_model(space, anchors, pool, supernet_source="benchmark", seed=0, predictors=PREDICTORS)
+    pred = gap.predict([space.parse(archs[i]) for i in test], [pool[archs[i]] for i in test])["predicted"]
+    return float(kendalltau(pred, truth[test]).statistic)
+
+
+def landmark_table(space, space_name: str, archs, truth, flops, limit: float, records: list[dict]) -> dict | None:
+    """Each landmark supernet against every other strategy on the same held-out architectures and the same anchors.
+
+    For landmark supernet seed s the landmarks are anchor set s at K = LANDMARKS: the
+    other strategies' seed-s scores are measured on the same remaining architectures,
+    alone and through the corrector fitted on the landmarks as anchors, so the rows
+    differ only in how the supernet was trained (at equal images seen for uniform-3x).
+    """
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    names = [n for n, sch in SCHEDULES[space_name].items() if sch["strategy"] == "landmark"]
+    by = {}
+    for r in records:
+        if r["space"] == space_name:
+            by.setdefault((r["strategy"], r["seed"]), {})[r["arch"]] = r
+    rows: dict[str, dict] = {}
+    for name in names:
+        for seed in SEEDS:
+            got = by.get((name, seed), {})
+            if not all(a in got for a in archs):
+                continue
+            keep = np.array([not got[a].get("landmark", False) for a in archs])
+            for other in SCHEDULES[space_name]:
+                other_got = by.get((other, seed), {})
+                if not all(a in other_got for a in archs):
+                    continue
+                score = np.array([other_got[a]["accuracy"] for a in archs])
+                pick, best = picked(score, truth, flops, limit, keep)
+                row = rows.setdefault(other, {"seeds": [], "tau": [], "corrected": [], "picked": [], "regret": [],
+                                              "images_seen": next(iter(other_got.values()))["images_seen"]})
+                row["seeds"].append(seed)
+                row["tau"].append(float(kendalltau(score[keep], truth[keep]).statistic))
+                row["corrected"].append(same_anchor_tau(space, archs, score, truth, keep))
+                row["picked"].append(pick)
+                row["regret"].append(best - pick)
+    if not rows:
+        return None
+    out = {o: {"supernet_seeds": r["seeds"], "images_seen": r["images_seen"],
+               "kendall_tau": round(float(np.mean(r["tau"])), 4),
+               "corrected_same_anchors": round(float(np.mean(r["corrected"])), 4),
+               "picked_true_accuracy": round(float(np.mean(r["picked"])), 3),
+               "picked_regret": round(float(np.mean(r["regret"])), 3)} for o, r in rows.items()}
+    md = [f"### Landmarks against the corrector given the same {LANDMARKS} anchors",
+          "",
+          f"Supernet seed s of a landmark row was trained with anchor set s ({LANDMARKS} truth architectures, their "
+          "3-seed mean accuracy) as landmarks. Every row is measured on the remaining "
+          f"{len(archs) - LANDMARKS} architectures, with its own supernet seeds that have a landmark counterpart; "
+          "'corrected' fits the corrector on those same anchors. Both sides pay for the anchors' stand-alone "
+          "training; the landmark supernet's images seen count its landmark forwards.",
+          "",
+          "| strategy | images seen | supernet seeds | tau (held-out) | corrected, same anchors | picked arch, true acc % | regret |",
+          "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for o, r in sorted(out.items(), key=lambda kv: -kv[1]["corrected_same_anchors"]):
+        md.append(f"| {o} | {r['images_seen']:,} | {', '.join(map(str, r['supernet_seeds']))} | {r['kendall_tau']:.3f} | "
+                  f"{r['corrected_same_anchors']:.3f} | {r['picked_true_accuracy']:.2f} | {r['picked_regret']:.2f} |")
+    return {"rows": out, "md": md}
 
 
 def paired_difference(a: list, b: list, truth, boot: int, seed: int = 0) -> dict:
@@ -393,7 +528,7 @@ def corrected_tau(space, archs, score, mean, k: int, draws: int) -> float:
     pool = {a: float(s) for a, s in zip(archs, score)}
     taus = []
     for d in range(draws):
-        idx = np.random.default_rng(1000 + d).permutation(len(archs))
+        idx = anchor_draw(len(archs), d)
         train, test = idx[:k], idx[k:]
         anchors = {archs[i]: float(mean[i]) for i in train}
         gap, _ = fit_gap_model(space, anchors, pool, supernet_source="benchmark", seed=d, predictors=PREDICTORS)
