@@ -24,6 +24,8 @@ Usage (one thread, in the background)::
   # two processes sharing the work, one core each
   .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 0/2 &
   .venv/bin/python benchmarks/gap_truth.py --space mobilenet-fmnist --threads 1 --shard 1/2 &
+  # the stratified deep-space truth (issue 24): 32 architectures over the cost range, 8 epochs, on a GPU
+  for i in $(seq 0 15); do python benchmarks/gap_truth.py --space mobilenet-fmnist-strat --shard $i/16 --device cuda & done
   # short labels for benchmarks/multi_fidelity.py: one seed, one epoch
   .venv/bin/python benchmarks/gap_truth.py --space macro-fmnist --threads 1 --epochs 1 --seeds 1
   # a third seed on a GPU, 20 processes sharing it (each record then says "device": "cuda")
@@ -49,11 +51,18 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-# space -> (architectures, seeds each, stand-alone epochs)
+# truth name -> architectures, seeds each, stand-alone epochs; "space" when the name is not the space's, and
+# "draw": "stratified" for architectures spread over the cost range (stratified_archs) instead of uniform samples
 PROTOCOL = {
     "macro-fmnist": {"archs": 40, "seeds": 2, "epochs": 3},
     "mobilenet-fmnist": {"archs": 30, "seeds": 2, "epochs": 2},
+    # uniform samples of mobilenet-fmnist all land mid-range (30 within half a point, seed-to-seed tau 0.15):
+    # this truth spans FLOPs and skipped layers, and trains longer, so that two seeds can agree
+    "mobilenet-fmnist-strat": {"space": "mobilenet-fmnist", "archs": 32, "seeds": 2, "epochs": 8,
+                               "draw": "stratified"},
 }
+STRATA = (4, 4)  # stratified draw: FLOPs quartiles x skipped-layer quartiles of a large uniform pool
+POOL = 20_000  # the pool the strata are cut from
 LEGACY = {"macro-fmnist": RESULTS / "gap_macro-fmnist_records.jsonl"}
 
 
@@ -75,11 +84,68 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def space_of(truth: str) -> str:
+    """The search space a truth's architectures belong to."""
+    return PROTOCOL.get(truth, {}).get("space", truth)
+
+
+def stratified_archs(space, n: int, strata: tuple[int, int] = STRATA, pool: int = POOL) -> list[str]:
+    """``n`` distinct canonical architectures spread over FLOPs and the number of skipped layers.
+
+    The pool (``pool`` draws, ``Random(0)``) covers every depth: each draw picks a skip
+    rate q uniform in [0, 1], then every layer that may be skipped is skipped with
+    probability q and otherwise takes one of its other ops uniformly. The pool is cut
+    into FLOPs quantile bins times skipped-layer quantile bins, and the architectures
+    are taken one per non-empty cell in turn (cells in a fixed order, each cell's
+    members in a ``Random(1)`` shuffle) until ``n`` are chosen, so the extremes of the
+    cost range are as present as its middle.
+    """
+    import numpy as np
+
+    from search_spaces import Arch
+
+    rng = random.Random(0)
+    seen: dict[str, tuple[float, int]] = {}
+    for _ in range(pool):
+        q = rng.random()
+        codes = []
+        for dim in space.dims:
+            skip = [c for c in dim.options if space.ops[c].is_identity]
+            other = [c for c in dim.options if not space.ops[c].is_identity]
+            codes.append(skip[0] if skip and rng.random() < q else rng.choice(other))
+        arch = space.canonical(Arch(space.name, tuple(codes)))
+        text = str(arch)
+        if text not in seen:
+            skips = sum(1 for code in arch.choices if space.ops[code].is_identity)
+            seen[text] = (float(space.cost(arch).flops), skips)
+    texts = sorted(seen)
+    flops = np.array([seen[t][0] for t in texts])
+    skips = np.array([seen[t][1] for t in texts], float)
+
+    def bins(values, k):
+        edges = np.quantile(values, np.linspace(0, 1, k + 1)[1:-1])
+        return np.searchsorted(edges, values, side="right")
+
+    cell = bins(flops, strata[0]) * strata[1] + bins(skips, strata[1])
+    members = {c: [t for t, ci in zip(texts, cell) if ci == c] for c in sorted(set(cell.tolist()))}
+    shuffle = random.Random(1)
+    for group in members.values():
+        shuffle.shuffle(group)
+    chosen: list[str] = []
+    while len(chosen) < n and any(members.values()):
+        for group in members.values():
+            if group and len(chosen) < n:
+                chosen.append(group.pop())
+    return chosen
+
+
 def truth_archs(space_name: str, n: int) -> list[str]:
-    """The protocol's architecture list (canonical, distinct, drawn with Random(0))."""
+    """The protocol's architecture list (canonical, distinct): drawn with Random(0), or stratified."""
     from search_spaces import get_space
 
-    space = get_space(space_name)
+    space = get_space(space_of(space_name))
+    if PROTOCOL.get(space_name, {}).get("draw") == "stratified":
+        return stratified_archs(space, n)
     rng = random.Random(0)
     archs: list[str] = []
     while len(archs) < n:
@@ -136,7 +202,7 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
     proto = PROTOCOL[space_name]
     archs = truth_archs(space_name, limit_archs or proto["archs"])
     epochs = epochs or proto["epochs"]
-    cfg = TrainConfig(space=space_name, epochs=epochs, seed=0)
+    cfg = TrainConfig(space=space_of(space_name), epochs=epochs, seed=0)
     splits = load_run_splits(cfg)  # split seed 0 for every training
     n_seeds = seeds or proto["seeds"]
     index, count = shard
@@ -147,7 +213,7 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
           f"{len(jobs)} trainings to go", flush=True)
     from search_spaces import get_space
 
-    space = get_space(space_name)
+    space = get_space(space_of(space_name))
     results.mkdir(parents=True, exist_ok=True)
     for i, (text, seed) in enumerate(jobs):
         t = time.perf_counter()
@@ -162,7 +228,8 @@ def collect(space_name: str, *, threads: int, results: Path, limit_archs: int | 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", choices=sorted(PROTOCOL), default="macro-fmnist")
+    ap.add_argument("--space", choices=sorted(PROTOCOL), default="macro-fmnist",
+                    help="the truth to collect: a space's name, or mobilenet-fmnist-strat (stratified over costs)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--archs", type=int, default=None, help="only the first N architectures (quick checks)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of truth_<space>.jsonl")
