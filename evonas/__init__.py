@@ -5,7 +5,13 @@ its optimization gap with predictors fitted on stand-alone anchors, and export t
 best sub-networks as plain PyTorch modules.
 """
 
+import logging as _logging
+
 from evonas._version import __version__
+
+# A library prints nothing of its own: its modules log on "evonas.*" loggers, silent until the application
+# configures logging (the evonas command does, see evonas.cli.logs).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 from evonas import spaces as _spaces  # noqa: E402  (lets get_space open PATH.py:FACTORY references)
 

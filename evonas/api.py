@@ -14,6 +14,11 @@ Each function takes the run directory and keyword options (the fields of the job
 options class: :class:`~evonas.jobs.train.TrainOptions` settings,
 :class:`~evonas.jobs.search.SearchOptions`, ...) and returns the job's result object.
 Bad input raises :class:`~evonas.errors.EvonasError` subclasses with one-line messages.
+
+The functions print nothing: progress messages (an anchor trained, ...) are logged on
+the ``evonas`` logger, which has only a ``NullHandler`` until you configure logging,
+e.g. ``logging.basicConfig(level=logging.INFO, format="%(message)s")``. Progress bars
+are drawn on a terminal unless ``quiet=True``.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def fit_predictor(run: str | Path, **options: Any):
     """Train anchors stand-alone and fit the gap corrector (:class:`~evonas.jobs.fit_predictor.FitPredictorOptions`)."""
     from evonas.jobs.fit_predictor import FitPredictorOptions, fit_predictor as fit_job
 
-    return fit_job(run, FitPredictorOptions(**options), log=lambda _line: None)
+    return fit_job(run, FitPredictorOptions(**options))
 
 
 def predict(run: str | Path, archs: Iterable[str], **options: Any):

@@ -282,6 +282,39 @@ def load_splits(
     """
     if not isinstance(name, str):
         raise ConfigError(f"The '{param}' parameter must be a dataset name or data spec; got {name!r}.", param=param)
+    tx, ty, sx, sy, mean, std, classes = _read_dataset(name, root, image_shape, synthetic_size, seed, image_size,
+                                                       param, in_memory)
+    if val_size is None:
+        val_size = 10_000 if name in ("fmnist", "cifar10") else 0.1
+    n_val = _val_count(val_size, len(tx), name)
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(tx)))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if train_limit is not None:
+        if train_limit < 1:
+            raise ConfigError(f"The 'train_limit' parameter must be a positive number of images; got {train_limit}.",
+                              param="train_limit")
+        train_idx = train_idx[:train_limit]
+    return Splits(
+        name=name,
+        train_x=take(tx, train_idx),
+        train_y=ty[train_idx].contiguous(),
+        val_x=take(tx, val_idx),
+        val_y=ty[val_idx].contiguous(),
+        test_x=sx if is_lazy(sx) else sx.contiguous(),
+        test_y=sy.contiguous(),
+        mean=tuple(mean),
+        std=tuple(std),
+        num_classes=len(classes),
+        classes=tuple(classes),
+    )
+
+
+def _read_dataset(name: str, root: str | Path | None, image_shape: tuple[int, int, int], synthetic_size: int,
+                  seed: int, image_size: int | None, param: str, in_memory: bool | None) -> tuple:
+    """A dataset's (train images, train labels, test images, test labels, mean, std, class names), unsplit.
+
+    Arrays become tensors, resized to ``image_size`` when given (a user's data is resized as it is read).
+    """
     classes: tuple[str, ...]
     if name == "fmnist":
         tx, ty, sx, sy = _load_fmnist(Path(root) if root else None)
@@ -310,29 +343,7 @@ def load_splits(
 
             _check_image_size(image_size)
             tx, sx = _resize_batch(tx, image_size), _resize_batch(sx, image_size)
-    if val_size is None:
-        val_size = 10_000 if name in ("fmnist", "cifar10") else 0.1
-    n_val = _val_count(val_size, len(tx), name)
-    perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(tx)))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if train_limit is not None:
-        if train_limit < 1:
-            raise ConfigError(f"The 'train_limit' parameter must be a positive number of images; got {train_limit}.",
-                              param="train_limit")
-        train_idx = train_idx[:train_limit]
-    return Splits(
-        name=name,
-        train_x=take(tx, train_idx),
-        train_y=ty[train_idx].contiguous(),
-        val_x=take(tx, val_idx),
-        val_y=ty[val_idx].contiguous(),
-        test_x=sx if is_lazy(sx) else sx.contiguous(),
-        test_y=sy.contiguous(),
-        mean=tuple(mean),
-        std=tuple(std),
-        num_classes=len(classes),
-        classes=tuple(classes),
-    )
+    return tx, ty, sx, sy, mean, std, classes
 
 
 def describe_data(splits: Splits) -> dict:

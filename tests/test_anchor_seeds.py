@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -18,17 +19,18 @@ def _standalone_records(run):
         return [r for r in store.records(scorer="standalone")]
 
 
-def test_two_seeds_average_and_reuse_the_first_seed(small_run, tmp_path):
+def test_two_seeds_average_and_reuse_the_first_seed(small_run, tmp_path, caplog):
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
-    one = fit_predictor(run, FitPredictorOptions(explicit=ANCHORS, anchor_epochs=1, pool=5, predictors=("gap",), quiet=True),
-                        log=lambda _: None)
+    one = fit_predictor(run, FitPredictorOptions(explicit=ANCHORS, anchor_epochs=1, pool=5, predictors=("gap",), quiet=True))
     assert one.basis["seeds_per_anchor"] == 1 and one.basis["seed_to_seed_tau"] is None
     assert len(_standalone_records(run)) == len(ANCHORS)
 
-    lines: list[str] = []
+    caplog.set_level(logging.INFO, logger="evonas")
+    caplog.clear()
     two = fit_predictor(run, FitPredictorOptions(explicit=ANCHORS, anchor_epochs=1, anchor_seeds=2, pool=5, predictors=("gap",),
-                                                 quiet=True), log=lines.append)
+                                                 quiet=True))
+    lines = caplog.messages
     records = _standalone_records(run)
     assert len(records) == 2 * len(ANCHORS)  # the seed-0 trainings were read back, only seed 1 was trained
     by_arch: dict[str, list[float]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import random
 from pathlib import Path
@@ -390,7 +391,7 @@ def test_landmark_trains_a_user_model_space(tmp_path):
 # ----------------------------------------------------------------------- ranking measured without the landmarks
 
 
-def test_fit_predictor_never_chooses_landmarks_and_names_explicit_ones(tmp_path):
+def test_fit_predictor_never_chooses_landmarks_and_names_explicit_ones(tmp_path, caplog):
     from evonas.jobs.fit_predictor import FitPredictorOptions, fit_predictor
     from evonas.scorers.cached import score_cached
     from evonas.scorers.registry import make_scorer
@@ -405,16 +406,19 @@ def test_fit_predictor_never_chooses_landmarks_and_names_explicit_ones(tmp_path)
         scorer = make_scorer("supernet", run_dir=run, **options.supernet_scoring)
         for arch in sorted(landmarks):
             score_cached(scorer, store, space.parse(arch))
-    lines: list[str] = []
-    chosen = fit_predictor(run, options, log=lines.append)
+    caplog.set_level(logging.INFO, logger="evonas")
+    chosen = fit_predictor(run, options)
+    lines = list(caplog.messages)
+    assert any(line.startswith("anchor 1/4 ") for line in lines)  # the anchors are logged as they are ready
     assert len(chosen.anchors) == 4 and not set(chosen.anchors) & landmarks
     assert "landmark_anchors" not in chosen.basis and not any("landmark" in line for line in lines)
     explicit = ("12012200", "00000000", *sorted(chosen.anchors)[:2])  # two landmarks given as anchors
     named = fit_predictor(run, FitPredictorOptions(explicit=explicit, anchor_epochs=1, pool=4, predictors=("gap",),
-                                                   quiet=True), log=lines.append)
+                                                   quiet=True))
     assert named.basis["landmark_anchors"] == ["00000000", "12012200"]
     assert "2 of the anchors (00000000, 12012200) are landmarks" in named.basis["text"]
-    assert any(line.startswith("warning: 2 of the anchors") for line in lines)
+    assert any(r.levelno == logging.WARNING and r.getMessage().startswith("warning: 2 of the anchors")
+               for r in caplog.records)
 
 
 # ----------------------------------------------------------------------- two ranks

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -26,6 +28,23 @@ BASE = dict(explicit=ANCHORS, anchor_epochs=1, pool=len(ANCHORS), predictors=("g
 TODAYS_BASIS = {"anchors", "seeds_per_anchor", "seeds", "anchor_epochs", "seed_to_seed_tau", "text"}
 
 
+@contextlib.contextmanager
+def _logged():
+    """The messages the "evonas" loggers give at INFO and above within the block, as a list of lines."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("evonas")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _standalone(run) -> list:
     with Run.open(run).store() as store:
         return list(store.records(scorer="standalone"))
@@ -45,8 +64,8 @@ def small_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def long_fit(small_run):
     """fit-predictor with 4 of the 5 anchors also trained for 2 epochs: (result, log lines)."""
-    lines: list[str] = []
-    result = fit_predictor(small_run, FitPredictorOptions(**BASE, long_anchors=4, long_epochs=2), log=lines.append)
+    with _logged() as lines:
+        result = fit_predictor(small_run, FitPredictorOptions(**BASE, long_anchors=4, long_epochs=2))
     return result, lines
 
 
@@ -131,8 +150,8 @@ def test_long_anchors_are_trained_once_stored_and_reported(small_run, long_fit):
     assert saved["basis"]["long_anchors"] == 4 and saved["fidelity"]["selection_labels"] == "long"
     assert sum("long anchor" in line and "trained in" in line for line in lines) == 4
 
-    again: list[str] = []
-    rerun = fit_predictor(small_run, FitPredictorOptions(**BASE, long_anchors=4, long_epochs=2), log=again.append)
+    with _logged() as again:
+        rerun = fit_predictor(small_run, FitPredictorOptions(**BASE, long_anchors=4, long_epochs=2))
     assert len(_standalone(small_run)) == len(records)  # read back, nothing retrained
     assert not any("trained in" in line for line in again)
     assert rerun.long_anchors == result.long_anchors and rerun.labels == result.labels
@@ -144,8 +163,8 @@ def test_zero_long_anchors_is_todays_result(small_run, long_fit):
             return {k: strip(v) for k, v in d.items() if k != "seconds"}
         return [strip(v) for v in d] if isinstance(d, list) else d
 
-    today = fit_predictor(small_run, FitPredictorOptions(**BASE), log=lambda _: None)
-    zero = fit_predictor(small_run, FitPredictorOptions(**BASE, long_anchors=0, long_epochs=5), log=lambda _: None)
+    today = fit_predictor(small_run, FitPredictorOptions(**BASE))
+    zero = fit_predictor(small_run, FitPredictorOptions(**BASE, long_anchors=0, long_epochs=5))
     assert set(zero.basis) == TODAYS_BASIS and zero.basis == today.basis
     assert strip(zero.report) == strip(today.report) and "fidelity" not in zero.report
     assert zero.anchors == today.anchors == zero.labels and zero.long_anchors == {}

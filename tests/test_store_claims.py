@@ -14,7 +14,8 @@ from pathlib import Path
 
 from search_spaces import get_space
 
-from evonas.run.store import Store, owner_alive
+from evonas.run.owners import owner_alive
+from evonas.run.store import Store
 from evonas.scorers.base import Scorer
 from evonas.scorers.cached import score_cached
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
 
+from evonas.cli import logs
 from evonas.cli.common import device_option, echo_json_lines, echo_table, json_safe, name_list, precision_option
 from evonas.jobs.fit_predictor import FINETUNE_LR, SELECTIONS, FitPredictorOptions, fit_predictor as fit_predictor_job
 from evonas.jobs.predict import PredictOptions, predict
@@ -72,8 +74,8 @@ def fit_predictor(run_dir, n_anchors, anchor_epochs, anchor_seed, anchor_seeds, 
                                   explicit=anchor_opts, anchors_file=anchors_file, pool=pool, predictors=name_list(names),
                                   coverage=coverage, seed=seed, finetune_steps=finetune_steps, finetune_lr=finetune_lr,
                                   quiet=quiet, threads=threads, device=device, precision=precision)
-    log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    result = fit_predictor_job(run_dir, options, log=log)
+    with logs.to_stderr() if as_json else contextlib.nullcontext():  # with --json, stdout is the JSON object alone
+        result = fit_predictor_job(run_dir, options)
     if as_json:
         click.echo(json.dumps(json_safe({**result.report, "model": str(result.model_path), "report": str(result.report_path)})))
         return

@@ -15,7 +15,7 @@ import click
 from predictors.errors import PredictorError
 from search_spaces import SpaceError
 
-from evonas.cli import bench, gap, latency, search, train
+from evonas.cli import bench, gap, latency, logs, search, train
 from evonas.errors import EvonasError, cli_message
 
 HELP = """evonas: weight-sharing neural architecture search.
@@ -62,7 +62,16 @@ for _module in (train, search, gap, latency, bench):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors print one clear message and exit 2."""
+    """Run the CLI; user errors print one clear message and exit 2.
+
+    While it runs, the library's messages (logged on "evonas" at INFO and above) are
+    printed as plain lines (:mod:`evonas.cli.logs`).
+    """
+    with logs.shown():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort: say how to continue

@@ -9,6 +9,7 @@ anchor, and an anchor is never trained twice for the same settings.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Sequence
 
@@ -19,6 +20,8 @@ from evonas.scorers.standalone import StandaloneScorer
 from evonas.scorers.cached import score_cached
 from evonas.progress import progress_enabled
 from evonas.run.store import Store
+
+logger = logging.getLogger(__name__)
 
 
 def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
@@ -48,13 +51,14 @@ def supernet_pool(store: Store, scorer: Scorer, size: int, *, seed: int = 0, pro
 
 
 def train_anchors(
-    store: Store, scorer: StandaloneScorer | Sequence[StandaloneScorer], archs: Sequence[Arch], *, echo=print
+    store: Store, scorer: StandaloneScorer | Sequence[StandaloneScorer], archs: Sequence[Arch], *, kind: str = "anchor"
 ) -> dict[str, float]:
     """Train (or read back) every anchor; canonical arch -> stand-alone accuracy.
 
     With several scorers (one per training seed), every anchor is trained once per
     seed and its label is the mean over the seeds: the noise of one short training
     is what limits how well any estimator can be checked, and averaging lowers it.
+    Each anchor is logged at INFO as it is ready, ``kind`` first ("anchor 3/16 ...", "long anchor 1/4 ...").
     """
     scorers = [scorer] if isinstance(scorer, StandaloneScorer) else list(scorer)
     out = {}
@@ -67,7 +71,8 @@ def train_anchors(
             hows.append("cached" if result.cached else f"trained in {rec.metric('seconds'):.0f}s")
         seeds = "" if len(scorers) == 1 else f" (mean of seeds {', '.join(str(sc.seed) for sc in scorers)}: " \
             f"{', '.join(f'{a:.2f}' for a in accs)})"
-        echo(f"anchor {i}/{len(archs)} {rec.arch}: {sum(accs) / len(accs):.2f}%{seeds} ({'; '.join(dict.fromkeys(hows))})")
+        logger.info("%s %d/%d %s: %.2f%%%s (%s)", kind, i, len(archs), rec.arch, sum(accs) / len(accs), seeds,
+                    "; ".join(dict.fromkeys(hows)))
         out[rec.arch] = sum(accs) / len(accs)
     return out
 

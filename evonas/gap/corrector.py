@@ -156,19 +156,9 @@ def fit_gap_model(
     """
     from sklearn.model_selection import KFold, LeaveOneOut, cross_val_predict
 
-    from predictors import ArchEncoder, build_predictor, cross_validate_predictors, fit_final
+    from predictors import ArchEncoder, build_predictor, fit_final
 
-    names = sorted(anchors)
-    missing = [a for a in names if a not in pool]
-    if missing:
-        raise RunDirError(f"anchors {missing[:3]} have no supernet score in the store; rerun fit-predictor")
-    extras = {str(k): dict(v) for k, v in (extra_features or {}).items()}
-    if SCORE in extras:
-        raise RunDirError(f"extra feature name {SCORE!r} is reserved for the supernet score")
-    for feature, values in extras.items():
-        lacking = [a for a in names if a not in values]
-        if lacking:
-            raise RunDirError(f"extra feature {feature!r} has no value for anchors {lacking[:3]}; compute it for every anchor")
+    names, extras = _check_anchors(anchors, pool, extra_features)
     archs = [space.parse(a) for a in names]
     y = np.array([anchors[a] for a in names])
     score = np.array([pool[a] for a in names])
@@ -176,37 +166,15 @@ def fit_gap_model(
     X = enc.transform(archs, extra=_columns(extras, names, score))
     pi, ci = enc.index_of(SCORE), enc.index_of("log_flops")
     flops = np.array([space.cost(a).flops for a in archs], dtype=float)
-    reference = None
-    if fidelities is None:
-        report = cross_validate_predictors(
-            X, y, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage, random_state=seed,
-            n_splits=n_splits, margin=margin,
-        )
-    else:
-        from evonas.gap.fidelity import select_on_fidelities
-
-        report, reference = select_on_fidelities(
-            X, names, fidelities, proxy_index=pi, cost_index=ci, flops=flops, predictors=predictors, coverage=coverage,
-            random_state=seed, n_splits=n_splits, margin=margin,
-        )
+    report, reference = _select(X, y, names, fidelities, proxy_index=pi, cost_index=ci, flops=flops,
+                                predictors=predictors, coverage=coverage, seed=seed, n_splits=n_splits, margin=margin)
     model = fit_final(report.best, X, y, proxy_index=pi, cost_index=ci, coverage=coverage, random_state=seed)
     cv = LeaveOneOut() if len(y) <= 20 else KFold(10, shuffle=True, random_state=seed)
     oof = cross_val_predict(build_predictor(report.best, proxy_index=pi, cost_index=ci, random_state=seed), X, y, cv=cv)
 
     search_enc = ArchEncoder(space)
     search_model, distil = _distil(space, enc, model, report, anchors, pool, extras, search_enc, seed)
-    rep = report.to_dict()
-    rep["chosen"] = {"name": report.best, "baseline": report.baseline, "reason": report.reason}
-    rep["search_model"] = distil
-    if distil.get("warning"):
-        rep["notes"] = [*rep["notes"], distil["warning"]]
-    text = report.format() + "\n" + _distil_line(distil)
-    if fidelities is not None:
-        rep["fidelity"] = fidelities.describe()
-        if reference is not None:
-            rep["short_fidelity_cv"] = reference.to_dict()
-            text += (f"\nfor reference, against the {fidelities.short_epochs}-epoch labels of all {len(names)} anchors "
-                     f"(not used for the choice):\n" + reference.format())
+    rep, text = _fit_report(report, distil, fidelities, reference, len(names))
     gap = GapModel(
         space=space.name,
         encoder=enc,
@@ -221,6 +189,61 @@ def fit_gap_model(
         supernet_options=dict(supernet_scoring or {}),
     )
     return gap, {"y": y, "supernet": score, "oof": oof, "flops": flops, "text": text}
+
+
+def _check_anchors(anchors: dict[str, float], pool: dict[str, float],
+                   extra_features: Mapping[str, Mapping[str, float]] | None) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The sorted anchor archs and the extra features by name; every anchor must have a supernet score and each feature."""
+    names = sorted(anchors)
+    missing = [a for a in names if a not in pool]
+    if missing:
+        raise RunDirError(f"anchors {missing[:3]} have no supernet score in the store; rerun fit-predictor")
+    extras = {str(k): dict(v) for k, v in (extra_features or {}).items()}
+    if SCORE in extras:
+        raise RunDirError(f"extra feature name {SCORE!r} is reserved for the supernet score")
+    for feature, values in extras.items():
+        lacking = [a for a in names if a not in values]
+        if lacking:
+            raise RunDirError(f"extra feature {feature!r} has no value for anchors {lacking[:3]}; compute it for every anchor")
+    return names, extras
+
+
+def _select(X: np.ndarray, y: np.ndarray, names: list[str], fidelities: Fidelities | None, *, proxy_index: int,
+            cost_index: int, flops: np.ndarray, predictors: Sequence[str] | None, coverage: float, seed: int,
+            n_splits: int, margin: float) -> tuple[Any, Any]:
+    """The held-out comparison that chooses the predictor, and (with two fidelities) the short labels' report."""
+    from predictors import cross_validate_predictors
+
+    if fidelities is None:
+        report = cross_validate_predictors(
+            X, y, proxy_index=proxy_index, cost_index=cost_index, flops=flops, predictors=predictors,
+            coverage=coverage, random_state=seed, n_splits=n_splits, margin=margin,
+        )
+        return report, None
+    from evonas.gap.fidelity import select_on_fidelities
+
+    return select_on_fidelities(
+        X, names, fidelities, proxy_index=proxy_index, cost_index=cost_index, flops=flops, predictors=predictors,
+        coverage=coverage, random_state=seed, n_splits=n_splits, margin=margin,
+    )
+
+
+def _fit_report(report: Any, distil: dict, fidelities: Fidelities | None, reference: Any,
+                n_anchors: int) -> tuple[dict, str]:
+    """The model's report (``report.json``'s object) and its text: the choice, the distillation, the fidelities."""
+    rep = report.to_dict()
+    rep["chosen"] = {"name": report.best, "baseline": report.baseline, "reason": report.reason}
+    rep["search_model"] = distil
+    if distil.get("warning"):
+        rep["notes"] = [*rep["notes"], distil["warning"]]
+    text = report.format() + "\n" + _distil_line(distil)
+    if fidelities is not None:
+        rep["fidelity"] = fidelities.describe()
+        if reference is not None:
+            rep["short_fidelity_cv"] = reference.to_dict()
+            text += (f"\nfor reference, against the {fidelities.short_epochs}-epoch labels of all {n_anchors} anchors "
+                     f"(not used for the choice):\n" + reference.format())
+    return rep, text
 
 
 def _columns(extras: dict[str, dict[str, float]], keys: Sequence[str], score: Sequence[float]) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ explicit anchors that are landmarks are named in the log and the report's basis.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from evonas.run.run import Run
 
 if TYPE_CHECKING:
     from evonas.gap.fidelity import Fidelities
+
+logger = logging.getLogger(__name__)
 
 SELECTIONS = ("spread", "random", "uncertainty", "explicit")
 MIN_ANCHORS = 4  # cross-validation needs them
@@ -184,7 +187,7 @@ def candidate_pool(run: Run, store, supernet, size: int, *, extra: Sequence = ()
 
 
 def choose_and_train(run: Run, store, standalone: Sequence, scores: dict[str, float], options: FitPredictorOptions,
-                     explicit: Sequence, k: int, log: Callable[[str], None]) -> dict[str, float]:
+                     explicit: Sequence, k: int) -> dict[str, float]:
     """Choose the anchors with ``options.selection`` and train them; canonical arch -> stand-alone accuracy."""
     import numpy as np
 
@@ -199,7 +202,7 @@ def choose_and_train(run: Run, store, standalone: Sequence, scores: dict[str, fl
     flops = np.array([space.cost(space.parse(a)).flops for a in keys], dtype=float)
 
     def train(chosen: Sequence[str]) -> dict[str, float]:
-        return train_anchors(store, standalone, [space.parse(a) for a in chosen], echo=log)
+        return train_anchors(store, standalone, [space.parse(a) for a in chosen])
 
     if options.selection == "explicit":
         return train([str(space.canonical(a)) for a in explicit])
@@ -261,16 +264,16 @@ def anchor_basis(store, standalone: Sequence, truth: dict[str, float], options: 
     return basis
 
 
-def landmark_basis(basis: dict[str, Any], among: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+def landmark_basis(basis: dict[str, Any], among: list[str]) -> dict[str, Any]:
     """``basis`` naming the anchors that are landmarks of the supernet's training (its ranking of them is not held out)."""
     note = (f"{len(among)} of the anchors ({', '.join(among)}) are landmarks the supernet was trained to rank, "
             "not held-out truth")
-    log(f"warning: {note}")
+    logger.warning("warning: %s", note)
     return {**basis, "landmark_anchors": among, "text": f"{basis['text']}; {note}"}
 
 
 def train_long_anchors(run: Run, store, truth: dict[str, float], scores: dict[str, float], options: FitPredictorOptions,
-                       log: Callable[[str], None], *, progress: bool = True) -> tuple[Fidelities, list]:
+                       *, progress: bool = True) -> tuple[Fidelities, list]:
     """Train (or read back) ``options.long_anchors`` of the anchors for the long schedule; their ``Fidelities``.
 
     Which ones: ``evonas.gap.fidelity.choose_long_anchors`` (spread over the short
@@ -286,8 +289,9 @@ def train_long_anchors(run: Run, store, truth: dict[str, float], scores: dict[st
     scorers = [StandaloneScorer(run, epochs=epochs, seed=options.anchor_seed + i, progress=progress,
                                 device=options.device) for i in range(options.anchor_seeds)]
     chosen = choose_long_anchors(truth, scores, options.long_anchors, seed=options.seed)
-    log(f"long anchors: {len(chosen)} of the {len(truth)} anchors also train for {epochs} epochs (the target fidelity)")
-    long = train_anchors(store, scorers, [run.space.parse(a) for a in chosen], echo=lambda msg: log(f"long {msg}"))
+    logger.info("long anchors: %d of the %d anchors also train for %s epochs (the target fidelity)", len(chosen),
+                len(truth), epochs)
+    long = train_anchors(store, scorers, [run.space.parse(a) for a in chosen], kind="long anchor")
     return Fidelities(short=dict(truth), long=long, short_epochs=options.anchor_epochs, long_epochs=epochs), scorers
 
 
@@ -318,8 +322,13 @@ def long_basis(basis: dict[str, Any], store, scorers: Sequence, fidelities: Fide
     return out
 
 
-def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: Callable[[str], None] = print) -> FitPredictorResult:
-    """Train (or read back) the anchors of ``run`` and fit, report and save its gap-correcting predictor."""
+def fit_predictor(run: Run | str | Path, options: FitPredictorOptions) -> FitPredictorResult:
+    """Train (or read back) the anchors of ``run`` and fit, report and save its gap-correcting predictor.
+
+    Progress (each anchor as it is ready, the long anchors, the start of the
+    cross-validation) is logged at INFO on this module's logger and on
+    ``evonas.gap.anchors``; a landmark among the anchors is a WARNING.
+    """
     from predictors import PredictorError
 
     from evonas.gap.corrector import fit_gap_model, write_report
@@ -344,18 +353,19 @@ def fit_predictor(run: Run | str | Path, options: FitPredictorOptions, *, log: C
             standalone = [StandaloneScorer(run, epochs=options.anchor_epochs, seed=options.anchor_seed + i, progress=progress,
                                            device=options.device) for i in range(options.anchor_seeds)]
             t0 = time.perf_counter()
-            truth = choose_and_train(run, store, standalone, scores, options, explicit, k, log)
+            truth = choose_and_train(run, store, standalone, scores, options, explicit, k)
             basis = anchor_basis(store, standalone, truth, options)
             if landmarks & set(truth):
-                basis = landmark_basis(basis, sorted(landmarks & set(truth)), log)
+                basis = landmark_basis(basis, sorted(landmarks & set(truth)))
             fidelities, long, labels = None, {}, truth
             if options.long_anchors:
-                fidelities, long_scorers = train_long_anchors(run, store, truth, scores, options, log, progress=progress)
+                fidelities, long_scorers = train_long_anchors(run, store, truth, scores, options, progress=progress)
                 long, labels = fidelities.long, fidelities.labels()
                 basis = long_basis(basis, store, long_scorers, fidelities)
-            log(f"anchors ready in {time.perf_counter() - t0:.0f}s ({basis['text']}); cross-validating predictors ...")
+            logger.info("anchors ready in %.0fs (%s); cross-validating predictors ...", time.perf_counter() - t0,
+                        basis["text"])
             if fidelities is not None:
-                log(f"selection: {basis['selection']}")
+                logger.info("selection: %s", basis["selection"])
             gap, plot = fit_gap_model(run.space, labels, scores, supernet_source=supernet.source_key,
                                       predictors=options.predictors, coverage=options.coverage, seed=options.seed,
                                       fidelities=fidelities, supernet_scoring=options.supernet_scoring)

@@ -170,14 +170,32 @@ def resolve_space_and_scorer(layout: RunLayout | None, options: SearchOptions) -
 
 def search(run: RunLayout | str | Path | None, options: SearchOptions) -> SearchResult:
     """Run one search in ``run`` (a run directory, possibly without a supernet for table searches, or None)."""
-    from tqdm.auto import tqdm
+    layout = RunLayout.of(run) if run is not None else None
+    plan = _plan_search(layout, options)
+    result, search_run, shared_summary = _run_searcher(layout, options, plan)
+    return _write_result(layout, options, plan, result, search_run.name, shared_summary)
 
-    from evonas.run.store import Store
+
+@dataclass(frozen=True)
+class _SearchPlan:
+    """What a search resolved to, checked before its store records anything."""
+
+    space: str
+    scorer_name: str
+    scorer: Any  # the Scorer
+    scorer_factory: Any  # builds the scorer again in a scoring worker
+    constraints: Any  # the Constraints
+    problem: Any  # the searcher's Problem
+    study_url: str | None  # the shared study's database (None: no shared study)
+    study: dict[str, Any] | None  # the shared study's configuration
+
+
+def _plan_search(layout: RunLayout | None, options: SearchOptions) -> _SearchPlan:
+    """Resolve the space, the scorer and the problem, and check everything that can be checked before writing."""
     from evonas.scorers.registry import make_scorer, select_options
-    from evonas.search import SearchContext, make_problem, make_searcher, run_search
+    from evonas.search import make_problem
     from evonas.search.registry import get_searcher
 
-    layout = RunLayout.of(run) if run is not None else None
     space, scorer_name, opened = resolve_space_and_scorer(layout, options)
     constraints = options.constraints()
     use_threads(options.threads)
@@ -194,17 +212,17 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     scorer = make_scorer(scorer_name, **select_options(scorer_name, sources))
     scorer_factory = worker_scorer_factory(scorer_name, sources, layout)
     problem = make_problem(scorer, constraints, options.objectives)
-    budget = options.budget
     if options.storage:
         check_storage(options.storage)  # reachable, before the store records a search run
     study_url = shared_study_url(layout, options)
+    study = None
     if study_url is not None:  # a shared study: the run directory's store will hold its union
         from evonas.run.shared_store import check_study, study_config
 
         study = study_config(space=space, scorer=scorer, constraints=constraints.to_dict(),
                              objectives=[o.metric for o in problem.objectives])
         if options.storage or layout.path.exists():
-            check_study(study_url, options.study_name, budget=budget, config=study)  # before anything is written
+            check_study(study_url, options.study_name, budget=options.budget, config=study)  # before anything is written
     if options.resume and (layout is None or not layout.store_file.is_file()):  # nothing recorded: nothing to resume
         where = f"run {layout.path} has no evaluation store" if layout is not None else "a search without a run directory keeps nothing"
         raise ConfigError(f"The 'resume' parameter continues an interrupted search, but {where}; drop --resume to start "
@@ -212,6 +230,15 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
     if layout is not None:  # result.json goes to RUN/searches/NAME: inside the run, checked before anything is written
         check_inside(layout.path, layout.search_dir(options.name or f"{options.algo}-s{options.seed}"))
     get_searcher(options.algo).check_problem(problem)  # refused before the store records a search run
+    return _SearchPlan(space=space, scorer_name=scorer_name, scorer=scorer, scorer_factory=scorer_factory,
+                       constraints=constraints, problem=problem, study_url=study_url, study=study)
+
+
+def _run_searcher(layout: RunLayout | None, options: SearchOptions, plan: _SearchPlan) -> tuple[Any, Any, dict | None]:
+    """Open the store and run the searcher through it: (the driver's result, the search run, the shared study's summary)."""
+    from evonas.run.store import Store
+    from evonas.search import SearchContext, make_searcher
+
     created = layout is not None and not layout.path.exists()
     try:
         store = layout.store() if layout else Store.memory()
@@ -219,67 +246,84 @@ def search(run: RunLayout | str | Path | None, options: SearchOptions) -> Search
         if created:
             remove_if_empty(layout.path)
         raise
+    shared_summary = None
     try:
         config = {
-            "space": space,
-            "scorer": scorer.describe(),
-            "constraints": constraints.to_dict(),
-            "objectives": [o.metric for o in problem.objectives],
+            "space": plan.space,
+            "scorer": plan.scorer.describe(),
+            "constraints": plan.constraints.to_dict(),
+            "objectives": [o.metric for o in plan.problem.objectives],
             "options": options.searcher_options,
         }
         seed = options.seed
-        if study_url is not None:
+        if plan.study_url is not None:
             from evonas.run.shared_store import SharedStore
 
-            store = SharedStore.join(store, study_url, options.study_name, budget=budget, config=study)
+            store = SharedStore.join(store, plan.study_url, options.study_name, budget=options.budget, config=plan.study)
             seed += store.worker  # worker i samples with seed + i: workers started alike propose different archs
         search_run, resumed = store.begin_search(algo=options.algo, seed=options.seed, config=config, name=options.name,
-                                                 resume=options.resume, budget=budget)
+                                                 resume=options.resume, budget=options.budget)
         storage = options.storage or (layout.optuna_url if layout else None)
         context = SearchContext(run_dir=str(layout.path) if layout else None, storage=storage,
                                 study_name=options.study_name or search_run.name, resume=resumed,
-                                shared=study_url is not None)
-        searcher = make_searcher(options.algo, problem, seed=seed, options=options.searcher_options, context=context)
-        with tqdm(total=budget, desc=options.algo, unit="arch", file=sys.stderr, disable=not progress_enabled(options.quiet),
-                  leave=False) as bar:
-            def progress(done: int, best: float) -> None:
-                bar.update(done - bar.n)
-                bar.set_postfix_str(f"best {best:.4g}", refresh=False)
-
-            from evonas.scorers.pool import make_scoring
-
-            with make_scoring(scorer, store, workers=options.workers, threads_per_worker=options.threads_per_worker,
-                              factory=scorer_factory, devices=worker_devices(options.device, options.workers)) as scoring:
-                result = run_search(searcher, scorer, store, budget=budget, search_run=search_run, resumed=resumed,
-                                    progress=progress, scoring=scoring)
-        if study_url is not None:  # wait for the other workers' last scores, then keep the study's union here
+                                shared=plan.study_url is not None)
+        searcher = make_searcher(options.algo, plan.problem, seed=seed, options=options.searcher_options, context=context)
+        result = _drive(options, plan, store, searcher, search_run, resumed)
+        if plan.study_url is not None:  # wait for the other workers' last scores, then keep the study's union here
             store.wait_for_claims()
-            store.sync(space=space, scorer=scorer.name, source_key=scorer.source_key)
-            shared_summary = store.describe(scorer.target)
+            store.sync(space=plan.space, scorer=plan.scorer.name, source_key=plan.scorer.source_key)
+            shared_summary = store.describe(plan.scorer.target)
     finally:
         store.close()
+    return result, search_run, shared_summary
+
+
+def _drive(options: SearchOptions, plan: _SearchPlan, store: Any, searcher: Any, search_run: Any, resumed: bool) -> Any:
+    """Run the searcher to its budget with a progress bar, scoring in ``options.workers`` processes."""
+    from tqdm.auto import tqdm
+
+    from evonas.scorers.pool import make_scoring
+    from evonas.search import run_search
+
+    with tqdm(total=options.budget, desc=options.algo, unit="arch", file=sys.stderr,
+              disable=not progress_enabled(options.quiet), leave=False) as bar:
+        def progress(done: int, best: float) -> None:
+            bar.update(done - bar.n)
+            bar.set_postfix_str(f"best {best:.4g}", refresh=False)
+
+        with make_scoring(plan.scorer, store, workers=options.workers, threads_per_worker=options.threads_per_worker,
+                          factory=plan.scorer_factory, devices=worker_devices(options.device, options.workers)) as scoring:
+            return run_search(searcher, plan.scorer, store, budget=options.budget, search_run=search_run,
+                              resumed=resumed, progress=progress, scoring=scoring)
+
+
+def _write_result(layout: RunLayout | None, options: SearchOptions, plan: _SearchPlan, result: Any, name: str,
+                  shared_summary: dict | None) -> SearchResult:
+    """The search's JSON object, written (with ``pareto.json``) to the run's folder ``searches/NAME`` when there is a run."""
+    scorer = plan.scorer
     out = {
-        "space": space,
-        "scorer": scorer_name,
+        "space": plan.space,
+        "scorer": plan.scorer_name,
         "target": scorer.target,
         "report": scorer.report,
-        "objectives": config["objectives"],
-        "constraints": {k: v for k, v in constraints.to_dict().items() if v is not None},
+        "objectives": [o.metric for o in plan.problem.objectives],
+        "constraints": {k: v for k, v in plan.constraints.to_dict().items() if v is not None},
         **result.to_dict(),
         "store": str(layout.store_file) if layout else None,
     }
-    if study_url is not None:
+    if plan.study_url is not None:
         out["study"] = shared_summary  # name, storage, budget, this worker's index, workers, scored
     if result.exhausted:
-        out["exhausted_reason"], out["feasible_rows"] = exhaustion_reason(scorer, problem, result.evaluations, budget)
+        out["exhausted_reason"], out["feasible_rows"] = exhaustion_reason(scorer, plan.problem, result.evaluations,
+                                                                          options.budget)
     result_file = None
     if layout:
-        check_inside(layout.path, layout.search_dir(search_run.name)).mkdir(parents=True, exist_ok=True)
+        check_inside(layout.path, layout.search_dir(name)).mkdir(parents=True, exist_ok=True)
         if result.pareto is not None:
-            pareto_file = layout.search_pareto_file(search_run.name)
+            pareto_file = layout.search_pareto_file(name)
             write_text_atomic(pareto_file, json.dumps(result.pareto, indent=2) + "\n")
             out["pareto_file"] = str(pareto_file)
-        result_file = layout.search_result_file(search_run.name)
+        result_file = layout.search_result_file(name)
         write_text_atomic(result_file, json.dumps(out, indent=2, default=str) + "\n")  # never half a result
     return SearchResult(summary=out, result_file=result_file)
 

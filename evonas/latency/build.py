@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -158,12 +159,76 @@ def build_latency_table(
     ``export_dir`` keeps the exported ONNX models for reuse (one file serves every
     batch size).
     """
-    from evonas.latency.fit import AdditiveLatencyFit
-    from evonas.supernet import input_shape
-
     started = time.perf_counter()
     space = _chain_space(space)
-    chain = isinstance(space, ChainSpace)
+    plan = _plan(space, batch_size=batch_size, threads=threads, backend=backend, warmup=warmup, repeats=repeats,
+                 progress=progress, layers=layers, overhead=overhead, method=method, fit_samples=fit_samples,
+                 fit_rounds=fit_rounds, fit_seconds=fit_seconds, min_gain=min_gain, noise_threshold=noise_threshold,
+                 max_noisy_share=max_noisy_share, clock=clock, seed=seed, export_dir=export_dir, device=device,
+                 precision=precision)
+    device = describe_device(plan.threads, plan.batch_size, plan.backend, plan.timing_device, plan.precision)
+    entries, info, fit_info, isolated_overhead = _measure(space, plan)
+    overhead_ms = _fixed_part(isolated_overhead, fit_info) if plan.full else 0.0
+    warnings = _build_warnings(plan.positions, plan.full, entries, fit_info, overhead_ms, plan.noise_threshold,
+                               plan.max_noisy_share)
+    return LatencyTable(
+        space=space.name,
+        entries=tuple(entries),
+        overhead_ms=float(overhead_ms),
+        overhead=info,
+        device=device,
+        settings=plan.settings(),
+        build_seconds=time.perf_counter() - started,
+        warnings=tuple(warnings),
+        fit=fit_info,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A build's checked options and what they imply: the layers timed, whether the table is full and fitted."""
+
+    batch_size: int
+    threads: int
+    backend: str
+    warmup: int
+    repeats: int
+    overhead: str
+    fit_rounds: int
+    fit_seconds: float
+    min_gain: float
+    noise_threshold: float
+    max_noisy_share: float
+    clock: str
+    timing_device: Any
+    precision: str
+    seed: int
+    progress: bool
+    export_dir: str | Path | None
+    positions: list[int]
+    full: bool  # every layer timed: the table has a fixed part and predicts whole networks
+    fitting: bool  # the entries are then fitted to whole networks
+    n_fit: int  # how many networks they are fitted to (0 when not fitting)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a table records."""
+        return {
+            "backend": self.backend, "batch_size": self.batch_size, "threads": self.threads, "warmup": self.warmup,
+            "repeats": self.repeats, "overhead": self.overhead if self.full else "none",
+            "noise_threshold": self.noise_threshold, "max_noisy_share": self.max_noisy_share,
+            "layers": self.positions, "clock": self.clock, "seed": self.seed,
+            "method": "fitted" if self.fitting else "isolated", "fit_samples": self.n_fit,
+            "fit_rounds": self.fit_rounds if self.fitting else 0, "fit_seconds": self.fit_seconds if self.fitting else 0,
+            "min_gain": self.min_gain, "device": str(self.timing_device), "precision": self.precision,
+        }
+
+
+def _plan(space: Space, *, batch_size: int, threads: int, backend: str, warmup: int, repeats: int,
+          progress: bool, layers: Iterable[int] | None, overhead: str, method: str, fit_samples: int | None,
+          fit_rounds: int, fit_seconds: float | None, min_gain: float, noise_threshold: float,
+          max_noisy_share: float, clock: str, seed: int, export_dir: str | Path | None, device: str,
+          precision: str) -> _Plan:
+    """Check every option of :func:`build_latency_table` (before timing anything) and decide what the build does."""
     batch_size = _int_param("batch_size", batch_size, 1)
     threads = _int_param("threads", threads, 1)
     backend = _choice_param("backend", backend, BACKENDS)
@@ -175,73 +240,65 @@ def build_latency_table(
     noise_threshold = _float_param("noise_threshold", noise_threshold, 0.0, open_low=True)
     max_noisy_share = _float_param("max_noisy_share", max_noisy_share, 0.0, 1.0)
     clock = _check_clock(clock, threads)
-    device = _check_timing_device(device, backend, clock)
-    precision = _check_timing_precision(precision, device, backend)
+    timing_device = _check_timing_device(device, backend, clock)
+    precision = _check_timing_precision(precision, timing_device, backend)
     positions = _layer_positions(space, layers)
-    _check_backend(chain, backend, overhead)
+    _check_backend(isinstance(space, ChainSpace), backend, overhead)
     full = positions == list(range(len(space.dims)))
     # a fit needs enough distinct networks for its cross-validation (5 folds of 2 at least, and fresh ones to confirm)
     fitting = full and method == "fitted" and space.num_strings >= MIN_FIT_NETWORKS
     n_fit = (fit_samples or fit_sample_size(space)) if fitting else 0
-    timing_device = device
-    device = describe_device(threads, batch_size, backend, timing_device, precision)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # initial weights (latency does not depend on them, but reproducible)
+    return _Plan(batch_size=batch_size, threads=threads, backend=backend, warmup=warmup, repeats=repeats,
+                 overhead=overhead, fit_rounds=fit_rounds, fit_seconds=fit_seconds, min_gain=min_gain,
+                 noise_threshold=noise_threshold, max_noisy_share=max_noisy_share, clock=clock,
+                 timing_device=timing_device, precision=precision, seed=seed, progress=progress,
+                 export_dir=export_dir, positions=positions, full=full, fitting=fitting, n_fit=n_fit)
+
+
+def _measure(space: Space, plan: _Plan) -> tuple[list[LatencyEntry], dict[str, Any], dict[str, Any] | None, float]:
+    """Time what ``plan`` says: (the entries, the fixed part's estimates, the fit's record or None, the isolated fixed part)."""
+    from evonas.latency.fit import AdditiveLatencyFit
+    from evonas.supernet import input_shape
+
+    generator = torch.Generator().manual_seed(plan.seed)
+    torch.manual_seed(plan.seed)  # initial weights (latency does not depend on them, but reproducible)
     image = input_shape(space)
+    warmup, repeats = plan.warmup, plan.repeats
 
     def batch(shape: tuple[int, ...]) -> torch.Tensor:  # (B, *shape)
-        return torch.randn(batch_size, *shape, generator=generator)
+        return torch.randn(plan.batch_size, *shape, generator=generator)
 
-    jobs = [piece for piece in _pieces(space) if piece[0] in positions]
+    jobs = [piece for piece in _pieces(space) if piece[0] in plan.positions]
     fit_info: dict[str, Any] | None = None
     isolated_overhead = 0.0
-    with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
-        if export_dir is not None:
-            Path(export_dir).mkdir(parents=True, exist_ok=True)
-        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=timing_device,
-                         precision=precision)
+    with _torch_threads(plan.threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
+        if plan.export_dir is not None:
+            Path(plan.export_dir).mkdir(parents=True, exist_ok=True)
+        runner = _Runner(plan.backend, plan.threads, Path(tmp), plan.clock, export_dir=plan.export_dir,
+                         device=plan.timing_device, precision=plan.precision)
         # the cost of one call of an empty module: charged once per network
         call = runner.time(nn.Identity(), batch(image), warmup, repeats)
-        total = len(jobs) + (3 if full else 0) + (1 if fitting else 0)
-        bar = tqdm(total=total, desc=f"latency {space.name} {backend} b{batch_size}", disable=not progress)
-        raw = _time_layers(space, jobs, runner, batch, batch_size, warmup, repeats, bar)
+        total = len(jobs) + (3 if plan.full else 0) + (1 if plan.fitting else 0)
+        bar = tqdm(total=total, desc=f"latency {space.name} {plan.backend} b{plan.batch_size}", disable=not plan.progress)
+        raw = _time_layers(space, jobs, runner, batch, plan.batch_size, warmup, repeats, bar)
         # onnxruntime: each isolated layer pays the session's per-call cost that a network pays once
-        per_call = call["median_ms"] if backend == "onnxruntime" else 0.0
+        per_call = call["median_ms"] if plan.backend == "onnxruntime" else 0.0
         entries = _isolated_entries(raw, per_call)
-        info: dict[str, Any] = {"method": overhead if full else "none", "call_ms": call["median_ms"]}
-        if full:
+        info: dict[str, Any] = {"method": plan.overhead if plan.full else "none", "call_ms": call["median_ms"]}
+        if plan.full:
             info.update(_overhead_estimates(space, entries, runner, batch, image, warmup, repeats, per_call,
                                             call["median_ms"], bar))
-            isolated_overhead = info["residual_ms"] if overhead == "residual" else info["components_ms"]
-            if fitting:
+            isolated_overhead = info["residual_ms"] if plan.overhead == "residual" else info["components_ms"]
+            if plan.fitting:
                 fit_info, entries = _fit_to_networks(
-                    space, entries, isolated_overhead, runner, batch(image), n_fit,
-                    fit_rounds=fit_rounds, fit_seconds=fit_seconds, warmup=min(warmup, 2), min_gain=min_gain, seed=seed,
-                    noise_threshold=noise_threshold, model=AdditiveLatencyFit,
+                    space, entries, isolated_overhead, runner, batch(image), plan.n_fit,
+                    fit_rounds=plan.fit_rounds, fit_seconds=plan.fit_seconds, warmup=min(warmup, 2),
+                    min_gain=plan.min_gain, seed=plan.seed, noise_threshold=plan.noise_threshold,
+                    model=AdditiveLatencyFit,
                 )
                 bar.update(1)
         bar.close()
-
-    overhead_ms = _fixed_part(isolated_overhead, fit_info) if full else 0.0
-    warnings = _build_warnings(positions, full, entries, fit_info, overhead_ms, noise_threshold, max_noisy_share)
-    settings = {
-        "backend": backend, "batch_size": batch_size, "threads": threads, "warmup": warmup, "repeats": repeats,
-        "overhead": info["method"], "noise_threshold": noise_threshold, "max_noisy_share": max_noisy_share,
-        "layers": positions, "clock": clock, "seed": seed, "method": "fitted" if fitting else "isolated",
-        "fit_samples": n_fit, "fit_rounds": fit_rounds if fitting else 0, "fit_seconds": fit_seconds if fitting else 0,
-        "min_gain": min_gain, "device": str(timing_device), "precision": precision,
-    }
-    return LatencyTable(
-        space=space.name,
-        entries=tuple(entries),
-        overhead_ms=float(overhead_ms),
-        overhead=info,
-        device=device,
-        settings=settings,
-        build_seconds=time.perf_counter() - started,
-        warnings=tuple(warnings),
-        fit=fit_info,
-    )
+    return entries, info, fit_info, isolated_overhead
 
 
 def _check_fit_options(fit_samples: int | None, fit_rounds: int, fit_seconds: float | None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -162,6 +163,57 @@ def validate_latency(
     ``table.with_correction(a, b)``).
     """
     space = _chain_space(space)
+    opts = _check_options(space, table, archs, backend=backend, batch_size=batch_size, threads=threads, warmup=warmup,
+                          repeats=repeats, calibrate=calibrate, min_gain=min_gain, allow_foreign=allow_foreign,
+                          clock=clock, drift=drift, device=device, precision=precision)
+    from evonas.supernet import build_standalone
+
+    if module_factory is None:
+
+        def module_factory(arch: Arch) -> nn.Module:
+            return build_standalone(space, arch)
+
+    predicted = [table.predict(a) for a in opts.archs]  # fails early on an incomplete table
+    from evonas.supernet import input_shape
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(opts.batch_size, *input_shape(space), generator=generator)  # (B, C, H, W)
+    with _torch_threads(opts.threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
+        if export_dir is not None:
+            Path(export_dir).mkdir(parents=True, exist_ok=True)
+        runner = _Runner(opts.backend, opts.threads, Path(tmp), opts.clock, export_dir=export_dir, device=opts.device,
+                         precision=opts.precision)
+        timings, drift_report = _time_archs(
+            space, table, runner, opts.archs, module_factory, x, keyed=export_dir is not None,
+            comparable=opts.comparable, warmup=opts.warmup, repeats=opts.repeats, seed=seed, progress=progress,
+            desc=f"validate {space.name} {opts.backend} b{opts.batch_size}",
+        )
+    return _validation_result(space, table, opts, predicted, timings, drift_report)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one :func:`validate_latency` (the table's settings where the caller gave none)."""
+
+    archs: list[Arch]
+    backend: str
+    batch_size: int
+    threads: int
+    warmup: int
+    repeats: int
+    calibrate: int
+    clock: str
+    device: Any
+    precision: str
+    min_gain: float
+    comparable: bool  # the drift check runs: same device and timing settings as the build
+
+
+def _check_options(space: ChainSpace, table: LatencyTable, archs: Sequence[Arch | str], *, backend: str | None,
+                   batch_size: int | None, threads: int | None, warmup: int, repeats: int, calibrate: int,
+                   min_gain: float, allow_foreign: bool, clock: str | None, drift: bool, device: str | None,
+                   precision: str | None) -> _Options:
+    """Check :func:`validate_latency`'s options against ``table`` before timing anything."""
     if table.space != space.name:
         raise ConfigError(f"The 'table' parameter was built for space {table.space!r}, not {space.name!r}.", param="table")
     settings = table.settings
@@ -181,38 +233,26 @@ def validate_latency(
                                      allow_foreign=allow_foreign)
     comparable = drift and same_device and (backend, batch_size, threads, clock) == (
         settings.get("backend"), settings.get("batch_size"), settings.get("threads"), settings.get("clock", "wall"))
-    from evonas.supernet import build_standalone
+    return _Options(archs=archs, backend=backend, batch_size=batch_size, threads=threads, warmup=warmup,
+                    repeats=repeats, calibrate=calibrate, clock=clock, device=device, precision=precision,
+                    min_gain=min_gain, comparable=comparable)
 
-    if module_factory is None:
 
-        def module_factory(arch: Arch) -> nn.Module:
-            return build_standalone(space, arch)
-
-    predicted = [table.predict(a) for a in archs]  # fails early on an incomplete table
-    from evonas.supernet import input_shape
-
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, *input_shape(space), generator=generator)  # (B, C, H, W)
-    with _torch_threads(threads), tempfile.TemporaryDirectory(prefix="evonas-latency-") as tmp:
-        if export_dir is not None:
-            Path(export_dir).mkdir(parents=True, exist_ok=True)
-        runner = _Runner(backend, threads, Path(tmp), clock, export_dir=export_dir, device=device, precision=precision)
-        timings, drift_report = _time_archs(
-            space, table, runner, archs, module_factory, x, keyed=export_dir is not None, comparable=comparable,
-            warmup=warmup, repeats=repeats, seed=seed, progress=progress,
-            desc=f"validate {space.name} {backend} b{batch_size}",
-        )
-    rows = _rows(space, archs, predicted, timings, calibrate, set(networks_used(table.fit)))
+def _validation_result(space: ChainSpace, table: LatencyTable, opts: _Options, predicted: list[float],
+                       timings: list[dict], drift_report: dict | None) -> dict[str, Any]:
+    """What :func:`validate_latency` returns: the metrics on the held-out networks, each network's row, the correction."""
+    calibrate = opts.calibrate
+    rows = _rows(space, opts.archs, predicted, timings, calibrate, set(networks_used(table.fit)))
     pred = np.array(predicted)
     meas = np.array([t["median_ms"] for t in timings])
     result: dict[str, Any] = {
         "space": space.name,
-        "backend": backend,
-        "batch_size": batch_size,
-        "threads": threads,
-        "clock": clock,
+        "backend": opts.backend,
+        "batch_size": opts.batch_size,
+        "threads": opts.threads,
+        "clock": opts.clock,
         **rank_metrics(pred[calibrate:], meas[calibrate:]),
-        "noisy": int(sum(t["spread"] > settings.get("noise_threshold", math.inf) for t in timings)),
+        "noisy": int(sum(t["spread"] > table.settings.get("noise_threshold", math.inf) for t in timings)),
         "median_spread": float(np.median([t["spread"] for t in timings])),
         "method": table.method,
         # the measurement against itself: Kendall tau between the medians of the even and of the odd rounds. Below
@@ -224,7 +264,7 @@ def validate_latency(
         "correction": None,
     }
     if calibrate:
-        result["correction"] = _correction(pred, meas, calibrate, result["mape"], min_gain)
+        result["correction"] = _correction(pred, meas, calibrate, result["mape"], opts.min_gain)
     return result
 
 

@@ -41,7 +41,7 @@ def load_run_splits(cfg: TrainConfig) -> Splits:
     """The data of a run's config: its dataset, split, size and (for synthetic data) its space's image shape."""
     splits = load_config_splits(cfg.space, cfg.dataset, data_root=cfg.data_root, val_size=cfg.val_size,
                                 seed=cfg.seed, train_limit=cfg.train_limit, image_size=cfg.image_size,
-                                in_memory=getattr(cfg, "in_memory", None))
+                                in_memory=cfg.in_memory)
     if cfg.space_kwargs and is_user_space(cfg.space):
         _check_data_fits(cfg, splits)
     return splits

@@ -46,7 +46,8 @@ from typing import Any, Mapping
 
 from evonas.errors import ConfigError, RunDirError
 from evonas.run.records import Record, canonical_json
-from evonas.run.store import CLAIM_TIMEOUT_S, BudgetSpent, Store, owner_alive
+from evonas.run.owners import owner_alive
+from evonas.run.store import CLAIM_TIMEOUT_S, BudgetSpent, Store
 
 SQLITE_TIMEOUT_S = 60.0  # how long a worker waits for another one's write lock on an SQLite storage
 PG_LOCK_KEY = 0x65766F6E  # advisory lock that serialises creating the ledger tables on PostgreSQL ("evon")

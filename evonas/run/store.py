@@ -13,8 +13,8 @@ Claims keep two processes from scoring the same architecture: before scoring, a
 process claims the record's key (``claim``: a row of the ``claims`` table with its
 owner, ``host:pid:random``, and the time); the other process sees the claim and waits
 for the record instead (``score_cached`` in ``evonas.scorers.cached``). A claim whose
-owner has died (same host, pid not alive) or that is older than a timeout is taken
-over. The ``claims`` table was added without changing the schema version (still 1):
+owner has died (same host, pid not alive or reused; :mod:`evonas.run.owners`) or that
+is older than a timeout is taken over. The ``claims`` table was added without changing the schema version (still 1):
 it is created with CREATE TABLE IF NOT EXISTS when a store is opened, records and
 search tables are unchanged, and an evonas that knows no claims still reads and
 writes the store correctly (it only scores without claiming).
@@ -29,16 +29,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import secrets
-import socket
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from evonas.errors import ConfigError, RunDirError
-from evonas.run.atomic import pid_alive
+from evonas.run.owners import new_owner, owner_alive
 from evonas.run.records import Record, SearchRun, Step, canonical_json
 
 SCHEMA_VERSION = 1
@@ -126,49 +123,6 @@ def _translated(method: _F) -> _F:
         except sqlite3.DatabaseError as exc:
             raise _store_error(self.path, exc) from None
     return wrapper  # type: ignore[return-value]
-
-
-def new_owner() -> str:
-    """A claim owner id: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _process_start(pid: int) -> float | None:
-    """When ``pid`` started (seconds since the epoch), from /proc; None where that cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] == "Z":
-            return float("inf")  # a zombie: finished, not yet reaped
-        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def owner_alive(owner: str, since: float) -> bool:
-    """Whether the process of claim ``owner``, claiming at ``since``, may still be running.
-
-    Only a process on this host can be checked: its pid must exist and must not have
-    started after the claim (a reused pid). Owners on other hosts count as alive (the
-    claim timeout covers them).
-    """
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    if not pid_alive(pid):
-        return False
-    started = _process_start(pid)
-    return started is None or started <= since + 1.0  # 1 s: /proc's start time is rounded to clock ticks
 
 
 class Store:

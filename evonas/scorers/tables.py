@@ -89,7 +89,16 @@ def load_table(path: str | Path, space: Space, *, param: str = "table") -> Table
     non-empty cells are numbers; other columns are text and are not kept.
     """
     path = Path(path)
-    text = _read_text(path, param)
+    header_line, header, body = _header_and_body(path, _read_text(path, param), param)
+    arch_col = header.index("arch")
+    archs = _parse_archs(path, space, header, body, arch_col, param)
+    columns, text_columns = _numeric_columns(path, header, body, arch_col, param)
+    index = _index_rows(path, space, archs, columns, header, body, arch_col, param)
+    return Table(space=space, path=path, archs=archs, columns=columns, index=index, text_columns=text_columns)
+
+
+def _header_and_body(path: Path, text: str, param: str) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
+    """(header line number, the column names, the (line number, fields) of every non-blank row after it), checked."""
     try:
         rows = [(reader_line, row) for reader_line, row in _csv_rows(text)]
     except csv.Error as exc:
@@ -113,8 +122,13 @@ def load_table(path: str | Path, space: Space, *, param: str = "table") -> Table
     body = rows[1:]
     if not body:
         raise ConfigError(f"{path}: the table has a header but no rows; {_FIX}", param=param)
+    return header_line, header, body
+
+
+def _parse_archs(path: Path, space: Space, header: list[str], body: list[tuple[int, list[str]]], arch_col: int,
+                 param: str) -> list[Arch]:
+    """Each row's architecture, in file order; every row must have one field per column."""
     width = len(header)
-    arch_col = header.index("arch")
     archs: list[Arch] = []
     for line, row in body:
         if len(row) != width:
@@ -129,6 +143,12 @@ def load_table(path: str | Path, space: Space, *, param: str = "table") -> Table
         except (ValueError, SpaceError) as exc:
             raise ConfigError(f"{path}:{line}:{arch_col + 1}: the 'arch' cell {cell[:80]!r} is not an architecture of "
                               f"space {space.name!r}: {' '.join(str(exc).split())}", param=param) from None
+    return archs
+
+
+def _numeric_columns(path: Path, header: list[str], body: list[tuple[int, list[str]]], arch_col: int,
+                     param: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The numeric columns' values (an empty cell is NaN), and where each text column shows it is text."""
     columns: dict[str, np.ndarray] = {}
     text_columns: dict[str, str] = {}
     for col, name in enumerate(header):
@@ -154,6 +174,12 @@ def load_table(path: str | Path, space: Space, *, param: str = "table") -> Table
             raise ConfigError(f"{path}:{line}:{col + 1}: column {name!r} is numeric but this cell is {cell[:40]!r}; "
                               "write a number, or leave the cell empty for a missing value", param=param)
         columns[name] = np.array(values, dtype=float)
+    return columns, text_columns
+
+
+def _index_rows(path: Path, space: Space, archs: list[Arch], columns: dict[str, np.ndarray], header: list[str],
+                body: list[tuple[int, list[str]]], arch_col: int, param: str) -> dict[str, int]:
+    """Canonical string -> first row of that network; two rows of one network must agree on every column."""
     index: dict[str, int] = {}
     compared = [name for name in columns if name != "index"]  # a row number differs between copies anyway
     for i, arch in enumerate(archs):
@@ -168,7 +194,7 @@ def load_table(path: str | Path, space: Space, *, param: str = "table") -> Table
                     f"{path}:{body[i][0]}:{header.index(name) + 1}: architecture {body[i][1][arch_col].strip()!r} is "
                     f"the network of line {body[j][0]} (canonical {key!r}) but its {name} differs ({b:g} here, "
                     f"{a:g} there); keep one row per network", param=param)
-    return Table(space=space, path=path, archs=archs, columns=columns, index=index, text_columns=text_columns)
+    return index
 
 
 _FIX = "a table is a plain-text CSV: a header line with an 'arch' column, then one row per architecture"

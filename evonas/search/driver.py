@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from search_spaces import Arch, InfeasibleConstraintError
 
@@ -22,6 +22,7 @@ from evonas.errors import ConfigError
 from evonas.search.pareto import pareto_front
 from evonas.run.records import SearchRun, Step
 from evonas.scorers.base import Scorer
+from evonas.scorers.cached import Evaluated
 from evonas.scorers.pool import Scoring, SerialScoring
 from evonas.run.store import BudgetSpent, Store
 from evonas.search.base import Evaluation, Problem, Searcher, parse_objectives
@@ -75,6 +76,153 @@ def _best_entry(ev: Evaluation, scorer: Scorer) -> dict[str, Any]:
     return entry
 
 
+def _pareto_entries(problem: Problem, evaluated: list[Evaluation]) -> list[dict[str, Any]] | None:
+    """The non-dominated evaluations of a multi-objective run, each with its objective values; None otherwise."""
+    if not (problem.multi_objective and evaluated):
+        return None
+    idx = pareto_front([e.objectives for e in evaluated], [o.maximize for o in problem.objectives])
+    return [{"arch": str(evaluated[i].arch),
+             **{o.metric: evaluated[i].objectives[j] for j, o in enumerate(problem.objectives)}} for i in idx]
+
+
+class _SearchLoop:
+    """The state of one :func:`run_search`: what was seen, scored and told, the counters and the timings.
+
+    One batch goes through :meth:`ask`, :meth:`sort` and :meth:`record`; :meth:`result`
+    turns the state into a :class:`SearchResult`.
+    """
+
+    def __init__(self, searcher: Searcher, scorer: Scorer, store: Store, search_run: SearchRun | None,
+                 progress: Callable[[int, float], None] | None, max_stale: int) -> None:
+        self.searcher, self.scorer, self.store = searcher, scorer, store
+        self.problem = searcher.problem
+        self.search_run, self.progress, self.max_stale = search_run, progress, max_stale
+        self.seen: dict[Arch, Evaluation] = {}
+        self.history: list[float] = []
+        self.evaluated: list[Evaluation] = []
+        self.best: Evaluation | None = None
+        self.rejected = self.duplicates = self.cached = self.stale = self.step_idx = 0
+        self.exhausted = False
+        self.score_s = self.searcher_s = 0.0
+
+    def objective_values(self, costs: dict[str, float], value: float) -> tuple[float, ...]:
+        return tuple(value if o.maximize else float(costs.get(o.metric, math.nan)) for o in self.problem.objectives)
+
+    def add_step(self, arch: Arch, value: float | None, feasible: bool, record_id: int | None) -> None:
+        if self.search_run is not None:
+            self.store.add_step(Step(run_id=self.search_run.id, index=self.step_idx, arch=str(arch), value=value,
+                                     feasible=feasible, record_id=record_id, created=time.time()))
+        self.step_idx += 1
+
+    def tell(self, ev: Evaluation) -> None:
+        t0 = time.perf_counter()
+        self.searcher.tell(ev)
+        self.searcher_s += time.perf_counter() - t0
+
+    def ask(self, n: int) -> list[Arch] | None:
+        """The searcher's next batch of up to ``n`` proposals; None once the feasible space has nothing new."""
+        t0 = time.perf_counter()
+        try:
+            proposed = self.searcher.ask_batch(n)
+        except InfeasibleConstraintError:
+            if not self.evaluated:
+                raise  # nothing feasible at all: the message says what to loosen
+            self.exhausted = True  # the feasible part of the space ran out of new architectures
+            return None
+        self.searcher_s += time.perf_counter() - t0
+        return proposed
+
+    def sort(self, proposed: list[Arch]) -> tuple[list[tuple[str, Arch, dict[str, float], dict[str, float]]], list[Arch]]:
+        """Sort a batch, in ask order, into repeats, proposals the constraints refuse and new ones (to be scored)."""
+        space, problem = self.problem.space, self.problem
+        batch: list[tuple[str, Arch, dict[str, float], dict[str, float]]] = []
+        fresh: list[Arch] = []
+        for candidate in proposed:
+            arch = space.canonical(space.validate(candidate))
+            if arch in self.seen or arch in fresh:
+                self.duplicates += 1
+                self.stale += 1
+                batch.append(("repeat", arch, {}, {}))
+            else:
+                costs = problem.costs(arch)
+                violations = problem.constraints.violations(costs)
+                if problem.feasible(arch):
+                    self.stale = 0
+                    fresh.append(arch)
+                    batch.append(("new", arch, costs, violations))
+                else:
+                    self.seen[arch] = Evaluation(arch, False, math.nan, self.objective_values(costs, math.nan),
+                                                 tuple(violations.values()), costs)
+                    self.rejected += 1
+                    self.stale += 1
+                    batch.append(("refused", arch, costs, violations))
+            if self.stale >= self.max_stale:
+                self.exhausted = True  # the rest of the batch is never told, as one by one it is never asked
+                break
+        return batch, fresh
+
+    def record(self, batch: list[tuple[str, Arch, dict[str, float], dict[str, float]]], scores: Iterator[Evaluated]) -> bool:
+        """Record and tell a sorted batch in ask order, taking the new ones' scores from ``scores``.
+
+        Returns True when a shared study's budget was spent (the search stops).
+        """
+        for kind, arch, costs, violations in batch:
+            if kind == "repeat":
+                self.tell(self.seen[arch])
+                continue
+            if kind == "refused":
+                self.add_step(arch, None, False, None)
+                self.tell(self.seen[arch])
+                continue
+            try:
+                out = next(scores)
+            except BudgetSpent:  # a shared study: the workers together have scored its budget
+                return True
+            self.score_s += out.seconds
+            self.cached += out.cached
+            metrics = dict(out.record.metrics)
+            value = float(metrics[self.scorer.target])
+            ev = Evaluation(arch, True, value, self.objective_values({**costs, **metrics}, value),
+                            tuple(violations.values()), metrics)
+            self.seen[arch] = ev
+            self.evaluated.append(ev)
+            if self.best is None or value > self.best.value:
+                self.best = ev
+            self.history.append(self.best.value)
+            self.add_step(arch, value, True, out.record.id)
+            if self.progress is not None:
+                self.progress(len(self.evaluated), self.best.value)
+            self.tell(ev)
+        return False
+
+    def result(self, resumed: bool, total_s: float) -> SearchResult:
+        """The :class:`SearchResult` of the loop so far, ``total_s`` seconds after it started."""
+        evaluated, score_s = self.evaluated, self.score_s
+        n = max(len(evaluated), 1)
+        return SearchResult(
+            algo=self.searcher.name,
+            seed=self.searcher.seed,
+            search_run=self.search_run.name if self.search_run else None,
+            evaluations=len(evaluated),
+            best=_best_entry(self.best, self.scorer) if self.best else None,
+            history=self.history,
+            pareto=_pareto_entries(self.problem, evaluated),
+            rejected=self.rejected,
+            duplicates=self.duplicates,
+            cached=self.cached,
+            exhausted=self.exhausted,
+            resumed=resumed,
+            timings={
+                "total_s": total_s,
+                "scoring_s": score_s,
+                "searcher_s": self.searcher_s,
+                "overhead_s_per_eval": (total_s - score_s) / n,
+                "scoring_s_per_fresh_eval": score_s / max(len(evaluated) - self.cached, 1),
+            },
+            evaluated=[str(e.arch) for e in evaluated],
+        )
+
+
 def run_search(
     searcher: Searcher,
     scorer: Scorer,
@@ -100,139 +248,24 @@ def run_search(
     """
     if not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"The 'budget' parameter must be an integer >= 1 (distinct architectures to score); got {budget!r}.", param="budget")
-    problem = searcher.problem
-    space = problem.space
-    limits = problem.constraints.limits
-    seen: dict[Arch, Evaluation] = {}
-    history: list[float] = []
-    evaluated: list[Evaluation] = []
-    best: Evaluation | None = None
-    rejected = duplicates = cached = stale = step_idx = 0
-    exhausted = False
+    loop = _SearchLoop(searcher, scorer, store, search_run, progress, max_stale)
     t_start = time.perf_counter()
-    score_s = searcher_s = 0.0
-
-    def objective_values(costs: dict[str, float], value: float) -> tuple[float, ...]:
-        return tuple(value if o.maximize else float(costs.get(o.metric, math.nan)) for o in problem.objectives)
-
-    def add_step(arch: Arch, value: float | None, feasible: bool, record_id: int | None) -> None:
-        nonlocal step_idx
-        if search_run is not None:
-            store.add_step(Step(run_id=search_run.id, index=step_idx, arch=str(arch), value=value,
-                                feasible=feasible, record_id=record_id, created=time.time()))
-        step_idx += 1
-
     scoring = scoring if scoring is not None else SerialScoring(scorer, store)
-
-    def tell(ev: Evaluation) -> None:
-        nonlocal searcher_s
-        t0 = time.perf_counter()
-        searcher.tell(ev)
-        searcher_s += time.perf_counter() - t0
-
     try:
-        while len(evaluated) < budget:
-            t0 = time.perf_counter()
-            try:
-                proposed = searcher.ask_batch(budget - len(evaluated))
-            except InfeasibleConstraintError:
-                if not evaluated:
-                    raise  # nothing feasible at all: the message says what to loosen
-                exhausted = True  # the feasible part of the space ran out of new architectures
+        while len(loop.evaluated) < budget:
+            proposed = loop.ask(budget - len(loop.evaluated))
+            if proposed is None:
                 break
-            searcher_s += time.perf_counter() - t0
-            # 1. sort the batch, in ask order: a repeat, refused by the constraints, or new (to be scored)
-            batch: list[tuple[str, Arch, dict[str, float], dict[str, float]]] = []
-            fresh: list[Arch] = []
-            for candidate in proposed:
-                arch = space.canonical(space.validate(candidate))
-                if arch in seen or arch in fresh:
-                    duplicates += 1
-                    stale += 1
-                    batch.append(("repeat", arch, {}, {}))
-                else:
-                    costs = problem.costs(arch)
-                    violations = problem.constraints.violations(costs)
-                    if problem.feasible(arch):
-                        stale = 0
-                        fresh.append(arch)
-                        batch.append(("new", arch, costs, violations))
-                    else:
-                        seen[arch] = Evaluation(arch, False, math.nan, objective_values(costs, math.nan),
-                                                tuple(violations.values()), costs)
-                        rejected += 1
-                        stale += 1
-                        batch.append(("refused", arch, costs, violations))
-                if stale >= max_stale:
-                    exhausted = True  # the rest of the batch is never told, as one by one it is never asked
-                    break
-            # 2. score the new ones (in parallel with a pool), then record and tell everything in ask order
-            scores = scoring.map(fresh)
-            spent = False
-            for kind, arch, costs, violations in batch:
-                if kind == "repeat":
-                    tell(seen[arch])
-                    continue
-                if kind == "refused":
-                    add_step(arch, None, False, None)
-                    tell(seen[arch])
-                    continue
-                try:
-                    out = next(scores)
-                except BudgetSpent:  # a shared study: the workers together have scored its budget
-                    spent = True
-                    break
-                score_s += out.seconds
-                cached += out.cached
-                metrics = dict(out.record.metrics)
-                value = float(metrics[scorer.target])
-                ev = Evaluation(arch, True, value, objective_values({**costs, **metrics}, value),
-                                tuple(violations.values()), metrics)
-                seen[arch] = ev
-                evaluated.append(ev)
-                if best is None or value > best.value:
-                    best = ev
-                history.append(best.value)
-                add_step(arch, value, True, out.record.id)
-                if progress is not None:
-                    progress(len(evaluated), best.value)
-                tell(ev)
-            if spent or exhausted:
+            batch, fresh = loop.sort(proposed)
+            # score the new ones (in parallel with a pool), then record and tell everything in ask order
+            spent = loop.record(batch, scoring.map(fresh))
+            if spent or loop.exhausted:
                 break
     finally:
         searcher.close()
-    total_s = time.perf_counter() - t_start
-
-    pareto = None
-    if problem.multi_objective and evaluated:
-        idx = pareto_front([e.objectives for e in evaluated], [o.maximize for o in problem.objectives])
-        pareto = [{"arch": str(evaluated[i].arch),
-                   **{o.metric: evaluated[i].objectives[j] for j, o in enumerate(problem.objectives)}} for i in idx]
-    n = max(len(evaluated), 1)
-    result = SearchResult(
-        algo=searcher.name,
-        seed=searcher.seed,
-        search_run=search_run.name if search_run else None,
-        evaluations=len(evaluated),
-        best=_best_entry(best, scorer) if best else None,
-        history=history,
-        pareto=pareto,
-        rejected=rejected,
-        duplicates=duplicates,
-        cached=cached,
-        exhausted=exhausted,
-        resumed=resumed,
-        timings={
-            "total_s": total_s,
-            "scoring_s": score_s,
-            "searcher_s": searcher_s,
-            "overhead_s_per_eval": (total_s - score_s) / n,
-            "scoring_s_per_fresh_eval": score_s / max(len(evaluated) - cached, 1),
-        },
-        evaluated=[str(e.arch) for e in evaluated],
-    )
+    result = loop.result(resumed, time.perf_counter() - t_start)
     if search_run is not None:
         summary = result.to_dict()
-        summary["constraints"] = limits
-        store.finish_search(search_run.id, summary, keep_steps=step_idx)
+        summary["constraints"] = searcher.problem.constraints.limits
+        store.finish_search(search_run.id, summary, keep_steps=loop.step_idx)
     return result
