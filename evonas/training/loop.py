@@ -40,6 +40,8 @@ from evonas.training.distributed import SINGLE, World, average_gradients, sum_ov
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
     from evonas.run.config import TrainConfig
+    from evonas.training.sampling import Sampler
+    from evonas.training.size_lr import SizeLR
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,27 @@ def steps_per_epoch(splits: Splits, cfg: TrainConfig) -> int:
     return max(len(splits.train_x) // cfg.batch_size, 1)
 
 
+def _epoch_batches(splits: Splits, cfg: TrainConfig, epoch: int, order: torch.Tensor | None, device: torch.device):
+    """The epoch's (indices or None, uint8 images, labels) batches: the seeded permutation, or ``order`` when given.
+
+    ``order`` (a sampler's draw of training indices, the images in memory) is cut into
+    batches like the permutation: ``len(order) // batch_size`` of them when it holds a
+    whole batch.
+    """
+    n = len(splits.train_x)
+    drop_last = n >= cfg.batch_size
+    if order is None:
+        for xb, yb in batches(splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch),
+                              drop_last=drop_last, pin_memory=device.type == "cuda"):  # streamed batches: pinned
+            yield None, xb, yb
+        return
+    stop = len(order) - (len(order) % cfg.batch_size) if drop_last else len(order)
+    for i in range(0, stop, cfg.batch_size):
+        idx = order[i : i + cfg.batch_size]
+        where = idx.to(splits.train_x.device)
+        yield idx, splits.train_x[where], splits.train_y[where]
+
+
 def train_epoch(
     step_fn: Callable[[torch.Tensor, torch.Tensor], StepResult],
     splits: Splits,
@@ -160,15 +183,21 @@ def train_epoch(
     *,
     world: World = SINGLE,
     device: torch.device | str = "cpu",
+    sampler: Sampler | None = None,
+    sizes: SizeLR | None = None,
 ) -> dict[str, float]:
     """One pass over the train split; ``step_fn(x, y)`` back-propagates one step (see the module doc).
 
     With several ranks (``world``) each trains on its shard of every step's batch and
-    the gradients are averaged before the update. Returns the mean label loss and
-    accuracy of the step results and the images seen, over all ranks.
+    the gradients are averaged before the update. A supernet's ``sampler``
+    (:mod:`evonas.training.sampling`) may give the epoch's order and learn from each
+    step; ``sizes`` (:mod:`evonas.training.size_lr`) sets each step's learning rate and
+    momentum from its path's size. Returns the mean label loss and accuracy of the
+    step results and the images seen, over all ranks.
     """
     device = torch.device(device)
     steps = len(splits.train_x) // cfg.batch_size or 1
+    first = epoch * steps  # the run's step count at this epoch's start
     bar = tqdm(total=steps, desc=desc, disable=not (world.is_main and progress_enabled(not progress)), leave=False,
                unit="step", dynamic_ncols=True)
     precision = getattr(cfg, "precision", "fp32")
@@ -187,11 +216,11 @@ def train_epoch(
 
     augment = getattr(cfg, "augment", "none")
     aug_gen = augment_generator(cfg.seed, epoch) if augment != "none" else None
-    order = epoch_generator(cfg.seed, epoch)
+    order = sampler.begin_epoch(epoch, first, len(splits.train_x)) if sampler is not None else None
     try:
-        for step, (xb, yb) in enumerate(batches(splits.train_x, splits.train_y, cfg.batch_size, generator=order,
-                                                drop_last=len(splits.train_x) >= cfg.batch_size,
-                                                pin_memory=device.type == "cuda")):  # streamed batches: pinned
+        for step, (idx, xb, yb) in enumerate(_epoch_batches(splits, cfg, epoch, order, device)):
+            if sampler is not None:
+                sampler.begin_step(first + step)
             step_images = len(yb)
             if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
                 xb = augment_batch(xb, aug_gen, augment)
@@ -212,11 +241,19 @@ def train_epoch(
             first_bad = torch.where(newly_bad, torch.full_like(first_bad, step), first_bad)
             bad_loss = torch.where(newly_bad, loss, bad_loss)
             average_gradients(opt, world, len(yb), step_images)
+            if sampler is not None and sampler.weighs_data:
+                if scaler.is_enabled():
+                    scaler.unscale_(opt)  # the sampler measures the true gradient norm
+                sampler.observe(opt, result, idx, y)
+            if sizes is not None:
+                sizes.before_update(opt, sampler.step_paths if sampler is not None else (), first + step)
             if scaler.is_enabled():
                 scaler.step(opt)
                 scaler.update()
             else:
                 opt.step()
+            if sizes is not None:
+                sizes.after_update(opt)
             sched.step()
             loss_sum = loss_sum + loss * result.count
             correct = correct + torch.as_tensor(result.correct, device=device)

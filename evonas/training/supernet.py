@@ -1,9 +1,10 @@
 """Supernet training with a registered strategy (uniform SPOS by default), checkpointed every epoch.
 
 Every epoch ends with an atomic checkpoint of the model, optimizer, scheduler,
-path-sampling RNG, torch RNG, the strategy's phase and the images seen so far; a
-resumed run reaches the same final weights as an uninterrupted one with the same
-seed (the data order of each epoch is derived from ``seed`` and the epoch number).
+path-sampling RNG, the sampler's state (:mod:`evonas.training.sampling`), torch RNG,
+the strategy's phase and the images seen so far; a resumed run reaches the same
+final weights as an uninterrupted one with the same seed (the data order of each
+epoch is derived from ``seed`` and the epoch number).
 
 On several ranks (``world``, see :mod:`evonas.training.distributed`) rank 0 alone
 reads the checkpoint (and sends it to the others) and writes the run directory; a
@@ -31,6 +32,8 @@ from evonas.run.config import TrainConfig, environment, write_json_atomic
 from evonas.run.run import RunLayout, load_run_splits
 from evonas.training.distributed import SINGLE, World, average_buffers, broadcast_module, broadcast_object, check_batch
 from evonas.training.loop import data_on_device, diverged_message, make_optimizer, steps_per_epoch, train_epoch, weights_finite
+from evonas.training.sampling import check_sampling_data, check_sampling_world
+from evonas.training.size_lr import SizeLR
 from evonas.training.strategies import make_strategy
 
 
@@ -95,6 +98,8 @@ def train_supernet(
     strategy = make_strategy(space, cfg)
     splits = splits or load_run_splits(cfg)
     check_batch(world.size, min(cfg.batch_size, len(splits.train_x)))
+    check_sampling_world(cfg, world.size)
+    check_sampling_data(cfg, splits.train_x)
     state = _shared_checkpoint(layout, cfg, resume, world)
     if world.is_main:
         layout.path.mkdir(parents=True, exist_ok=True)
@@ -115,11 +120,14 @@ def train_supernet(
         sched.load_state_dict(state["scheduler"])
         path_rng.setstate(state["path_rng"])
         torch.set_rng_state(state["torch_rng"])
+        strategy.sampler.load_state_dict(state.get("sampler") or {})
         start_epoch = state["epoch"]
         # checkpoints of an older evonas (uniform, one batch per step) lack the count
         images_seen = state.get("images_seen", start_epoch * steps * min(cfg.batch_size, len(splits.train_x)))
     broadcast_module(model, world)  # identical by construction; made certain, as DDP does
     strategy.start(start_epoch * steps, total_steps)
+    strategy.sampler.start(start_epoch * steps, total_steps, device)
+    sizes = SizeLR(space, cfg, total_steps) if cfg.lr_by_size else None
     run_info = {"kind": "supernet", "config": cfg.to_dict(), "environment": environment(), "world_size": world.size,
                 "device": device.type}
     if world.is_main:
@@ -134,7 +142,7 @@ def train_supernet(
         step_fn = lambda x, y: strategy.step(model, x, y, path_rng)  # noqa: E731 - model changes at a phase change
         try:
             stats = train_epoch(step_fn, splits, cfg, epoch, norm, opt, sched, f"supernet epoch {epoch + 1}/{cfg.epochs}",
-                                progress, world=world, device=device)
+                                progress, world=world, device=device, sampler=strategy.sampler, sizes=sizes)
             average_buffers(model, world)
             if not weights_finite(model):  # once an epoch: a last step that broke the weights
                 raise TrainingDivergedError(diverged_message(cfg, epoch, None, "a weight is not finite"))
@@ -166,6 +174,7 @@ def train_supernet(
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "path_rng": path_rng.getstate(),
+                    "sampler": strategy.sampler.state_dict(),
                     "torch_rng": torch.get_rng_state(),
                 },
             )
