@@ -29,7 +29,8 @@ from tests.conftest import tiny_config
 
 STRATEGIES = list_strategies()
 # the TrainConfig fields an older evonas did not write
-NEW_KEYS = ("zero_init_residual", "strategy", "sandwich_random", "distill_temperature", "few_shot_fraction", "few_shot_layer")
+NEW_KEYS = ("zero_init_residual", "strategy", "sandwich_random", "distill_temperature", "few_shot_fraction", "few_shot_layer",
+            "sampling", "pada_mix", "lr_by_size", "size_groups")
 PATHS_PER_STEP = {"uniform": 1, "few-shot": 1, "fair": 3, "sandwich": 4, "landmark": 3}  # macro-fmnist: 3 options a layer
 # landmark: the uniform path and one pair of landmarks a step (tests/test_landmark.py tests the strategy itself)
 LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
@@ -306,7 +307,7 @@ def test_a_checkpoint_of_an_older_evonas_resumes(tmp_path):
     state = torch.load(ckpt, weights_only=False)
     old = {k: v for k, v in state["config"].items() if k not in NEW_KEYS}
     state["config"] = old
-    for key in ("phase", "images_seen"):
+    for key in ("phase", "images_seen", "sampler"):
         state.pop(key)
     torch.save(state, ckpt)
     train_supernet(run, TrainConfig.from_dict(old), progress=False, resume=True)

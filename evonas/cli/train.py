@@ -70,6 +70,22 @@ RESULT_COLUMNS = [
               help="landmark: pairs of landmarks per step (each costs 2 forward passes of the batch).")
 @click.option("--landmark-warmup", default=0.25, show_default=True, type=float,
               help="landmark: share of the training steps over which the ranking weight rises linearly from 0.")
+@click.option("--sampling", default="uniform", show_default=True, type=click.Choice(["uniform", "pada"]),
+              help="Which random paths and training images each step draws, under any strategy but fair. uniform: "
+                   "every option equally likely, each epoch a permutation of the images. pada (path and data "
+                   "importance, after Lu et al. 2023): options whose paths gave large gradients and images the "
+                   "supernet gets wrong are drawn more often (images with replacement); uniform at the first step, "
+                   "then mixed in linearly up to --pada-mix. Needs the images in memory and one process.")
+@click.option("--pada-mix", default=0.5, show_default=True, type=float,
+              help="pada: share of the sampling probabilities that follows importance at the last step, in [0, 1) "
+                   "(0: uniform throughout).")
+@click.option("--lr-by-size", is_flag=True,
+              help="Give each step the learning rate of its path's size: the cosine schedule runs to its end over "
+                   "the whole run for the largest path (most FLOPs) and over half of it for the smallest, and each "
+                   "of --size-groups size bins keeps its own SGD momentum (after Jeon et al. 2025). With strategies "
+                   "uniform, few-shot and landmark and --schedule cosine.")
+@click.option("--size-groups", default=3, show_default=True, type=int,
+              help="lr-by-size: equal-width bins of relative path size, each with its own momentum buffers.")
 @click.option("--threads", default=None, type=int,
               help="CPU threads for torch per training process (default: all cores, shared out over --nproc-per-node).")
 @click.option("--nproc-per-node", default=1, show_default=True, type=int,
@@ -100,6 +116,7 @@ def train_supernet(ctx: click.Context, run_dir: str, resume: bool, quiet: bool, 
       evonas train-supernet --run runs/demo --epochs 10
       evonas train-supernet --run runs/fair --strategy fair --epochs 4
       evonas train-supernet --run runs/lm --strategy landmark --landmarks runs/demo
+      evonas train-supernet --run runs/pada --sampling pada --lr-by-size
       evonas train-supernet --run runs/demo --resume
       evonas train-supernet --run runs/ddp --nproc-per-node 2 --epochs 10
       evonas train-supernet --space macro-cifar10 --data-root ~/data/cifar10 --run runs/c10

@@ -135,6 +135,7 @@ def train(run: RunLayout | str | Path, options: TrainOptions) -> TrainResult:
         return _train_as_rank(layout, options, device)
     distributed.check_world(options.nproc_per_node, device)
     cfg, splits, resumed = _prepare(layout, options)  # every option checked before the data is read
+    _check_sampling(cfg, splits, options.nproc_per_node)
     distributed.check_batch(options.nproc_per_node, min(cfg.batch_size, len(splits.train_x)))
     created = not layout.path.exists()
     progress = progress_enabled(options.quiet)
@@ -185,6 +186,14 @@ def _prepare(layout: RunLayout, options: TrainOptions) -> tuple[TrainConfig, Any
     return cfg, splits, options.resume and layout.checkpoint.is_file()
 
 
+def _check_sampling(cfg: TrainConfig, splits, world_size: int) -> None:
+    """What the sampler needs of the data and the processes, refused before the run directory is written."""
+    from evonas.training.sampling import check_sampling_data, check_sampling_world
+
+    check_sampling_world(cfg, world_size)
+    check_sampling_data(cfg, splits.train_x)
+
+
 def _threads_per_rank(options: TrainOptions) -> int:
     """CPU threads of each training process: --threads, else the cores shared out (never oversubscribed)."""
     return options.threads or max(1, (os.cpu_count() or 1) // options.nproc_per_node)
@@ -228,7 +237,8 @@ def _train_as_rank(layout: RunLayout, options: TrainOptions, device) -> TrainRes
         outcome: tuple[str, Any] | None = None
         if world.is_main:
             try:
-                cfg, _, resumed = _prepare(layout, options)
+                cfg, splits, resumed = _prepare(layout, options)
+                _check_sampling(cfg, splits, world.size)
                 layout.path.mkdir(parents=True, exist_ok=True)
                 held.enter_context(run_lock(layout.path, "train-supernet"))
                 outcome = ("config", (cfg.to_dict(), resumed))

@@ -118,6 +118,10 @@ class TrainConfig:
     landmark_weight: float = 0.5  # landmark: weight of the pairwise ranking loss after the warm-up
     landmark_pairs: int = 1  # landmark: pairs of landmarks forwarded per step (2 forward passes each)
     landmark_warmup: float = 0.25  # landmark: share of the steps over which the weight rises linearly from 0
+    sampling: str = "uniform"  # paths and examples of a step: uniform, or pada (by gradient norm and error; training.sampling)
+    pada_mix: float = 0.5  # pada: share of the probabilities given by importance at the last step (rising from 0)
+    lr_by_size: bool = False  # each step's learning rate and momentum buffers follow its path's FLOPs (training.size_lr)
+    size_groups: int = 3  # lr_by_size: equal-width bins of relative path size, each with its own SGD momentum
 
     def __post_init__(self) -> None:
         from evonas.data import AUGMENTATIONS
@@ -156,6 +160,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"The {name!r} parameter must be {rule}; got {getattr(self, name)!r}.", param=name)
         self._check_strategy(space)
+        self._check_sampling()
 
     def _check_strategy(self, space) -> None:
         """The supernet strategy and its knobs (the names come from the strategy registry)."""
@@ -211,6 +216,39 @@ class TrainConfig:
                                   "stand-alone anchors, or a file of 'arch accuracy' lines.", param="landmarks")
             archs = resolve_landmarks(self.landmarks, space, self.space, self.space_kwargs)
         object.__setattr__(self, "landmark_archs", check_landmark_archs(archs, space))
+
+    def _check_sampling(self) -> None:
+        """``sampling`` and ``lr_by_size``: their knobs, and the strategies and data they combine with."""
+        from evonas.training.sampling import SAMPLINGS
+        from evonas.training.size_lr import SIZE_STRATEGIES
+
+        mix, groups = self.pada_mix, self.size_groups
+        checks = [
+            ("sampling", self.sampling in SAMPLINGS, f"one of {', '.join(SAMPLINGS)}"),
+            ("pada_mix", isinstance(mix, (int, float)) and not isinstance(mix, bool) and 0 <= mix < 1,
+             "a float in [0, 1) (the share of the sampling probabilities given by importance at the last step)"),
+            ("lr_by_size", isinstance(self.lr_by_size, bool), "a bool"),
+            ("size_groups", isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1,
+             "an integer >= 1 (bins of path size, each with its own momentum)"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"The {name!r} parameter must be {rule}; got {getattr(self, name)!r}.", param=name)
+        if self.sampling == "pada" and self.strategy == "fair":
+            raise ConfigError("The 'sampling' parameter (pada) does not combine with strategy 'fair', whose paths are a "
+                              "permutation of every option, not draws; use the 'sampling' parameter (uniform) with it, "
+                              "or another strategy.", param="sampling")
+        if self.sampling == "pada" and self.in_memory is False:
+            raise ConfigError("The 'sampling' parameter (pada) weighs each training example and needs the images in "
+                              "memory, not streamed from disk; set the 'in_memory' parameter or use the 'sampling' "
+                              "parameter (uniform).", param="sampling")
+        if self.lr_by_size and self.schedule != "cosine":
+            raise ConfigError(f"The 'lr_by_size' parameter compresses the cosine schedule per path size and needs the "
+                              f"'schedule' parameter (cosine); got schedule {self.schedule!r}.", param="lr_by_size")
+        if self.lr_by_size and self.strategy not in SIZE_STRATEGIES:
+            raise ConfigError(f"The 'lr_by_size' parameter does not combine with strategy {self.strategy!r}, whose steps "
+                              f"update paths of several sizes at once with one learning rate; use strategy "
+                              f"{', '.join(SIZE_STRATEGIES)}, or drop the 'lr_by_size' parameter.", param="lr_by_size")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

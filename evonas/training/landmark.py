@@ -3,7 +3,8 @@
 The idea is Yu et al., "Landmark Regularization: Ranking Guided Super-Net Training in
 Neural Architecture Search" (CVPR 2021); this is our own implementation of it:
 
-* every step trains one uniformly sampled path on labels, exactly as ``uniform``;
+* every step trains one path on labels, exactly as ``uniform`` (drawn uniformly, or by
+  the run's ``sampling``: see :mod:`evonas.training.sampling`);
 * then it draws ``landmark_pairs`` pairs ``(a, b)`` of landmarks with
   ``acc(a) > acc(b)`` (each pair uniformly among all such ordered pairs, from the
   run's path sampler ``rng``, whose state the checkpoint saves), forwards both on
@@ -239,7 +240,7 @@ class Landmark(Strategy):
         return self.cfg.landmark_weight * (min(1.0, step / warm) if warm > 0 else 1.0)
 
     def step(self, model, x, y, rng):
-        result = supervised_step(_path(model, self.space.sample(rng)), x, y, self.cfg)
+        result = supervised_step(_path(model, self.sampler.sample(rng)), x, y, self.cfg)
         weight = self.weight(self.steps_done)
         self.steps_done += 1
         drawn = [self.pairs[rng.randrange(len(self.pairs))] for _ in range(self.cfg.landmark_pairs)]

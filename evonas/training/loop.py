@@ -40,6 +40,8 @@ from evonas.training.distributed import SINGLE, World, average_gradients, sum_ov
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
     from evonas.run.config import TrainConfig
+    from evonas.training.sampling import Sampler
+    from evonas.training.size_lr import SizeLR
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,107 @@ def steps_per_epoch(splits: Splits, cfg: TrainConfig) -> int:
     return max(len(splits.train_x) // cfg.batch_size, 1)
 
 
+def _epoch_batches(splits: Splits, cfg: TrainConfig, epoch: int, order: torch.Tensor | None, device: torch.device):
+    """The epoch's (indices or None, uint8 images, labels) batches: the seeded permutation, or ``order`` when given.
+
+    ``order`` (a sampler's draw of training indices, the images in memory) is cut into
+    batches like the permutation: ``len(order) // batch_size`` of them when it holds a
+    whole batch.
+    """
+    n = len(splits.train_x)
+    drop_last = n >= cfg.batch_size
+    if order is None:
+        for xb, yb in batches(splits.train_x, splits.train_y, cfg.batch_size, generator=epoch_generator(cfg.seed, epoch),
+                              drop_last=drop_last, pin_memory=device.type == "cuda"):  # streamed batches: pinned
+            yield None, xb, yb
+        return
+    stop = len(order) - (len(order) % cfg.batch_size) if drop_last else len(order)
+    for i in range(0, stop, cfg.batch_size):
+        idx = order[i : i + cfg.batch_size]
+        where = idx.to(splits.train_x.device)
+        yield idx, splits.train_x[where], splits.train_y[where]
+
+
+class _Tally:
+    """An epoch's running label loss, correct count and images, and its first non-finite loss.
+
+    The sums stay tensors on the device; only :meth:`check`, :meth:`postfix` (every
+    ``LOG_EVERY`` steps) and :meth:`summary` (at the end) wait for it.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # the step of the first non-finite loss
+        self.bad_loss = torch.zeros((), device=device)
+        self.count = self.images = 0
+
+    def add(self, step: int, result: StepResult) -> None:
+        loss = torch.as_tensor(result.loss, device=self.device, dtype=torch.float32)
+        newly_bad = (self.first_bad < 0) & ~torch.isfinite(loss)  # kept on the device: no wait here
+        self.first_bad = torch.where(newly_bad, torch.full_like(self.first_bad, step), self.first_bad)
+        self.bad_loss = torch.where(newly_bad, loss, self.bad_loss)
+        self.loss_sum = self.loss_sum + loss * result.count
+        self.correct = self.correct + torch.as_tensor(result.correct, device=self.device)
+        self.count += result.count
+        self.images += result.images
+
+    def check(self, cfg: TrainConfig, epoch: int) -> None:
+        """Raise TrainingDivergedError at the first non-finite loss so far (one read of the device)."""
+        step_bad = int(self.first_bad)
+        if step_bad >= 0:
+            raise TrainingDivergedError(diverged_message(cfg, epoch, step_bad, f"the loss is {float(self.bad_loss)}"))
+
+    def postfix(self) -> dict[str, str]:
+        """The progress bar's running loss and accuracy."""
+        return {"loss": f"{float(self.loss_sum) / self.count:.3f}", "acc": f"{100 * int(self.correct) / self.count:.1f}"}
+
+    def summary(self, world: World) -> dict[str, float]:
+        """Mean label loss and accuracy and the images seen, over all ranks."""
+        loss_sum, correct, count, images = sum_over_ranks([float(self.loss_sum), int(self.correct), self.count,
+                                                           self.images], world, self.device)
+        return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1),
+                "images_seen": int(images)}
+
+
+def _forward_backward(step_fn: Callable[[torch.Tensor, torch.Tensor], StepResult], x: torch.Tensor, y: torch.Tensor,
+                      cfg: TrainConfig, epoch: int, step: int, device: torch.device, precision: str) -> StepResult:
+    """``step_fn(x, y)`` under the run's precision; running out of memory is a ResourceError naming the batch size."""
+    try:
+        with autocast(device, precision):
+            return step_fn(x, y)
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise ResourceError(f"out of memory in training step {step + 1} of epoch {epoch + 1}; lower the "
+                            f"'batch_size' parameter ({cfg.batch_size})") from None
+
+
+def _update(opt: torch.optim.Optimizer, sched, scaler, result: StepResult, idx: torch.Tensor | None, y: torch.Tensor,
+            step: int, sampler: Sampler | None, sizes: SizeLR | None) -> None:
+    """The step's optimizer update (gradients averaged over the ranks already), then the scheduler's step.
+
+    The sampler sees the unscaled gradients first; ``sizes`` sets the learning rate and
+    swaps the momentum buffers of the step's path size around the update. ``step``
+    counts over the whole run.
+    """
+    if sampler is not None and sampler.weighs_data:
+        if scaler.is_enabled():
+            scaler.unscale_(opt)  # the sampler measures the true gradient norm
+        sampler.observe(opt, result, idx, y)
+    if sizes is not None:
+        sizes.before_update(opt, sampler.step_paths if sampler is not None else (), step)
+    if scaler.is_enabled():
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    if sizes is not None:
+        sizes.after_update(opt)
+    sched.step()
+
+
 def train_epoch(
     step_fn: Callable[[torch.Tensor, torch.Tensor], StepResult],
     splits: Splits,
@@ -160,38 +263,34 @@ def train_epoch(
     *,
     world: World = SINGLE,
     device: torch.device | str = "cpu",
+    sampler: Sampler | None = None,
+    sizes: SizeLR | None = None,
 ) -> dict[str, float]:
     """One pass over the train split; ``step_fn(x, y)`` back-propagates one step (see the module doc).
 
     With several ranks (``world``) each trains on its shard of every step's batch and
-    the gradients are averaged before the update. Returns the mean label loss and
-    accuracy of the step results and the images seen, over all ranks.
+    the gradients are averaged before the update. A supernet's ``sampler``
+    (:mod:`evonas.training.sampling`) may give the epoch's order and learn from each
+    step; ``sizes`` (:mod:`evonas.training.size_lr`) sets each step's learning rate and
+    momentum from its path's size. Returns the mean label loss and accuracy of the
+    step results and the images seen, over all ranks.
     """
     device = torch.device(device)
     steps = len(splits.train_x) // cfg.batch_size or 1
+    first = epoch * steps  # the run's step count at this epoch's start
     bar = tqdm(total=steps, desc=desc, disable=not (world.is_main and progress_enabled(not progress)), leave=False,
                unit="step", dynamic_ncols=True)
     precision = getattr(cfg, "precision", "fp32")
     scaler = grad_scaler(device, precision)
     token = _SCALER.set(scaler)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # the step of the first non-finite loss
-    bad_loss = torch.zeros((), device=device)
-    count = images = 0
-
-    def check_finite() -> None:  # one read of the device
-        step_bad = int(first_bad)
-        if step_bad >= 0:
-            raise TrainingDivergedError(diverged_message(cfg, epoch, step_bad, f"the loss is {float(bad_loss)}"))
-
+    tally = _Tally(device)
     augment = getattr(cfg, "augment", "none")
     aug_gen = augment_generator(cfg.seed, epoch) if augment != "none" else None
-    order = epoch_generator(cfg.seed, epoch)
+    order = sampler.begin_epoch(epoch, first, len(splits.train_x)) if sampler is not None else None
     try:
-        for step, (xb, yb) in enumerate(batches(splits.train_x, splits.train_y, cfg.batch_size, generator=order,
-                                                drop_last=len(splits.train_x) >= cfg.batch_size,
-                                                pin_memory=device.type == "cuda")):  # streamed batches: pinned
+        for step, (idx, xb, yb) in enumerate(_epoch_batches(splits, cfg, epoch, order, device)):
+            if sampler is not None:
+                sampler.begin_step(first + step)
             step_images = len(yb)
             if aug_gen is not None:  # before sharding: every rank draws the same crops and flips of the whole batch
                 xb = augment_batch(xb, aug_gen, augment)
@@ -199,37 +298,17 @@ def train_epoch(
             opt.zero_grad(set_to_none=True)
             x = norm(xb.to(device, non_blocking=True))  # (b, C, H, W) uint8 copied, normalised on the device
             y = yb.to(device, non_blocking=True)  # (b,): this rank's shard
-            try:
-                with autocast(device, precision):
-                    result = step_fn(x, y)
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                raise ResourceError(f"out of memory in training step {step + 1} of epoch {epoch + 1}; lower the "
-                                    f"'batch_size' parameter ({cfg.batch_size})") from None
-            loss = torch.as_tensor(result.loss, device=device, dtype=torch.float32)
-            newly_bad = (first_bad < 0) & ~torch.isfinite(loss)  # kept on the device: no wait here
-            first_bad = torch.where(newly_bad, torch.full_like(first_bad, step), first_bad)
-            bad_loss = torch.where(newly_bad, loss, bad_loss)
+            result = _forward_backward(step_fn, x, y, cfg, epoch, step, device, precision)
+            tally.add(step, result)
             average_gradients(opt, world, len(yb), step_images)
-            if scaler.is_enabled():
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            loss_sum = loss_sum + loss * result.count
-            correct = correct + torch.as_tensor(result.correct, device=device)
-            count += result.count
-            images += result.images
+            _update(opt, sched, scaler, result, idx, y, first + step, sampler, sizes)
             bar.update(1)
             if (step + 1) % LOG_EVERY == 0:
-                check_finite()
+                tally.check(cfg, epoch)
                 if not bar.disable:
-                    bar.set_postfix(loss=f"{float(loss_sum) / count:.3f}", acc=f"{100 * int(correct) / count:.1f}")
-        check_finite()
+                    bar.set_postfix(**tally.postfix())
+        tally.check(cfg, epoch)
     finally:
         _SCALER.reset(token)
         bar.close()
-    loss_sum, correct, count, images = sum_over_ranks([float(loss_sum), int(correct), count, images], world, device)
-    return {"train_loss": loss_sum / max(count, 1), "train_acc": 100.0 * correct / max(count, 1), "images_seen": int(images)}
+    return tally.summary(world)

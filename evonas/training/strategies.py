@@ -3,8 +3,9 @@
 A strategy decides which paths one SGD step trains and how: ``step(model, x, y, rng)``
 runs the forward passes, back-propagates (gradients of several paths accumulate) and
 returns a :class:`~evonas.training.loop.StepResult`; the loop makes one optimizer
-update per step. Every random draw comes from ``rng``, the run's path sampler, whose
-state the checkpoint saves. A strategy may also change the model between epochs
+update per step. Every random draw comes from ``rng``, the run's path RNG, whose
+state the checkpoint saves; random paths are drawn through ``self.sampler``
+(:mod:`evonas.training.sampling`: uniform, or importance sampling with ``pada``). A strategy may also change the model between epochs
 (``phase``, ``build_model``, ``enter_phase``); the checkpoint records the phase.
 
 * ``uniform``: SPOS (Guo et al., 2020), one uniformly sampled path per step.
@@ -39,6 +40,7 @@ from search_spaces import Arch, ChainSpace
 from evonas.errors import ConfigError
 from evonas.supernet import FewShotSupernet, build_one_shot, split_layer
 from evonas.training.loop import StepResult, backward, make_optimizer, supervised_step
+from evonas.training.sampling import make_sampler
 
 if TYPE_CHECKING:  # annotations only: the config validates strategy names through this package
     from evonas.run.config import TrainConfig
@@ -55,6 +57,7 @@ class Strategy:
     def __init__(self, space: ChainSpace, cfg: TrainConfig) -> None:
         self.space = space
         self.cfg = cfg
+        self.sampler = make_sampler(space, cfg)  # draws the random paths (uniform, or pada: see sampling)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rng: random.Random) -> StepResult:
         """Forward and back-propagate one step on the batch (x normalised (B, C, H, W), y (B,))."""
@@ -128,7 +131,7 @@ class Uniform(Strategy):
     name = "uniform"
 
     def step(self, model, x, y, rng):
-        return supervised_step(_path(model, self.space.sample(rng)), x, y, self.cfg)
+        return supervised_step(_path(model, self.sampler.sample(rng)), x, y, self.cfg)
 
 
 def fair_paths(space: ChainSpace, rng: random.Random) -> list[Arch]:
@@ -196,7 +199,7 @@ class Sandwich(Strategy):
         self.smallest = extreme_arch(space, largest=False)
 
     def step(self, model, x, y, rng):
-        students = [self.smallest] + [self.space.sample(rng) for _ in range(self.cfg.sandwich_random)]
+        students = [self.smallest] + [self.sampler.sample(rng) for _ in range(self.cfg.sandwich_random)]
         teacher = supervised_step(_path(model, self.largest), x, y, self.cfg)
         t = self.cfg.distill_temperature
         target = F.log_softmax(teacher.logits / t, dim=1)  # (B, classes), detached
@@ -228,7 +231,7 @@ class FewShot(Strategy):
         self.split_epoch = min(max(math.floor(cfg.few_shot_fraction * cfg.epochs + 0.5), 1), cfg.epochs)
 
     def step(self, model, x, y, rng):
-        return supervised_step(_path(model, self.space.sample(rng)), x, y, self.cfg)
+        return supervised_step(_path(model, self.sampler.sample(rng)), x, y, self.cfg)
 
     def phase(self, epochs_done: int) -> str:
         return FEW_SHOT if epochs_done >= self.split_epoch else ONE_SHOT
