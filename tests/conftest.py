@@ -75,7 +75,7 @@ def pg_server():
 
     Skips, saying why, only where no server can be started here (PostgreSQL or its driver is not installed).
     """
-    import pg
+    from tests import pg
 
     reason = pg.why_unavailable()
     if reason is not None:
