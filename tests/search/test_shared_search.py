@@ -24,6 +24,8 @@ from tests.synthetic_tables import write_table
 
 from evonas.cli.main import main
 
+pytestmark = pytest.mark.xdist_group("postgresql")  # under xdist one worker runs these: one PostgreSQL server, not one each
+
 BUDGET = 16
 SCORE_S = 0.03  # each table lookup sleeps this long, so the workers overlap
 
