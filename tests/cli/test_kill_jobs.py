@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from evonas.cli.main import main
 from evonas.run.run import Run
 from evonas.run.store import Store
 
@@ -149,7 +150,8 @@ def _exported(run: Path) -> dict[str, dict]:
 def test_export_killed_after_first_rank_folder_is_redone_cleanly(tmp_path, tiny_run):
     rng = random.Random(5)
     killed = _copy(tiny_run, tmp_path / "killed")
-    _run(_cli("search", "--run", str(killed), "--algo", "random", "--budget", "6", "--quiet"))
+    # the scores to export are stored in this process; only the export runs as a process to kill
+    main(["search", "--run", str(killed), "--algo", "random", "--budget", "6", "--quiet"])
     reference = tmp_path / "reference"
     shutil.copytree(killed, reference)  # the same stored scores in both
     ref = _start(_cli("export", "--run", str(reference), "--top-k", "3", "--quiet"))
