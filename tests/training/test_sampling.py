@@ -257,7 +257,7 @@ def test_options_train_change_the_weights_and_resume_bit_identically(name, whole
 
 
 def test_a_run_without_the_options_reopens_with_the_defaults(tmp_path, whole_runs):
-    """config.json of an evonas before these options (tests/test_strategies.py resumes such a checkpoint)."""
+    """config.json of an evonas before these options (tests/training/test_strategies.py resumes such a checkpoint)."""
     import shutil
 
     from evonas.run.config import comparable_config
@@ -274,8 +274,8 @@ def test_a_run_without_the_options_reopens_with_the_defaults(tmp_path, whole_run
 
 def test_options_train_your_own_model(tmp_path):
     import evonas.api as api
-    from imagefolder import make_image_folder
-    from tests.test_user_space import write_model
+    from tests.imagefolder import make_image_folder
+    from tests.supernet.test_user_space import write_model
 
     data = make_image_folder(tmp_path / "images", classes=3, per_class=12, size=16, test_per_class=2)
     model = write_model(tmp_path / "user")
@@ -361,7 +361,7 @@ def test_bad_sampling_options_are_one_line_and_write_nothing(tmp_path, capsys, c
 
 def test_pada_refuses_images_that_stream_because_they_are_large(tmp_path, capsys, monkeypatch):
     from evonas import streaming
-    from imagefolder import make_image_folder
+    from tests.imagefolder import make_image_folder
 
     data = make_image_folder(tmp_path / "images", classes=2, per_class=8, size=28, test_per_class=2)
     monkeypatch.setattr(streaming, "MEMORY_BUDGET_BYTES", 100)
