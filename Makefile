@@ -12,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make demo   set up, then run the whole job on Fashion-MNIST into $(RUN)"
-	@echo "make test   set up, then run the test suite"
+	@echo "make test   set up, then run the test suite (one pytest-xdist worker per core; TEST_WORKERS=N to choose)"
 	@echo "make setup  create $(VENV) and install evonas (editable), the dataset and PostgreSQL (for the tests)"
 	@echo "make bench  run the benchmark scripts in benchmarks/"
 	@echo "make docs   build the API reference from the docstrings into site/ (mkdocs, strict)"
@@ -42,8 +42,11 @@ postgres:
 demo: setup
 	bash scripts/demo.sh $(RUN)
 
+# the suite in pytest-xdist workers, one per core (TEST_WORKERS=0: in this process); loadgroup keeps each
+# xdist_group (the PostgreSQL tests) on one worker
+TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: setup
 	$(BIN)/python benchmarks/supernet_speed.py

@@ -1,7 +1,7 @@
 """Fault report: bad-input cases, kill points and concurrent-worker runs per command, and whether they pass.
 
 Counts come from the tests themselves: the bad-input table ``CASES`` of
-``tests/test_bad_inputs.py`` (command -> cases), and the test functions whose names
+``tests/cli/test_bad_inputs.py`` (command -> cases), and the test functions whose names
 say kill, resume, concurrent, race or claim (kill points: those whose body sends
 SIGKILL or uses ``stop_after``; concurrent-worker runs: those that start several
 workers, processes or threads). The groups are then run with pytest (one thread)
@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 RESULTS = ROOT / "benchmarks" / "results"
-BAD_INPUT_FILES = ["tests/test_bad_inputs.py", "tests/test_tables_validation.py"]
-GUARD_FILES = ["tests/test_fault_guards.py"]  # issue 25: one test per case (run with the bad inputs)
+BAD_INPUT_FILES = ["tests/cli/test_bad_inputs.py", "tests/scorers/test_tables_validation.py"]
+GUARD_FILES = ["tests/cli/test_fault_guards.py"]  # issue 25: one test per case (run with the bad inputs)
 FAULT_WORDS = ("kill", "resume", "concurrent", "race", "claim")
 KILL = re.compile(r"SIGKILL|stop_after|\.kill\(")
 WORKERS = re.compile(r"Process\(|Popen\(|Thread\(|ThreadPool|ProcessPool|concurrent\.futures|workers")
@@ -42,8 +42,8 @@ COMMAND_OF = [("latency", "latency build"), ("predictor", "fit-predictor"), ("an
 
 
 def bad_input_cases() -> dict[str, int]:
-    sys.path.insert(0, str(TESTS))
-    from test_bad_inputs import CASES  # the table is data: command -> list of cases
+    sys.path.insert(0, str(ROOT))  # tests/ is a package; its modules import tests.synthetic_tables and the like
+    from tests.cli.test_bad_inputs import CASES  # the table is data: command -> list of cases
 
     return {command: len(cases) for command, cases in CASES.items()}
 
@@ -71,8 +71,9 @@ def command_of(file: str, name: str) -> str:
 def fault_tests() -> list[dict]:
     """Test functions named after a fault (kill, resume, concurrent, race, claim), with what they exercise."""
     found = []
-    for path in sorted(TESTS.glob("test_*.py")):
-        if path.name in {Path(f).name for f in BAD_INPUT_FILES + GUARD_FILES}:
+    for path in sorted(TESTS.rglob("test_*.py")):  # tests/ and its folders, one per package tested
+        file = path.relative_to(ROOT).as_posix()
+        if file in BAD_INPUT_FILES + GUARD_FILES:
             continue
         source = path.read_text()
         for node in ast.walk(ast.parse(source)):
@@ -81,7 +82,7 @@ def fault_tests() -> list[dict]:
             if not any(w in node.name for w in FAULT_WORDS):
                 continue
             body = ast.get_source_segment(source, node) or ""
-            found.append({"file": f"tests/{path.name}", "test": node.name, "command": command_of(path.name, node.name),
+            found.append({"file": file, "test": node.name, "command": command_of(path.name, node.name),
                           "kill_point": bool(KILL.search(body)),
                           "concurrent": bool(WORKERS.search(body)) or any(w in node.name for w in ("concurrent", "race", "claim"))})
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import torch
 from evonas.run.config import TrainConfig
 from evonas.scorers.tables import SHARED_NB201
 
-torch.set_num_threads(2)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite in pytest-xdist workers, one per core: each worker, and each process a test
+    # starts without a thread count of its own, keeps to one thread so that the workers do not oversubscribe.
+    torch.set_num_threads(1)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+else:
+    torch.set_num_threads(2)
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +83,7 @@ def pg_server():
 
     Skips, saying why, only where no server can be started here (PostgreSQL or its driver is not installed).
     """
-    import pg
+    from tests import pg
 
     reason = pg.why_unavailable()
     if reason is not None:

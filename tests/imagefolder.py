@@ -3,7 +3,7 @@
 ``make_image_folder(tmp_path)`` writes ``train/<class>/NNN.png`` and ``test/<class>/NNN.png``
 (or ``<class>/NNN.png`` with ``split=False``) from the Fashion-MNIST installed by Debian's
 ``dataset-fashion-mnist`` package, read with evonas.data's own reader. Importable from
-tests as ``from imagefolder import make_image_folder`` (pytest puts tests/ on sys.path).
+every test folder as ``from tests.imagefolder import make_image_folder`` (tests/ is a package).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 from evonas.cli.main import main
 from evonas.device import autocast, check_precision, resolve_device
 from evonas.errors import ConfigError
