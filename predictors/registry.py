@@ -11,6 +11,18 @@ from typing import Any, Callable, TypeVar
 from .errors import PredictorError, UnknownPredictorError
 
 _PREDICTORS: dict[str, tuple[type, dict[str, Any]]] = {}
+# the modules whose classes register themselves; imported on the first lookup, so that importing the
+# package (e.g. for its errors) does not import scikit-learn and xgboost
+BUILTIN = ("boosting", "ensemble", "estimators", "gap", "pairwise", "shrinkage")
+
+
+def _registered() -> dict[str, tuple[type, dict[str, Any]]]:
+    """The registry, with every built-in predictor module imported (they register on import)."""
+    import importlib
+
+    for module in BUILTIN:
+        importlib.import_module(f"{__package__}.{module}")
+    return _PREDICTORS
 
 T = TypeVar("T", bound=type)
 
@@ -37,11 +49,12 @@ def get_predictor(name: str, **params: Any):
     An unknown name, or a parameter the estimator does not have, is an error that
     lists the valid ones. Every registered predictor takes ``random_state``.
     """
+    registry = _registered()
     try:
-        cls, defaults = _PREDICTORS[name]
+        cls, defaults = registry[name]
     except KeyError:
         raise UnknownPredictorError(
-            f"unknown predictor {name!r}; choose one of: {', '.join(sorted(_PREDICTORS))}"
+            f"unknown predictor {name!r}; choose one of: {', '.join(sorted(registry))}"
         ) from None
     est = cls(**defaults)
     valid = est.get_params(deep=False)
@@ -61,4 +74,4 @@ def predictor_class(name: str) -> type:
 
 def list_predictors() -> list[str]:
     """Names of every registered predictor, sorted."""
-    return sorted(_PREDICTORS)
+    return sorted(_registered())
