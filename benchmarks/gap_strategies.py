@@ -75,6 +75,12 @@ SCHEDULES = {
         # landmark regularisation on LANDMARKS truth architectures: 1 uniform path + 1 pair (2 paths) a step,
         # so 6 epochs see the images of uniform-3x; measured on the other truth architectures only
         "landmark-3x": {"strategy": "landmark", "epochs": 6, "landmark_pairs": 1},
+        # uniform with path and data importance sampling (PA&DA), and with a learning rate and momentum per
+        # path size (CaLR with momentum separation): the images of uniform, one option changed each
+        "pada": {"strategy": "uniform", "epochs": 6, "sampling": "pada"},
+        "lr-by-size": {"strategy": "uniform", "epochs": 6, "lr_by_size": True},
+        # the labelled steps of uniform-3x plus the landmark pairs (three times its images): is it the schedule?
+        "landmark-9x": {"strategy": "landmark", "epochs": 18, "landmark_pairs": 1},
     },
     "mobilenet-fmnist": {
         # the default 12-epoch schedule (benchmarks/mobilenet_supernet.py); fair trains 7 paths a step, so
