@@ -45,6 +45,19 @@ NB201_CSV = SHARED_NB201 / "nb201.csv"
 needs_nb201 = pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"NAS-Bench-201 table not at {NB201_CSV}")
 
 
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run the ``evonas`` command in this process: (exit code, stdout, stderr)."""
+    from evonas.cli.main import main
+
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def tiny_config(**changes) -> TrainConfig:
     """A supernet config that trains in about a second on synthetic 28x28 images."""
     base = dict(space="macro-fmnist", dataset="synthetic", val_size=200, epochs=2, batch_size=64, lr=0.05, seed=0)

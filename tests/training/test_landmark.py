@@ -30,7 +30,7 @@ from evonas.supernet import build_one_shot
 from evonas.training.landmark import Landmark, landmark_archs
 from evonas.training.strategies import make_strategy
 from evonas.training.train import train_supernet
-from tests.conftest import tiny_config
+from tests.conftest import cli, tiny_config
 
 SMALL = dict(train_limit=32, batch_size=16, val_size=200)  # two steps of 16 images an epoch
 LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
@@ -46,18 +46,6 @@ def _params(run: Path) -> dict[str, torch.Tensor]:
 
 def _log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    from evonas.cli.main import main
-
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def train_argv(run: Path, *more) -> list:

@@ -27,7 +27,7 @@ from evonas.training.sampling import PADA_EMA, PadaSampler, Sampler
 from evonas.training.size_lr import SizeLR
 from evonas.training.strategies import extreme_arch, make_strategy
 from evonas.training.train import train_supernet
-from tests.conftest import tiny_config
+from tests.conftest import cli, tiny_config
 
 SMALL = dict(train_limit=32, batch_size=16, val_size=200)  # two steps of 16 images an epoch
 LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
@@ -296,18 +296,6 @@ def test_options_train_your_own_model(tmp_path):
 
 
 # ----------------------------------------------------------------------- the command line
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    from evonas.cli.main import main
-
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def train_argv(run: Path, *more) -> list:
