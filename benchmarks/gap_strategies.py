@@ -23,6 +23,10 @@ Usage (one thread, in the background; run ``gap_truth.py`` for the truth)::
 
   .venv/bin/python benchmarks/gap_strategies.py supernets --space macro-fmnist --threads 1
   .venv/bin/python benchmarks/gap_strategies.py analyse
+  # the issue-24 rows of macro-fmnist (one thread, about 5 to 40 minutes a supernet)
+  .venv/bin/python benchmarks/gap_strategies.py supernets --space macro-fmnist --strategies landmark-3x --seeds 0,1
+  .venv/bin/python benchmarks/gap_strategies.py supernets --space macro-fmnist --strategies pada,lr-by-size --seeds 0,1
+  .venv/bin/python benchmarks/gap_strategies.py supernets --space macro-fmnist --strategies landmark-9x --seeds 0
 
 On a machine with a GPU, ``supernets --device cuda`` trains and scores there (same
 schedules, same images seen, same scoring settings; each record says ``device``), and
@@ -343,10 +347,11 @@ def analyse(args) -> None:
                    "on this truth (the supernet seeds add their own spread, in the per-seed column)."]
             md += ["", "regret: the best true accuracy under the FLOPs limit minus the true accuracy of the architecture "
                    "the strategy's scores pick under it (points, mean over supernet seeds)."]
-            head = landmark_table(space, space_name, archs, mean, flops, limit, records)
-            if head:
-                entry["landmark_head_to_head"] = head["rows"]
-                md += ["", *head["md"]]
+            for name in [n for n in rows if SCHEDULES[space_name][n]["strategy"] == "landmark"]:
+                head = landmark_table(space, space_name, name, archs, mean, flops, limit, records)
+                if head:
+                    entry.setdefault("landmark_head_to_head", {})[name] = head["rows"]
+                    md += ["", *head["md"]]
             entry["targets"] = targets(truth_name, entry)
             md += ["", "**Targets.** " + entry["targets"]["text"]]
         md.append("")
@@ -380,8 +385,9 @@ def same_anchor_tau(space, archs, score, truth, keep) -> float:
     return float(kendalltau(pred, truth[test]).statistic)
 
 
-def landmark_table(space, space_name: str, archs, truth, flops, limit: float, records: list[dict]) -> dict | None:
-    """Each landmark supernet against every other strategy on the same held-out architectures and the same anchors.
+def landmark_table(space, space_name: str, name: str, archs, truth, flops, limit: float,
+                   records: list[dict]) -> dict | None:
+    """The landmark supernets of schedule ``name`` against every other strategy, same held-out archs and anchors.
 
     For landmark supernet seed s the landmarks are anchor set s at K = LANDMARKS: the
     other strategies' seed-s scores are measured on the same remaining architectures,
@@ -391,19 +397,18 @@ def landmark_table(space, space_name: str, archs, truth, flops, limit: float, re
     import numpy as np
     from scipy.stats import kendalltau
 
-    names = [n for n, sch in SCHEDULES[space_name].items() if sch["strategy"] == "landmark"]
     by = {}
     for r in records:
         if r["space"] == space_name:
             by.setdefault((r["strategy"], r["seed"]), {})[r["arch"]] = r
     rows: dict[str, dict] = {}
-    for name in names:
-        for seed in SEEDS:
-            got = by.get((name, seed), {})
-            if not all(a in got for a in archs):
-                continue
+    for seed in SEEDS:
+        got = by.get((name, seed), {})
+        if all(a in got for a in archs):
             keep = np.array([not got[a].get("landmark", False) for a in archs])
             for other in SCHEDULES[space_name]:
+                if other != name and SCHEDULES[space_name][other]["strategy"] == "landmark":
+                    continue  # another landmark schedule: its own table
                 other_got = by.get((other, seed), {})
                 if not all(a in other_got for a in archs):
                     continue
@@ -423,7 +428,7 @@ def landmark_table(space, space_name: str, archs, truth, flops, limit: float, re
                "corrected_same_anchors": round(float(np.mean(r["corrected"])), 4),
                "picked_true_accuracy": round(float(np.mean(r["picked"])), 3),
                "picked_regret": round(float(np.mean(r["regret"])), 3)} for o, r in rows.items()}
-    md = [f"### Landmarks against the corrector given the same {LANDMARKS} anchors",
+    md = [f"### {name} against the corrector given the same {LANDMARKS} anchors",
           "",
           f"Supernet seed s of a landmark row was trained with anchor set s ({LANDMARKS} truth architectures, their "
           "3-seed mean accuracy) as landmarks. Every row is measured on the remaining "
