@@ -58,6 +58,16 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def refused_in_one_line(capsys, argv, run: Path) -> str:
+    """Run the command ``argv`` that must be refused: exit 2, one ``error:`` line, nothing written at ``run``."""
+    code, out, err = cli(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and not out.strip()
+    assert not run.exists()
+    return lines[0]
+
+
 def tiny_config(**changes) -> TrainConfig:
     """A supernet config that trains in about a second on synthetic 28x28 images."""
     base = dict(space="macro-fmnist", dataset="synthetic", val_size=200, epochs=2, batch_size=64, lr=0.05, seed=0)

@@ -30,7 +30,7 @@ from evonas.supernet import build_one_shot
 from evonas.training.landmark import Landmark, landmark_archs
 from evonas.training.strategies import make_strategy
 from evonas.training.train import train_supernet
-from tests.conftest import cli, tiny_config
+from tests.conftest import cli, refused_in_one_line, tiny_config
 
 SMALL = dict(train_limit=32, batch_size=16, val_size=200)  # two steps of 16 images an epoch
 LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
@@ -252,15 +252,6 @@ def test_resume_is_bit_identical_across_the_warmup_without_the_landmarks_file(tm
 # ----------------------------------------------------------------------- bad landmark inputs: one line each
 
 
-def _one_line(capsys, argv, run: Path) -> str:
-    code, out, err = cli(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and not out.strip()
-    assert not run.exists()
-    return lines[0]
-
-
 BAD_FILES = {
     "malformed": ("12012200 80\n22222222\n", ":2:", "'22222222' is not an 'arch accuracy' line"),
     "unparsable": ("12012200 80\n1201 75\n", ":2:", "'1201'"),
@@ -278,7 +269,7 @@ def test_a_bad_landmarks_file_is_one_line_naming_the_line_or_value(tmp_path, cap
     text, where, what = BAD_FILES[case]
     path = tmp_path / "landmarks.txt"
     path.write_text(text)
-    line = _one_line(capsys, train_argv(tmp_path / "run", "--strategy", "landmark", "--landmarks", path), tmp_path / "run")
+    line = refused_in_one_line(capsys, train_argv(tmp_path / "run", "--strategy", "landmark", "--landmarks", path), tmp_path / "run")
     assert "--landmarks" in line and where in line and what in line, line
     if where.startswith(":"):
         assert f"{path}{where}" in line
@@ -290,33 +281,33 @@ def test_bad_landmark_sources_and_settings_are_one_line(tmp_path, capsys):
     good = tmp_path / "good.txt"
     good.write_text("12012200 80\n22222222 70\n")
     missing = tmp_path / "nowhere.txt"
-    line = _one_line(capsys, train_argv(run, *landmark, missing), run)
+    line = refused_in_one_line(capsys, train_argv(run, *landmark, missing), run)
     assert str(missing) in line and "does not exist" in line
     # a run without anchors: no store, or a store with only supernet scores
     bare = _anchor_run(tmp_path / "bare", {})
-    line = _one_line(capsys, train_argv(run, *landmark, bare), run)
+    line = refused_in_one_line(capsys, train_argv(run, *landmark, bare), run)
     assert str(bare) in line and "no stand-alone anchors" in line
     (tmp_path / "nostore").mkdir()
     (tmp_path / "nostore" / "config.json").write_text((bare / "config.json").read_text())
-    line = _one_line(capsys, train_argv(run, *landmark, tmp_path / "nostore"), run)
+    line = refused_in_one_line(capsys, train_argv(run, *landmark, tmp_path / "nostore"), run)
     assert "no stand-alone anchors" in line
     one = _anchor_run(tmp_path / "one", {("12012200", 1, 0): 60.0, ("12012200", 1, 1): 62.0})
-    line = _one_line(capsys, train_argv(run, *landmark, one), run)
+    line = refused_in_one_line(capsys, train_argv(run, *landmark, one), run)
     assert "at least 2 landmarks" in line and str(one) in line
     other = _anchor_run(tmp_path / "other", {("1" * 16, 1, 0): 60.0, ("2" * 16, 1, 0): 62.0}, space="mobilenet-fmnist")
-    line = _one_line(capsys, train_argv(run, *landmark, other), run)
+    line = refused_in_one_line(capsys, train_argv(run, *landmark, other), run)
     assert "'mobilenet-fmnist'" in line and "'macro-fmnist'" in line
     (tmp_path / "folder").mkdir()
-    line = _one_line(capsys, train_argv(run, *landmark, tmp_path / "folder"), run)
+    line = refused_in_one_line(capsys, train_argv(run, *landmark, tmp_path / "folder"), run)
     assert "not an evonas run" in line
     # the strategy and its settings
-    line = _one_line(capsys, train_argv(run, "--strategy", "landmark"), run)
+    line = refused_in_one_line(capsys, train_argv(run, "--strategy", "landmark"), run)
     assert line.startswith("error: --landmarks is required with strategy 'landmark'")
-    line = _one_line(capsys, train_argv(run, "--landmarks", good), run)
+    line = refused_in_one_line(capsys, train_argv(run, "--landmarks", good), run)
     assert "--landmarks is only for strategy 'landmark'" in line and "'uniform'" in line
     for flag, value in (("--landmark-weight", "0"), ("--landmark-weight", "nan"), ("--landmark-pairs", "0"),
                         ("--landmark-warmup", "1.5")):
-        line = _one_line(capsys, train_argv(run, *landmark, good, flag, value), run)
+        line = refused_in_one_line(capsys, train_argv(run, *landmark, good, flag, value), run)
         assert line.startswith(f"error: {flag} must be") and f"got {float(value) if 'pairs' not in flag else 0}" in line
 
 

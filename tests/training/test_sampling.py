@@ -27,7 +27,7 @@ from evonas.training.sampling import PADA_EMA, PadaSampler, Sampler
 from evonas.training.size_lr import SizeLR
 from evonas.training.strategies import extreme_arch, make_strategy
 from evonas.training.train import train_supernet
-from tests.conftest import cli, tiny_config
+from tests.conftest import cli, refused_in_one_line, tiny_config
 
 SMALL = dict(train_limit=32, batch_size=16, val_size=200)  # two steps of 16 images an epoch
 LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
@@ -315,15 +315,6 @@ def test_cli_trains_with_the_options_and_resume_keeps_them(tmp_path, capsys):
     assert code == 2 and "'sampling': ('pada', 'uniform')" in err, err
 
 
-def _one_line(capsys, argv, run: Path) -> str:
-    code, out, err = cli(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and not out.strip()
-    assert not run.exists()
-    return lines[0]
-
-
 REFUSED = {
     "fair": (["--sampling", "pada", "--strategy", "fair"], ["--sampling pada", "strategy 'fair'", "--sampling uniform"]),
     "stream": (["--sampling", "pada", "--stream"], ["--sampling pada", "in memory", "--in-memory", "--sampling uniform"]),
@@ -342,7 +333,7 @@ REFUSED = {
 @pytest.mark.parametrize("case", list(REFUSED))
 def test_bad_sampling_options_are_one_line_and_write_nothing(tmp_path, capsys, case):
     more, fragments = REFUSED[case]
-    line = _one_line(capsys, train_argv(tmp_path / "run", *more), tmp_path / "run")
+    line = refused_in_one_line(capsys, train_argv(tmp_path / "run", *more), tmp_path / "run")
     for fragment in fragments:
         assert fragment in line, line
 
@@ -356,7 +347,7 @@ def test_pada_refuses_images_that_stream_because_they_are_large(tmp_path, capsys
     run = tmp_path / "run"
     argv = ["train-supernet", "--run", run, "--space", "macro-fmnist", "--data", f"imagefolder:{data}", "--epochs", "1",
             "--batch-size", "4", "--val-size", "0.25", "--threads", "1", "--quiet", "--sampling", "pada"]
-    line = _one_line(capsys, argv, run)
+    line = refused_in_one_line(capsys, argv, run)
     assert "--sampling pada" in line and "stream from disk" in line and "--in-memory" in line and "--sampling uniform" in line
 
 
