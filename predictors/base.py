@@ -10,6 +10,11 @@ proxy (supernet) score, named by their ``proxy_index`` parameter.
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
@@ -22,6 +27,7 @@ class Predictor(RegressorMixin, BaseEstimator):
 
     offers_std: bool = False
     needs_proxy: bool = False
+    combines_others: bool = False  # fits other registered predictors (e.g. the ensemble)
 
     def _check_fit(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
@@ -54,3 +60,35 @@ def check_positive(owner: str, name: str, value: float, *, integer: bool = False
         kind = "an int" if integer else "a float"
         rng = "[0, inf)" if allow_zero else "(0, inf)"
         raise PredictorError(f"The {name!r} parameter of {owner} must be {kind} in the range {rng}. Got {value!r} instead.")
+
+
+_FITS: ContextVar[dict | None] = ContextVar("predictors_shared_fits", default=None)
+
+
+@contextmanager
+def shared_fits() -> Iterator[None]:
+    """Within this block, :func:`fit_shared` fits each (class, parameters, rows) once and reuses that fit.
+
+    Predictors are deterministic given their ``random_state``, so a reused fit predicts
+    exactly what a new one would. The fits are dropped when the block ends.
+    """
+    token = _FITS.set({})
+    try:
+        yield
+    finally:
+        _FITS.reset(token)
+
+
+def fit_shared(estimator, X, y):
+    """``estimator.fit(X, y)``, or the fitted equal estimator from the enclosing :func:`shared_fits` block."""
+    cache = _FITS.get()
+    if cache is None:
+        return estimator.fit(X, y)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    digest = hashlib.blake2b(X.tobytes() + y.tobytes(), digest_size=16).hexdigest()
+    params = sorted(estimator.get_params(deep=False).items())
+    key = (type(estimator).__module__, type(estimator).__qualname__, repr(params), X.shape, y.shape, digest)
+    if key not in cache:
+        cache[key] = estimator.fit(X, y)
+    return cache[key]

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, LeaveOneOut
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from .base import fit_shared
 from .errors import PredictorError
 from .metrics import interval_coverage
 
@@ -65,11 +66,11 @@ class ConformalRegressor(BaseEstimator):
         self.fold_models_ = []
         self.residuals_ = np.empty(n)
         for k, (train, test) in enumerate(splitter.split(X)):
-            model = clone(self.estimator).fit(X[train], y[train])
+            model = fit_shared(clone(self.estimator), X[train], y[train])
             self.fold_models_.append(model)
             self.fold_of_[test] = k
             self.residuals_[test] = np.abs(y[test] - model.predict(X[test]))
-        self.model_ = clone(self.estimator).fit(X, y)
+        self.model_ = fit_shared(clone(self.estimator), X, y)
         self.n_features_in_ = X.shape[1]
         return self
 

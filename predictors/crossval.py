@@ -34,6 +34,7 @@ supernet and chooses the calibrated supernet score.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -41,12 +42,14 @@ from typing import Sequence
 import numpy as np
 from sklearn.model_selection import KFold, LeaveOneOut
 
+from .base import fit_shared, shared_fits
 from .conformal import ConformalRegressor
 from .errors import PredictorError
 from .metrics import kendall_tau, spearman_rho
 from .registry import get_predictor, list_predictors, predictor_class
 
 BASELINE = "supernet"  # the registered calibration of the proxy score alone
+SHARE_ALL = 20  # anchors up to which one report keeps all its fits for reuse (tiny models; leave-one-out regime)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class EstimatorScore:
     spearman_rho: float
     coverage: float | None  # fraction of held-out anchors inside their interval (leave-one-out pass)
     mean_interval_width: float | None
-    seconds: float  # wall time of all the fits of this predictor
+    seconds: float  # wall time of this predictor's fits (an ensemble's: beyond its members' shared fits)
     kendall_tau_se: float | None = None
     tau_vs_proxy: float | None = None
     tau_vs_proxy_se: float | None = None
@@ -217,41 +220,90 @@ def cross_validate_predictors(
     if flops_col is not None:
         baselines.append(BaselineScore("flops", kendall_tau(y, flops_col), spearman_rho(y, flops_col)))
 
-    taus: dict[str, np.ndarray] = {}
-    rows: dict[str, dict] = {}
+    taus, rows = _score_on_splits(X, y, names, splits, reference, proxy_index=proxy_index, cost_index=cost_index,
+                                  coverage=coverage, random_state=random_state)
     for name in names:
-        start = time.perf_counter()
-        tau, rho = np.empty(len(splits)), np.empty(len(splits))
-        for j, (train, test) in enumerate(splits):
-            est = build_predictor(name, proxy_index=proxy_index, cost_index=cost_index, random_state=random_state)
-            pred = est.fit(X[train], y[train]).predict(X[test])
-            tau[j], rho[j] = kendall_tau(y[test], pred), spearman_rho(y[test], pred)
-        pred = np.empty(n)
-        lo, hi = np.full(n, np.nan), np.full(n, np.nan)
-        for train, test in reference:
-            est = build_predictor(name, proxy_index=proxy_index, cost_index=cost_index, random_state=random_state)
-            if coverage is not None and len(train) >= 3:
-                conf = ConformalRegressor(est, coverage=coverage, cv=min(5, len(train)), random_state=random_state)
-                conf.fit(X[train], y[train])
-                pred[test] = conf.predict(X[test])
-                lo[test], hi[test] = conf.predict_interval(X[test])
-            else:
-                pred[test] = est.fit(X[train], y[train]).predict(X[test])
-        cov = width = None
-        if coverage is not None:
-            cov = float(np.mean((y >= lo) & (y <= hi)))
-            width = float(np.mean(hi - lo))
-        taus[name] = tau
-        rows[name] = dict(name=name, kendall_tau=float(tau.mean()), spearman_rho=float(rho.mean()), coverage=cov,
-                          mean_interval_width=width, seconds=round(time.perf_counter() - start, 3),
-                          kendall_tau_se=corrected_se(tau, n_train, n_test),
-                          loo_kendall_tau=kendall_tau(y, pred), loo_spearman_rho=spearman_rho(y, pred))
+        rows[name]["kendall_tau_se"] = corrected_se(taus[name], n_train, n_test)
     scheme = f"{len(splits)} random {n_train}/{n_test} splits"
     scores, best, reason, beats = decide(rows, taus, names, baseline, margin, scheme, n_train=n_train, n_test=n_test,
                                          min_held_out=min_held_out, anchors=f"{n} anchors")
     reference_scheme = "leave-one-out" if k == n else f"{k}-fold"
     return RankingReport(n, scheme, coverage, baselines, scores, best, beats, [], baseline=baseline, reason=reason,
                          n_splits=len(splits), margin=float(margin), reference_scheme=reference_scheme)
+
+
+def _score_on_splits(X, y, names: Sequence[str], splits, reference, *, proxy_index, cost_index, coverage,
+                     random_state) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Each predictor's tau per random split, and its report fields from the splits and the reference pass.
+
+    A split drawn twice is scored once (the fits are deterministic), and an equal fit is
+    made once (:func:`shared_fits`): within the whole call up to ``SHARE_ALL`` anchors
+    (the reference pass's inner fits then reuse the splits'), within each split or
+    reference fold above that (memory stays that of one split). So an ensemble reuses
+    its members' fits; predictors that combine others run last, so ``seconds`` counts
+    what each predictor adds.
+    """
+    n = len(y)
+    share_all = n <= SHARE_ALL
+    with shared_fits() if share_all else contextlib.nullcontext():
+        return _score_shared(X, y, names, splits, reference, proxy_index=proxy_index, cost_index=cost_index,
+                             coverage=coverage, random_state=random_state,
+                             scope=contextlib.nullcontext if share_all else shared_fits)
+
+
+def _score_shared(X, y, names, splits, reference, *, proxy_index, cost_index, coverage, random_state,
+                  scope) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """:func:`_score_on_splits` with ``scope()`` around each split and reference fold."""
+    n = len(y)
+    order = sorted(names, key=lambda name: getattr(predictor_class(name), "combines_others", False))
+    seconds = dict.fromkeys(names, 0.0)
+
+    def build(name):
+        return build_predictor(name, proxy_index=proxy_index, cost_index=cost_index, random_state=random_state)
+
+    def timed(name, work):
+        start = time.perf_counter()
+        out = work()
+        seconds[name] += time.perf_counter() - start
+        return out
+
+    unique: dict[bytes, tuple[dict, dict]] = {}
+    for train, test in splits:
+        if test.tobytes() in unique:
+            continue
+        tau_of, rho_of = {}, {}
+        with scope():
+            for name in order:
+                pred = timed(name, lambda: fit_shared(build(name), X[train], y[train]).predict(X[test]))
+                tau_of[name], rho_of[name] = kendall_tau(y[test], pred), spearman_rho(y[test], pred)
+        unique[test.tobytes()] = tau_of, rho_of
+    taus = {name: np.array([unique[test.tobytes()][0][name] for _, test in splits]) for name in names}
+    rhos = {name: np.array([unique[test.tobytes()][1][name] for _, test in splits]) for name in names}
+
+    pred = {name: np.empty(n) for name in names}
+    lo = {name: np.full(n, np.nan) for name in names}
+    hi = {name: np.full(n, np.nan) for name in names}
+    for train, test in reference:
+        with scope():
+            for name in order:
+                if coverage is not None and len(train) >= 3:
+                    conf = ConformalRegressor(build(name), coverage=coverage, cv=min(5, len(train)),
+                                              random_state=random_state)
+                    timed(name, lambda: conf.fit(X[train], y[train]))
+                    pred[name][test] = conf.predict(X[test])
+                    lo[name][test], hi[name][test] = conf.predict_interval(X[test])
+                else:
+                    pred[name][test] = timed(name, lambda: fit_shared(build(name), X[train], y[train]).predict(X[test]))
+    rows = {}
+    for name in names:
+        cov = width = None
+        if coverage is not None:
+            cov = float(np.mean((y >= lo[name]) & (y <= hi[name])))
+            width = float(np.mean(hi[name] - lo[name]))
+        rows[name] = dict(name=name, kendall_tau=float(taus[name].mean()), spearman_rho=float(rhos[name].mean()),
+                          coverage=cov, mean_interval_width=width, seconds=round(seconds[name], 3),
+                          loo_kendall_tau=kendall_tau(y, pred[name]), loo_spearman_rho=spearman_rho(y, pred[name]))
+    return taus, rows
 
 
 def adjusted_margin(margin: float, n_candidates: int) -> float:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import Predictor
+from .base import Predictor, fit_shared
 from .errors import PredictorError
 from .registry import get_predictor, predictor_class, register_predictor
 
@@ -21,6 +21,7 @@ class EnsemblePredictor(Predictor):
     """Mean of ``members`` (registered names, each built with this ``random_state``)."""
 
     offers_std = True
+    combines_others = True
 
     def __init__(self, *, members: Sequence[str] = ("linear", "gp", "rf"), random_state: int = 0) -> None:
         self.members = members
@@ -37,7 +38,7 @@ class EnsemblePredictor(Predictor):
         for name in names:
             if predictor_class(name).needs_proxy:
                 raise PredictorError(f"ensemble member {name!r} needs a proxy column; ensemble members must be architecture-only")
-        self.estimators_ = [get_predictor(n, random_state=self.random_state).fit(X, y) for n in names]
+        self.estimators_ = [fit_shared(get_predictor(n, random_state=self.random_state), X, y) for n in names]
         return self
 
     def predict(self, X, return_std: bool = False):

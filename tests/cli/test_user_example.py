@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import cli
 from tests.imagefolder import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def test_the_readme_shows_the_example_file_as_it_is():
 
 
 @pytest.mark.slow
-def test_the_readme_commands_run_train_search_correct_and_export(example):
+def test_the_readme_commands_run_train_search_correct_and_export(example, capsys, monkeypatch):
     commands = [b for lang, b in readme_blocks() if lang == "bash"][0]
     lines = [line for line in commands.splitlines() if line.strip()]
     assert [shlex.split(line)[1] for line in lines] == ["train-supernet", "search", "fit-predictor", "export"]
@@ -84,15 +85,18 @@ def test_the_readme_commands_run_train_search_correct_and_export(example):
             module(torch.zeros(1, 1, 28, 28))
         assert counter.get_total_flops() // 2 == metrics["flops"]  # multiply-accumulates, as evonas counts
 
-    # a new process in another folder reopens the run, with no flag but --run
-    done = run_evonas(f"evonas eval --run {run} --sample 2", Path("/"))
-    assert done.returncode == 0, done.stderr
-    done = run_evonas(f"evonas profile --run {run} --archs {run / 'exports' / 'top3' / 'report.md'}", Path("/"))
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1  # a report is no architecture file
+    # a process that never imported my_model.py (this one: the commands above ran in their own), in another
+    # folder, reopens the run with no flag but --run
+    assert not [m for m in sys.modules.values() if str(getattr(m, "__file__", "")).startswith(str(example))]
+    monkeypatch.chdir("/")
+    code, out, err = cli(capsys, "eval", "--run", run, "--sample", "2")
+    assert code == 0, err
+    code, out, err = cli(capsys, "profile", "--run", run, "--archs", run / "exports" / "top3" / "report.md")
+    assert code == 2 and len(err.strip().splitlines()) == 1  # a report is no architecture file
     arch = json.loads((exports[0] / "metrics.json").read_text())["arch"]
-    done = run_evonas(f"evonas profile --run {run} --arch {arch} --check --json", Path("/"))
-    assert done.returncode == 0, done.stderr
-    row = json.loads(done.stdout.strip().splitlines()[-1])
+    code, out, err = cli(capsys, "profile", "--run", run, "--arch", arch, "--check", "--json")
+    assert code == 0, err
+    row = json.loads(out.strip().splitlines()[-1])
     assert row["measured_flops"] == row["flops"] and row["measured_params"] == row["params"]
 
 

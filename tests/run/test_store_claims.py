@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 import os
 import socket
 import subprocess
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 from search_spaces import get_space
+from tests.procs import worker_context
 
 from evonas.run.owners import owner_alive
 from evonas.run.store import Store
@@ -67,7 +67,7 @@ def test_two_processes_score_each_architecture_once(tmp_path):
     run = tmp_path / "run"
     Store.open(run).close()  # the store exists before the two processes race for its records
     calls_file = tmp_path / "calls.txt"
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context()
     barrier = ctx.Barrier(2)
     procs = [ctx.Process(target=_worker, args=(str(run), str(calls_file), str(tmp_path / f"out{i}.json"), barrier))
              for i in range(2)]

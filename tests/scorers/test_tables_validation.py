@@ -168,3 +168,18 @@ def test_a_search_that_scores_every_row_says_the_table_ran_out(tmp_path, capsys)
           "--algo", "evolution"])
     text = capsys.readouterr().out
     assert "the table ran out: all 6 of its rows that meet the limits were scored" in text
+
+
+def test_a_table_read_again_is_parsed_once_and_an_edited_one_again(tmp_path):
+    path = write(tmp_path, HEADER + "00000000,80,79\n11111111,81,80\n")
+    latency = write(tmp_path, "arch,latency_ms\n00000000,1.5\n", name="lat.csv")
+    first = load_table(path, SPACE).join(latency)  # a join adds a column to this copy only
+    second = load_table(path, SPACE)
+    assert "latency_ms" in first.columns and "latency_ms" not in second.columns
+    assert list(second.column("val_acc")) == [80.0, 81.0] and second.path == path
+    with pytest.raises(ValueError):
+        second.column("val_acc")[0] = 0.0  # the parsed values are shared: nobody writes into them
+    write(tmp_path, HEADER + "00000000,70,79\n11111111,81,80\n")  # same size, edited at once
+    assert list(load_table(path, SPACE).column("val_acc")) == [70.0, 81.0]
+    write(tmp_path, HEADER + "00000000,7x,79\n11111111,81,80\n22222222,82,81\n")
+    assert "t.csv:2:2" in str(load_error(path))  # an edit that breaks it is refused, not served from before

@@ -8,8 +8,7 @@ before the storage is created, on several fresh run directories in turn.
 
 from __future__ import annotations
 
-import multiprocessing
-
+from tests.procs import worker_context
 from tests.synthetic_tables import write_table
 
 ROUNDS = 4  # fresh run directories raced on, one after the other
@@ -36,7 +35,7 @@ def test_two_tpe_searches_start_together_on_a_fresh_run(tmp_path):
 
     table = write_table(tmp_path / "macro.csv")
     runs = [tmp_path / f"run{i}" for i in range(ROUNDS)]
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context()
     barrier = ctx.Barrier(2)
     procs = [ctx.Process(target=_search, args=([str(r) for r in runs], str(table), barrier)) for _ in range(2)]
     for p in procs:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from tests.procs import worker_context
 from tests.synthetic_tables import write_table
 
 from evonas.search.constraints import Constraints
@@ -176,39 +174,39 @@ def test_deap_classes_are_created_once(recwarn):
     assert not [w for w in recwarn if "creator" in str(w.message).lower()]
 
 
-KILLABLE = textwrap.dedent("""
-    import os, signal, sys, time
-    from evonas.search.constraints import Constraints
-    from evonas.scorers.table import TableScorer
-    from evonas.search import SearchContext, make_problem, make_searcher, run_search
-    from evonas.run.store import Store
-    from evonas.scorers.tables import load_table
-    from search_spaces import get_space
-
-    table, run_dir, log, algo, budget = sys.argv[1:6]
-
-    die_after = int(sys.argv[7]) if len(sys.argv) > 7 else 0  # > 0: SIGKILL itself right after scoring the n-th
+def _killable(table: str, run_dir: str, log: str, algo: str, budget: int, resume: bool, die_after: int,
+              out: str) -> None:
+    """A search of 40 in its own process whose table scorer logs each scoring to ``log``; with ``die_after`` > 0 it
+    SIGKILLs itself right after scoring that many (scored, not yet stored: the worst moment to die). It writes the
+    architectures it evaluated to ``out``."""
 
     class SlowScorer(TableScorer):
         def score(self, arch):
             time.sleep(0.03)
             metrics = super().score(arch)
             with open(log, "a") as fh:
-                fh.write(str(arch) + "\\n")
+                fh.write(str(arch) + "\n")
             if die_after and len(open(log).read().split()) == die_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # scored, not yet stored: the worst moment to die
+                os.kill(os.getpid(), signal.SIGKILL)
             return metrics
 
     scorer = SlowScorer(load_table(table, get_space("macro-fmnist")), target="val_acc")
     store = Store.open(run_dir)
-    resume = len(sys.argv) > 6 and sys.argv[6] == "--resume"
     run, resumed = store.begin_search(algo=algo, seed=7, config={"max_flops": 4e6}, resume=resume)
     problem = make_problem(scorer, Constraints(max_flops=4e6))
     searcher = make_searcher(algo, problem, seed=7,
-                             context=SearchContext(run_dir=run_dir, study_name=run.name, resume=resumed))
-    res = run_search(searcher, scorer, store, budget=int(budget), search_run=run, resumed=resumed)
-    print(",".join(res.evaluated))
-""")
+                             context=SearchContext(run_dir=Path(run_dir), study_name=run.name, resume=resumed))
+    res = run_search(searcher, scorer, store, budget=budget, search_run=run, resumed=resumed)
+    Path(out).write_text(",".join(res.evaluated))
+
+
+def _start_killable(tmp_path: Path, scorer, algo: str, *, resume: bool = False, die_after: int = 0):
+    """(the started process, its run directory, its scoring log, the file it writes its evaluations to)."""
+    run_dir, log, out = tmp_path / "run", tmp_path / "scored.log", tmp_path / ("resumed.txt" if resume else "out.txt")
+    proc = worker_context().Process(target=_killable, args=(str(scorer.table.path), str(run_dir), str(log), algo, 40,
+                                                             resume, die_after, str(out)))
+    proc.start()
+    return proc, run_dir, log, out
 
 
 def _stored_archs(run_dir):
@@ -216,9 +214,9 @@ def _stored_archs(run_dir):
         return {r.arch for r in store.records()}
 
 
-def _check_resumed_run(scorer, algo, run_dir, done, scored):
-    assert done.returncode == 0, done.stderr
-    resumed = done.stdout.strip().split(",")
+def _check_resumed_run(scorer, algo, run_dir, resume, scored):
+    assert resume.exitcode == 0  # (joined)
+    resumed = (run_dir.parent / "resumed.txt").read_text().split(",")
     assert set(scored) == set(resumed) and len(set(scored)) == 40
     with Store.open(run_dir) as store:
         assert store.count() == 40
@@ -231,47 +229,42 @@ def _check_resumed_run(scorer, algo, run_dir, done, scored):
 @pytest.mark.parametrize("algo", ["evolution", "tpe"])
 def test_search_killed_with_sigkill_resumes_without_repeats(scorer, tmp_path, algo):
     """A kill at a random moment: nothing stored is scored again; only the one architecture in flight may be."""
-    script = tmp_path / "killable.py"
-    script.write_text(KILLABLE)
-    table, run_dir, log = str(scorer.table.path), tmp_path / "run", tmp_path / "scored.log"
-    args = [sys.executable, str(script), table, str(run_dir), str(log), algo, "40"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, run_dir, log, _ = _start_killable(tmp_path, scorer, algo)
     # Wait for the kill point, saying so if it never comes. Before, the loop gave up silently after 60 s: on a loaded
     # machine the search had not scored 12 architectures yet (or not started: no log), was killed anyway, and the test
     # failed reading a missing log or with an unrelated count.
     deadline = time.time() + 300
     while not (log.exists() and len(log.read_text().split()) >= 12):
-        assert proc.poll() is None, f"the search ended before the kill point: {proc.stderr.read()}"
+        assert proc.exitcode is None, "the search ended before the kill point"
         assert time.time() < deadline, "the search scored fewer than 12 architectures in 300 s"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    proc.join()
+    assert proc.exitcode == -signal.SIGKILL
     before = log.read_text().split()
     assert 12 <= len(before) < 40
     stored = _stored_archs(run_dir)
     in_flight = set(before) - stored  # scored when the kill came, its record not yet written
     assert len(in_flight) <= 1 and set(before[:-1]) <= stored
-    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    resume, *_ = _start_killable(tmp_path, scorer, algo, resume=True)
+    resume.join(timeout=300)
     scored = log.read_text().split()
     again = [a for a in set(scored) if scored.count(a) > 1]
     assert set(again) == in_flight and all(scored.count(a) == 2 for a in again)
-    _check_resumed_run(scorer, algo, run_dir, done, scored)
+    _check_resumed_run(scorer, algo, run_dir, resume, scored)
 
 
 @pytest.mark.parametrize("algo", ["evolution", "tpe"])
 def test_search_killed_between_scoring_and_storing_rescores_only_that_architecture(scorer, tmp_path, algo):
     """The worst moment, made deterministic: the 12th architecture is scored and the process dies
     before its record is written. The resume scores that one again and nothing else."""
-    script = tmp_path / "killable.py"
-    script.write_text(KILLABLE)
-    table, run_dir, log = str(scorer.table.path), tmp_path / "run", tmp_path / "scored.log"
-    args = [sys.executable, str(script), table, str(run_dir), str(log), algo, "40"]
-    killed = subprocess.run(args + ["--fresh", "12"], capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed, run_dir, log, _ = _start_killable(tmp_path, scorer, algo, die_after=12)
+    killed.join(timeout=120)
+    assert killed.exitcode == -signal.SIGKILL
     before = log.read_text().split()
     assert len(before) == 12 and _stored_archs(run_dir) == set(before[:11])
-    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=120)
+    resume, *_ = _start_killable(tmp_path, scorer, algo, resume=True)
+    resume.join(timeout=120)
     scored = log.read_text().split()
     assert [a for a in set(scored) if scored.count(a) > 1] == [before[11]] and len(scored) == 41
-    _check_resumed_run(scorer, algo, run_dir, done, scored)
+    _check_resumed_run(scorer, algo, run_dir, resume, scored)

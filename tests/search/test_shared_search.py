@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import socket
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.procs import worker_context
 from tests.synthetic_tables import write_table
 
 from evonas.cli.main import main
@@ -66,7 +67,7 @@ def _worker(argv: list[str], calls_file: str, out_file: str, barrier, pause_afte
 def run_workers(tmp_path: Path, argvs: list[list[str]]) -> tuple[list[str], list[dict]]:
     """Run one worker process per argv at once; (architectures scored, in any order; each worker's JSON)."""
     calls_file = tmp_path / "calls.txt"
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context()
     barrier = ctx.Barrier(len(argvs))
     outs = [tmp_path / f"out{i}.json" for i in range(len(argvs))]
     procs = [ctx.Process(target=_worker, args=(argv, str(calls_file), str(out), barrier)) for argv, out in zip(argvs, outs)]
@@ -277,10 +278,10 @@ def _kill_setup(tmp_path: Path, url: str, a_after: int, b_after: int | None):
     """Workers A and B on run directories a and b sharing ``url``, and how to start A again. A waits for ever in
     its scoring number ``a_after`` + 1, B (with ``b_after``) in its number ``b_after`` + 1 until ``sync[2]`` is
     set. Keep ``sync`` referenced until the workers run: a started Process drops its arguments, and a semaphore
-    collected in this process is gone before the spawned child opens it."""
+    collected in this process is gone before the child opens it."""
     table = write_table(tmp_path / "t.csv")
     argv_a, argv_b = (table_args(table) + ["--run", str(tmp_path / r), "--storage", url] for r in "ab")
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context()
     barrier, never, b_go = ctx.Barrier(2), ctx.Event(), ctx.Event()
     calls = str(tmp_path / "calls.txt")
     a = ctx.Process(target=_worker, args=(argv_a, calls, str(tmp_path / "a.json"), barrier, a_after, never))
