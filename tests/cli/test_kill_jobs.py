@@ -1,8 +1,10 @@
 """SIGKILL tests for the long jobs beyond training and search: anchor training, export and latency build.
 
-Each job runs as a subprocess on a copy of the tiny run, is killed with SIGKILL at a
-seeded random point, and is run again with the same command; the end state must
-equal that of an uninterrupted run in another copy (run alongside to save time).
+Each job runs as its own process (the ``evonas`` command, forked from a server that
+imported evonas once: tests/procs.py) on a copy of the tiny run, is killed with
+SIGKILL at a seeded random point, and is run again with the same command; the end
+state must equal that of an uninterrupted run in another copy (run alongside to save
+time).
 """
 
 from __future__ import annotations
@@ -13,52 +15,60 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+import pytest
+from tests.procs import EvonasProcess
 
 from evonas.cli.main import main
 from evonas.run.run import Run
 from evonas.run.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+OUTPUT: Path  # where the jobs' printed output goes (set per test)
 PARTIAL_NAMES = ("partial-",)
 PARTIAL_SUFFIXES = (".tmp", ".partial")
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "evonas.cli.main", *args]
+    return list(args)
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(args: list[str]) -> EvonasProcess:
+    return EvonasProcess(args, OUTPUT)
 
 
 def _run(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    return done
+    proc = _start(args)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 180) -> str:
+def _finish(proc: EvonasProcess, timeout: float = 180) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     return out
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: EvonasProcess) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
 
 
-def _wait_for(cond, proc: subprocess.Popen, timeout: float = 120, every: float = 0.02) -> None:
+def _wait_for(cond, proc: EvonasProcess, timeout: float = 120, every: float = 0.02) -> None:
     deadline = time.time() + timeout
     while not cond():
         assert proc.poll() is None, f"the job ended before the kill point: {proc.stderr.read() if proc.stderr else ''}"
         assert time.time() < deadline, "the kill point never came"
         time.sleep(every)
+
+
+@pytest.fixture(autouse=True)
+def _output(tmp_path):
+    global OUTPUT
+    OUTPUT = tmp_path / "output"  # each test's own: pytest-xdist runs one test at a time per process
 
 
 def _partials(root: Path) -> list[Path]:
@@ -180,7 +190,7 @@ def test_latency_build_killed_midway_leaves_no_temporary_file(tmp_path, tiny_run
     args = ["latency", "build", "--repeats", "3", "--warmup", "1", "--fit-seconds", "0", "--quiet"]
     t0 = time.perf_counter()
     _run(_cli(*args[:2], "--run", str(reference), *args[2:]))
-    whole = time.perf_counter() - t0  # mostly start-up: the kill lands anywhere in imports, timing or saving
+    whole = time.perf_counter() - t0  # the kill lands anywhere in opening the run, timing or saving
     cmd = _cli(*args[:2], "--run", str(killed), *args[2:])
     proc = _start(cmd)
     time.sleep(rng.uniform(0.2, 0.7) * whole)

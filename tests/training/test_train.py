@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,8 +16,7 @@ from evonas.errors import CheckpointError, RunDirError
 from evonas.run.run import Run
 from evonas.training.train import train_supernet
 from tests.conftest import tiny_config
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.procs import EvonasProcess
 
 
 def _weights(run: Path) -> dict:
@@ -47,20 +44,21 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_ru
 
 def test_sigkill_during_training_then_resume(tmp_path, tiny_run):
     run = tmp_path / "killed"
-    args = [sys.executable, "-m", "evonas.cli.main", "train-supernet", "--run", str(run), "--dataset", "synthetic",
-            "--val-size", "200", "--train-limit", "256", "--epochs", "6", "--batch-size", "64", "--lr", "0.05", "--quiet", "--threads", str(torch.get_num_threads())]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["train-supernet", "--run", str(run), "--dataset", "synthetic", "--val-size", "200", "--train-limit", "256",
+            "--epochs", "6", "--batch-size", "64", "--lr", "0.05", "--quiet", "--threads", str(torch.get_num_threads())]
+    proc = EvonasProcess(args, tmp_path / "output")  # its own process, forked from one that imported evonas
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     assert ckpt.exists() and not (run / "supernet.pt").exists()
     killed_at = load_checkpoint(ckpt, kind="supernet")["epoch"]
     assert killed_at in range(1, 6)  # killed after a checkpoint, before the end
-    done = subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = EvonasProcess(args + ["--resume"], tmp_path / "output")
+    _, err = done.communicate()
+    assert done.returncode == 0, err
     reference = tmp_path / "reference"
     train_supernet(reference, tiny_config(epochs=6, train_limit=256), progress=False)
     _assert_same_weights(run, reference)
