@@ -71,13 +71,7 @@ def benchmark_predictors(
     runs = _runs(names, with_proxy)
     if not runs:
         raise PredictorError(f"predictors {names} need a proxy column; give one or pick architecture-only predictors")
-    order = np.argsort(-y, kind="stable")
-    rank_of = np.empty(n, dtype=int)  # true rank in the whole table, 1 = best (ties share the best rank)
-    rank_of[order] = np.arange(1, n + 1)
-    for i in range(1, n):
-        if y[order[i]] == y[order[i - 1]]:
-            rank_of[order[i]] = rank_of[order[i - 1]]
-
+    rank_of = _true_ranks(y)
     records: dict[tuple[str, int], list[dict]] = {}
     jobs = [(size, seed) for size in train_sizes for seed in range(seeds)]
     bar = None
@@ -114,21 +108,35 @@ def benchmark_predictors(
                 bar.update(1)
     if bar is not None:
         bar.close()
-    rows = []
-    for (label, size), recs in records.items():
-        taus = np.array([r["tau"] for r in recs])
-        ranks = np.array([r["rank"] for r in recs])
-        rows.append(dict(
-            predictor=label,
-            features=recs[0]["features"],
-            train_size=int(size),
-            kendall_tau=round(float(taus.mean()), 4),
-            kendall_tau_std=round(float(taus.std()), 4),
-            spearman_rho=round(float(np.mean([r["rho"] for r in recs])), 4),
-            top_tau=round(float(np.mean([r["top"] for r in recs])), 4),
-            best_true_rank_median=float(np.median(ranks)),
-            best_true_rank_mean=round(float(ranks.mean()), 1),
-            fit_seconds=round(float(np.mean([r["seconds"] for r in recs])), 4),
-            seeds=len(recs),
-        ))
-    return rows
+    return [_summary(label, size, recs) for (label, size), recs in records.items()]
+
+
+def _true_ranks(y: np.ndarray) -> np.ndarray:
+    """Each row's true rank in the whole table, 1 = best (ties share the best rank)."""
+    n = len(y)
+    order = np.argsort(-y, kind="stable")
+    rank_of = np.empty(n, dtype=int)
+    rank_of[order] = np.arange(1, n + 1)
+    for i in range(1, n):
+        if y[order[i]] == y[order[i - 1]]:
+            rank_of[order[i]] = rank_of[order[i - 1]]
+    return rank_of
+
+
+def _summary(label: str, size: int, recs: list[dict]) -> dict:
+    """One result row: a model at one training size, over its seeds' records."""
+    taus = np.array([r["tau"] for r in recs])
+    ranks = np.array([r["rank"] for r in recs])
+    return dict(
+        predictor=label,
+        features=recs[0]["features"],
+        train_size=int(size),
+        kendall_tau=round(float(taus.mean()), 4),
+        kendall_tau_std=round(float(taus.std()), 4),
+        spearman_rho=round(float(np.mean([r["rho"] for r in recs])), 4),
+        top_tau=round(float(np.mean([r["top"] for r in recs])), 4),
+        best_true_rank_median=float(np.median(ranks)),
+        best_true_rank_mean=round(float(ranks.mean()), 1),
+        fit_seconds=round(float(np.mean([r["seconds"] for r in recs])), 4),
+        seeds=len(recs),
+    )
