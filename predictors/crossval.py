@@ -220,8 +220,13 @@ def cross_validate_predictors(
     if flops_col is not None:
         baselines.append(BaselineScore("flops", kendall_tau(y, flops_col), spearman_rho(y, flops_col)))
 
-    taus, rows = _score_on_splits(X, y, names, splits, reference, proxy_index=proxy_index, cost_index=cost_index,
-                                  coverage=coverage, random_state=random_state)
+    # Equal fits are made once: over the whole report up to SHARE_ALL anchors (the reference pass's inner fits then
+    # reuse the splits'), else within each split or fold (memory stays that of one split's fits).
+    share_all = n <= SHARE_ALL
+    with shared_fits() if share_all else contextlib.nullcontext():
+        taus, rows = _score_on_splits(X, y, names, splits, reference, proxy_index=proxy_index, cost_index=cost_index,
+                                      coverage=coverage, random_state=random_state,
+                                      scope=contextlib.nullcontext if share_all else shared_fits)
     for name in names:
         rows[name]["kendall_tau_se"] = corrected_se(taus[name], n_train, n_test)
     scheme = f"{len(splits)} random {n_train}/{n_test} splits"
@@ -233,27 +238,15 @@ def cross_validate_predictors(
 
 
 def _score_on_splits(X, y, names: Sequence[str], splits, reference, *, proxy_index, cost_index, coverage,
-                     random_state) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+                     random_state, scope) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Each predictor's tau per random split, and its report fields from the splits and the reference pass.
 
-    A split drawn twice is scored once (the fits are deterministic), and an equal fit is
-    made once (:func:`shared_fits`): within the whole call up to ``SHARE_ALL`` anchors
-    (the reference pass's inner fits then reuse the splits'), within each split or
-    reference fold above that (memory stays that of one split). So an ensemble reuses
-    its members' fits; predictors that combine others run last, so ``seconds`` counts
-    what each predictor adds.
+    A split drawn twice is scored once (the fits are deterministic), and ``scope()`` is
+    entered around each split and reference fold (:func:`shared_fits` there, or nothing
+    when the caller shares fits over the whole report), so an equal fit is made once and
+    an ensemble reuses its members' fits. Predictors that combine others run last, so
+    ``seconds`` counts what each predictor adds.
     """
-    n = len(y)
-    share_all = n <= SHARE_ALL
-    with shared_fits() if share_all else contextlib.nullcontext():
-        return _score_shared(X, y, names, splits, reference, proxy_index=proxy_index, cost_index=cost_index,
-                             coverage=coverage, random_state=random_state,
-                             scope=contextlib.nullcontext if share_all else shared_fits)
-
-
-def _score_shared(X, y, names, splits, reference, *, proxy_index, cost_index, coverage, random_state,
-                  scope) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """:func:`_score_on_splits` with ``scope()`` around each split and reference fold."""
     n = len(y)
     order = sorted(names, key=lambda name: getattr(predictor_class(name), "combines_others", False))
     seconds = dict.fromkeys(names, 0.0)

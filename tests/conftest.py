@@ -68,6 +68,19 @@ def refused_in_one_line(capsys, argv, run: Path) -> str:
     return lines[0]
 
 
+def supernet_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The trained supernet's state dict of run directory ``run``."""
+    return torch.load(run / "supernet.pt", weights_only=False)["model"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """The supernets of runs ``a`` and ``b`` are bit-identical."""
+    wa, wb = supernet_weights(a), supernet_weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
 def tiny_config(**changes) -> TrainConfig:
     """A supernet config that trains in about a second on synthetic 28x28 images."""
     base = dict(space="macro-fmnist", dataset="synthetic", val_size=200, epochs=2, batch_size=64, lr=0.05, seed=0)

@@ -36,7 +36,7 @@ def _evonas(argv: list[str], out: str, err: str) -> None:
 
 class EvonasProcess:
     """``evonas ARGV`` in a worker process, what it prints kept in files: the parts of ``subprocess.Popen`` that
-    the kill tests use (``pid``, ``poll()``, ``returncode``, ``communicate()``, ``stderr.read()``)."""
+    the kill tests use (``pid``, ``poll()``, ``returncode``, ``communicate()``), and ``errors()`` printed so far."""
 
     def __init__(self, argv: list[str], folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,6 @@ class EvonasProcess:
                                                                      str(self._err)))
         self._proc.start()
         self.pid = self._proc.pid
-        self.stderr = self  # proc.stderr.read(), as with Popen(stderr=PIPE)
 
     @property
     def returncode(self) -> int | None:
@@ -56,11 +55,11 @@ class EvonasProcess:
     def poll(self) -> int | None:
         return self._proc.exitcode
 
-    def read(self) -> str:
+    def errors(self) -> str:
         return self._err.read_text() if self._err.exists() else ""
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         self._proc.join(timeout)
         if self._proc.exitcode is None:
             raise TimeoutError(f"evonas did not finish in {timeout} s")
-        return (self._out.read_text() if self._out.exists() else ""), self.read()
+        return (self._out.read_text() if self._out.exists() else ""), self.errors()

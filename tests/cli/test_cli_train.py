@@ -6,17 +6,7 @@ import json
 
 import pytest
 
-from evonas.cli.main import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.conftest import cli as run_cli
 
 
 def test_eval_json_lines(capsys, tiny_run, tmp_path):

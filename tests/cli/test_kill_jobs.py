@@ -60,7 +60,7 @@ def _kill(proc: EvonasProcess) -> None:
 def _wait_for(cond, proc: EvonasProcess, timeout: float = 120, every: float = 0.02) -> None:
     deadline = time.time() + timeout
     while not cond():
-        assert proc.poll() is None, f"the job ended before the kill point: {proc.stderr.read() if proc.stderr else ''}"
+        assert proc.poll() is None, f"the job ended before the kill point: {proc.errors()}"
         assert time.time() < deadline, "the kill point never came"
         time.sleep(every)
 

@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from evonas.cli.main import main
 from evonas.jobs.train import TrainOptions, train
 from evonas.run.checkpoint import load_checkpoint
 from evonas.run.config import TrainConfig
 from evonas.training import distributed
 from evonas.training.strategies import list_strategies
 from evonas.training.supernet import train_supernet
-from tests.conftest import tiny_config
+from tests.conftest import cli as run_cli, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {"dataset": "synthetic", "val_size": 200, "epochs": 2, "batch_size": 64, "lr": 0.05, "seed": 0}  # tiny_config()
@@ -116,16 +115,6 @@ def test_every_strategy_trains_on_two_ranks_like_one(tmp_path):
         assert all(r["world_size"] == 2 and math.isfinite(r["train_loss"]) for r in log)
         _assert_matches_one_process(two, one)
     assert [r["phase"] for r in _log(tmp_path / "two" / "few-shot")] == ["few-shot", "few-shot"]
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,9 @@ def test_landmarks_from_a_run_are_its_anchors_averaged_over_seeds(tmp_path):
 # ----------------------------------------------------------------------- the ranking loss
 
 
-def test_step_back_propagates_the_hinge_of_an_out_of_order_pair_with_the_warmed_up_weight():
+def _two_landmarks():
+    """macro-fmnist, a seeded supernet of it, a batch, and two paths with their losses on that batch:
+    (space, model, x, y, (a, loss a), (b, loss b))."""
     space = get_space("macro-fmnist")
     torch.manual_seed(0)
     model = build_one_shot(space, small_config()).train()
@@ -152,6 +154,11 @@ def test_step_back_propagates_the_hinge_of_an_out_of_order_pair_with_the_warmed_
     a, b = space.parse("12012200"), space.parse("22222222")
     with torch.no_grad():
         loss_a, loss_b = F.cross_entropy(model(x, a), y).item(), F.cross_entropy(model(x, b), y).item()
+    return space, model, x, y, (a, loss_a), (b, loss_b)
+
+
+def test_step_back_propagates_the_hinge_of_an_out_of_order_pair_with_the_warmed_up_weight():
+    space, model, x, y, (a, loss_a), (b, loss_b) = _two_landmarks()
     assert loss_a != loss_b
     worse, better = (a, b) if loss_a > loss_b else (b, a)  # the landmark with the higher loss is told it is better
     cfg = small_config(landmark_archs=[[str(worse), 90.0], [str(better), 60.0]], landmark_weight=0.8,
@@ -197,14 +204,7 @@ def test_step_back_propagates_the_hinge_of_an_out_of_order_pair_with_the_warmed_
 
 
 def test_a_well_ordered_pair_adds_no_gradient(tmp_path):
-    space = get_space("macro-fmnist")
-    torch.manual_seed(0)
-    model = build_one_shot(space, small_config()).train()
-    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    y = torch.arange(8) % 10
-    a, b = space.parse("12012200"), space.parse("22222222")
-    with torch.no_grad():
-        loss_a, loss_b = F.cross_entropy(model(x, a), y).item(), F.cross_entropy(model(x, b), y).item()
+    space, model, x, y, (a, loss_a), (b, loss_b) = _two_landmarks()
     worse, better = (a, b) if loss_a > loss_b else (b, a)
     cfg = small_config(landmark_archs=[[str(worse), 60.0], [str(better), 90.0]], landmark_warmup=0.0)  # already in order
     strategy = make_strategy(space, cfg)

@@ -27,7 +27,7 @@ from evonas.training.sampling import PADA_EMA, PadaSampler, Sampler
 from evonas.training.size_lr import SizeLR
 from evonas.training.strategies import extreme_arch, make_strategy
 from evonas.training.train import train_supernet
-from tests.conftest import cli, refused_in_one_line, tiny_config
+from tests.conftest import cli, refused_in_one_line, supernet_weights, tiny_config
 
 SMALL = dict(train_limit=32, batch_size=16, val_size=200)  # two steps of 16 images an epoch
 LANDMARKS = [["12012200", 80.0], ["00000000", 70.0], ["22222222", 75.0]]
@@ -44,12 +44,8 @@ def small_config(**changes) -> TrainConfig:
     return tiny_config(**{**SMALL, **changes})
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "supernet.pt", weights_only=False)["model"]
-
-
 def _same_weights(a: Path, b: Path) -> bool:
-    wa, wb = _weights(a), _weights(b)
+    wa, wb = supernet_weights(a), supernet_weights(b)
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 

@@ -25,7 +25,7 @@ from evonas.supernet.ops import InvertedResidual
 from evonas.training.loop import epoch_generator, make_optimizer
 from evonas.training.strategies import Sandwich, extreme_arch, fair_paths, list_strategies, make_strategy
 from evonas.training.train import train_standalone, train_supernet
-from tests.conftest import tiny_config
+from tests.conftest import assert_same_weights, supernet_weights, tiny_config
 
 STRATEGIES = list_strategies()
 # the TrainConfig fields an older evonas did not write
@@ -45,17 +45,6 @@ def strategy_config(name: str) -> TrainConfig:
     # few-shot over 3 epochs splits after epoch 2, so stopping after epoch 1 resumes across the split
     extra = {"landmark_archs": LANDMARKS} if name == "landmark" else {}
     return small_config(strategy=name, epochs=3 if name == "few-shot" else 2, **extra)
-
-
-def _weights(run: Path) -> dict:
-    return torch.load(run / "supernet.pt", weights_only=False)["model"]
-
-
-def _assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +87,7 @@ def test_strategy_resumes_bit_identically(name, strategy_runs, tmp_path):
         train_supernet(run, cfg, progress=False, stop_after=stop)
         assert not (run / "supernet.pt").exists()
         train_supernet(run, cfg, progress=False, resume=True)
-        _assert_same_weights(run, strategy_runs[name])
+        assert_same_weights(run, strategy_runs[name])
     if name == "few-shot":
         phases = [json.loads(line)["phase"] for line in (run / "train_log.jsonl").read_text().splitlines()]
         assert phases == ["one-shot", "few-shot", "few-shot"]
@@ -123,7 +112,7 @@ def test_uniform_without_zero_init_is_the_original_spos_loop(tmp_path):
             loss.backward()
             opt.step()
             sched.step()
-    got = _weights(tmp_path / "run")
+    got = supernet_weights(tmp_path / "run")
     for k, v in model.state_dict().items():
         assert torch.equal(got[k], v), k
 
@@ -311,6 +300,6 @@ def test_a_checkpoint_of_an_older_evonas_resumes(tmp_path):
         state.pop(key)
     torch.save(state, ckpt)
     train_supernet(run, TrainConfig.from_dict(old), progress=False, resume=True)
-    _assert_same_weights(run, tmp_path / "reference")
+    assert_same_weights(run, tmp_path / "reference")
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["images_seen_total"] == 2 * 2 * cfg.batch_size

@@ -15,19 +15,8 @@ from evonas.run.checkpoint import load_checkpoint
 from evonas.errors import CheckpointError, RunDirError
 from evonas.run.run import Run
 from evonas.training.train import train_supernet
-from tests.conftest import tiny_config
+from tests.conftest import assert_same_weights, tiny_config
 from tests.procs import EvonasProcess
-
-
-def _weights(run: Path) -> dict:
-    return torch.load(run / "supernet.pt", weights_only=False)["model"]
-
-
-def _assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_run):
@@ -37,7 +26,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_ru
     assert not (stopped / "supernet.pt").exists()
     assert load_checkpoint(stopped / "checkpoints" / "last.pt", kind="supernet")["epoch"] == 1
     train_supernet(stopped, cfg, progress=False, resume=True)
-    _assert_same_weights(stopped, tiny_run)
+    assert_same_weights(stopped, tiny_run)
     log = [json.loads(line) for line in (stopped / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
 
@@ -61,7 +50,7 @@ def test_sigkill_during_training_then_resume(tmp_path, tiny_run):
     assert done.returncode == 0, err
     reference = tmp_path / "reference"
     train_supernet(reference, tiny_config(epochs=6, train_limit=256), progress=False)
-    _assert_same_weights(run, reference)
+    assert_same_weights(run, reference)
 
 
 def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path, tiny_run):
